@@ -1,0 +1,1 @@
+"""video-ai: per-frame video embeddings with exact timestamps."""

@@ -1,0 +1,203 @@
+"""The job record, frames, shots and search hits (DESIGN §3): one JSON shape for API, CLI and callback."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+# Fixed namespace so point ids are the same on every machine and every run.
+POINT_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4d6b-9a57-2f4e2b7c9e10")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def point_id(job_id: str, frame_number: int) -> str:
+    """uuid5 of job id + frame number: re-processing overwrites a point, never duplicates it."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{job_id}:{frame_number}"))
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+# Allowed transitions; anything else is refused by a conditional write.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.FAILED}),
+    JobStatus.PROCESSING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class S3Location(_Model):
+    bucket: str
+    key: str
+    version: str | None = None
+
+
+class Source(_Model):
+    url: str | None = None
+    s3: S3Location | None = None
+
+    def describe(self) -> str:
+        if self.s3 is not None:
+            return f"s3://{self.s3.bucket}/{self.s3.key}"
+        return self.url or ""
+
+
+SamplingMode = Literal["fps", "shots", "keyframes"]
+
+
+class Sampling(_Model):
+    mode: SamplingMode = "fps"
+    fps: float = Field(default=1.0, gt=0, le=60)
+    max_frames: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class VideoInfo(_Model):
+    container: str
+    codec: str
+    width: int
+    height: int
+    rotation: int = 0
+    fps: float | None = None
+    vfr: bool = False
+    duration_s: float
+    frame_count: int | None = None
+
+
+class ModelInfo(_Model):
+    name: str
+    version: str
+    dim: int
+
+
+class Timings(_Model):
+    fetch_s: float = 0.0
+    decode_s: float = 0.0
+    embed_s: float = 0.0
+    index_s: float = 0.0
+    total_s: float = 0.0
+
+
+class ErrorInfo(_Model):
+    code: str
+    message: str
+
+
+class CallbackState(_Model):
+    status: Literal["pending", "delivered", "failed", "gone"] = "pending"
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: str | None = None
+
+
+class Job(_Model):
+    job_id: str
+    status: JobStatus = JobStatus.QUEUED
+    created_at: str = Field(default_factory=utc_now)
+    updated_at: str = Field(default_factory=utc_now)
+    tenant: str = "default"
+    tags: dict[str, str] = Field(default_factory=dict)
+    source: Source
+    callback_url: str | None = None
+    sha256: str | None = None
+    sampling: Sampling = Field(default_factory=Sampling)
+    video: VideoInfo | None = None
+    model: ModelInfo | None = None
+    frames_indexed: int = 0
+    shots_detected: int = 0
+    progress: float = 0.0
+    timings: Timings = Field(default_factory=Timings)
+    error: ErrorInfo | None = None
+    callback: CallbackState | None = None
+    reused_from: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The JSON a client sees (API, `--json`, callback `data`)."""
+        return self.model_dump(mode="json")
+
+
+class Shot(_Model):
+    index: int
+    start_s: float
+    end_s: float
+    start_frame: int
+    end_frame: int
+
+
+class Frame(_Model):
+    index: int
+    pts_s: float
+    frame_number: int
+    shot: int
+    point_id: str
+
+
+class SearchHit(_Model):
+    job_id: str
+    pts_s: float
+    frame_number: int
+    shot: int
+    score: float
+
+
+@dataclass(slots=True)
+class SampledFrame:
+    """A decoded, upright RGB frame chosen by the sampler, with its exact presentation time."""
+
+    index: int
+    pts_s: float
+    frame_number: int
+    shot: int
+    image: np.ndarray  # H x W x 3, uint8, RGB, already rotated upright
+    thumbnail: np.ndarray | None = None
+
+
+@dataclass(slots=True)
+class FramePoint:
+    """One vector to store: the frame's embedding plus the payload DESIGN §3 fixes."""
+
+    id: str
+    vector: np.ndarray
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ScoredPoint:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class SearchFilter:
+    tenant: str | None = None
+    job_id: str | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+def collection_name(model: ModelInfo) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in model.name)
+    return f"frames__{safe}__{model.dim}"

@@ -1,0 +1,141 @@
+"""Ports: what services need from the outside world. Adapters implement them; tests use fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from video_ai.domain.models import (
+    FramePoint,
+    Job,
+    JobStatus,
+    ModelInfo,
+    SampledFrame,
+    Sampling,
+    ScoredPoint,
+    SearchFilter,
+    Shot,
+    Source,
+    VideoInfo,
+)
+
+
+class Embedder(Protocol):
+    """Turns RGB uint8 images (any size; resized inside) into L2-normalised float32 vectors."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) the model wants; frame sources may decode straight to it."""
+        ...
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Return an (N, dim) float32 array, each row of unit length."""
+        ...
+
+
+class VideoReader(Protocol):
+    """One linear decode pass over a file: metadata first, then sampled frames; shots after the pass."""
+
+    @property
+    def info(self) -> VideoInfo: ...
+
+    def __iter__(self) -> Iterator[SampledFrame]: ...
+
+    @property
+    def shots(self) -> list[Shot]:
+        """Complete once iteration has finished."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FrameSource(Protocol):
+    def open(
+        self,
+        path: Path,
+        sampling: Sampling,
+        image_size: tuple[int, int] | None = None,
+        thumbnail_width: int | None = None,
+        start_s: float | None = None,
+        end_s: float | None = None,
+    ) -> VideoReader:
+        """Probe `path` and prepare a pass. Raises UnsupportedMedia / NoVideoStream / CorruptMedia / EmptyVideo."""
+        ...
+
+
+@dataclass(slots=True)
+class FetchedVideo:
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+class VideoFetcher(Protocol):
+    def fetch(self, source: Source, workdir: Path) -> FetchedVideo:
+        """Bring the source to a local file under workdir. Raises VideoNotFound, ForbiddenAddress, SourceTooLarge,
+        FetchFailed."""
+        ...
+
+
+class VectorIndex(Protocol):
+    def ensure_collection(self, model: ModelInfo) -> None: ...
+
+    def upsert(self, model: ModelInfo, points: Sequence[FramePoint]) -> None: ...
+
+    def search(
+        self, model: ModelInfo, vector: np.ndarray, limit: int, flt: SearchFilter
+    ) -> list[ScoredPoint]: ...
+
+    def get_vector(self, model: ModelInfo, point_id: str) -> np.ndarray | None: ...
+
+    def count(self, model: ModelInfo, flt: SearchFilter) -> int: ...
+
+    def delete(self, model: ModelInfo, flt: SearchFilter) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JobRepository(Protocol):
+    def create(self, job: Job) -> Job:
+        """Store a new job; raises Conflict when the id exists already."""
+        ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def transition(self, job_id: str, to: JobStatus, **fields: Any) -> Job:
+        """Conditional write: only along TRANSITIONS; raises InvalidTransition otherwise."""
+        ...
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Unconditional update of non-status fields (progress, callback state)."""
+        ...
+
+
+class JobQueue(Protocol):
+    def send(self, message: dict[str, Any]) -> None: ...
+
+
+class Notifier(Protocol):
+    def job_finished(self, job: Job) -> None: ...
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+
+class Metrics(Protocol):
+    def count(self, name: str, value: float = 1.0, **labels: str) -> None: ...
+
+    def observe(self, name: str, value: float, **labels: str) -> None: ...
+
+
+class Tracing(Protocol):
+    def span(self, name: str) -> AbstractContextManager[Any]: ...

@@ -1,0 +1,231 @@
+"""Configuration: one pydantic model, read from YAML, overridden by `VIDEO_AI__SECTION__KEY` variables.
+
+Secrets (Qdrant API key, webhook secrets, API keys) come only from the environment or AWS, never from YAML.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from video_ai.domain.errors import ConfigError
+
+ENV_PREFIX = "VIDEO_AI__"
+DEFAULT_CONFIG_PATH = Path("config/config.yml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class QdrantSettings(_Section):
+    backend: Literal["edge", "server"] = Field(
+        default="edge", description="edge: Qdrant's embedded engine under data_dir; server: a Qdrant server by URL"
+    )
+    host: str = Field(default="127.0.0.1", description="Qdrant server host (backend: server)")
+    port: int = Field(default=6333, ge=1, le=65535)
+    url: str | None = Field(default=None, description="Full server URL; wins over host/port when set")
+    https: bool = False
+    api_key: SecretStr | None = Field(
+        default=None, description="From the environment only (VIDEO_AI__QDRANT__API_KEY or QDRANT_API_KEY)"
+    )
+    timeout_s: float = Field(default=10.0, gt=0)
+    upsert_batch: int = Field(default=256, ge=1, le=10_000)
+
+    def server_url(self) -> str:
+        if self.url:
+            return self.url
+        scheme = "https" if self.https else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    json_logs: bool = Field(default=True, alias="json", description="JSON lines (powertools) or plain text")
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class SamplingSettings(_Section):
+    mode: Literal["fps", "shots", "keyframes"] = "fps"
+    fps: float = Field(default=1.0, gt=0, le=60)
+    max_frames: int | None = Field(default=None, ge=1, le=100_000)
+    shot_threshold: float = Field(default=27.0, gt=0, description="PySceneDetect ContentDetector threshold")
+    min_shot_s: float = Field(default=0.5, ge=0, description="Shortest shot; cuts closer than this are merged")
+
+
+class ModelSettings(_Section):
+    name: str = "efficientnet-lite0"
+    version: str = "imagenet-1"
+    path: Path | None = Field(
+        default=None, description="ONNX file; unset: the built-in EfficientNet-Lite0, built on first use into data_dir"
+    )
+    precision: Literal["fp32", "int8"] = "fp32"
+    input_width: int = Field(default=224, ge=16, le=4096)
+    input_height: int = Field(default=224, ge=16, le=4096)
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    color_order: Literal["RGB", "BGR"] = "RGB"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    input_name: str | None = None
+    output_name: str = "embedding"
+    dim: int = Field(default=1280, ge=1)
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0 = one per core")
+
+
+class LimitsSettings(_Section):
+    max_source_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_duration_s: float = Field(default=4 * 3600.0, gt=0)
+    max_pixels: int = Field(default=7680 * 4320, ge=1, description="Largest frame (width x height) decoded")
+    decode_timeout_s: float = Field(default=600.0, gt=0, description="Watchdog: a decode pass longer than this fails")
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=30.0, gt=0)
+    max_redirects: int = Field(default=3, ge=0, le=10)
+    max_url_length: int = Field(default=2048, ge=16)
+
+
+class NetworkSettings(_Section):
+    allow_http: bool = Field(default=False, description="Allow plain http:// for video_url and callback_url")
+    allow_private_addresses: bool = Field(
+        default=False, description="Allow loopback/private targets (development only; the deployed profile refuses)"
+    )
+    allowed_ports: list[int] = Field(default_factory=lambda: [80, 443, 8080, 8443])
+
+
+class WebhookSettings(_Section):
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+
+
+class AwsSettings(_Section):
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(default=None, description="moto's server in `serve`; unset in AWS")
+    jobs_table: str = "video-ai-jobs"
+    jobs_queue_url: str | None = None
+    topic_arn: str | None = None
+    uploads_bucket: str | None = None
+
+
+class ScaleSettings(_Section):
+    segment_s: float = Field(default=300.0, gt=0, description="Videos longer than this are split into segments")
+    pipeline_queue: int = Field(default=4, ge=1, le=64, description="Batches buffered between decode and embed")
+
+
+class Settings(_Section):
+    profile: Literal["development", "deployed"] = "deployed"
+    stage: str = "dev"
+    data_dir: Path = Path(".video-ai")
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    scale: ScaleSettings = Field(default_factory=ScaleSettings)
+
+    @model_validator(mode="after")
+    def _deployed_refuses_unsafe_network(self) -> Settings:
+        if self.profile == "deployed" and (self.network.allow_http or self.network.allow_private_addresses):
+            raise ValueError("network.allow_http / allow_private_addresses are for the development profile only")
+        return self
+
+    def development(self) -> Settings:
+        """The profile `serve` and the CLI use: plain http and loopback allowed for local servers."""
+        data = self.model_dump(mode="python")
+        data["profile"] = "development"
+        data["network"]["allow_http"] = True
+        data["network"]["allow_private_addresses"] = True
+        return Settings.model_validate(data)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value) if value else value
+    if "QDRANT_API_KEY" in environ:
+        tree.setdefault("qdrant", {}).setdefault("api_key", environ["QDRANT_API_KEY"])
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(root)"
+    return f"{source}: {loc}: {first['msg']}"
+
+
+def parse_settings(data: Mapping[str, Any], source: str = "config") -> Settings:
+    """Validate a mapping; raise ConfigError with one line naming the source, the field and the problem."""
+    if "qdrant" in data and isinstance(data["qdrant"], Mapping) and "api_key" in data["qdrant"]:
+        if source != "environment":
+            raise ConfigError(f"{source}: qdrant.api_key: secrets come from the environment, not the config file",
+                              field="qdrant.api_key")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source), field=".".join(map(str, err.errors()[0]["loc"]))) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} not valid YAML: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: (root): expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """YAML file (if any) + environment overrides. `path=None` uses $VIDEO_AI_CONFIG or config/config.yml if present."""
+    env = os.environ if environ is None else environ
+    if path is None:
+        configured = env.get("VIDEO_AI_CONFIG")
+        path = Path(configured) if configured else (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None)
+    file_data = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "config"
+    parse_settings(file_data, source)  # file errors name the file, not the merged result
+    merged = _merge(file_data, _env_overrides(env))
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, f"{source} + environment")) from None
+
+
+def json_schema() -> dict[str, Any]:
+    return Settings.model_json_schema(by_alias=True)
