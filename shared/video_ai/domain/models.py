@@ -112,6 +112,17 @@ class CallbackState(_Model):
     delivered_at: str | None = None
 
 
+class Shot(_Model):
+    index: int
+    start_s: float
+    end_s: float
+    start_frame: int
+    end_frame: int
+
+
+_PRIVATE_JOB_FIELDS = {"shots", "request_hash", "content_key"}
+
+
 class Job(_Model):
     job_id: str
     status: JobStatus = JobStatus.QUEUED
@@ -132,18 +143,14 @@ class Job(_Model):
     error: ErrorInfo | None = None
     callback: CallbackState | None = None
     reused_from: str | None = None
+    request_hash: str | None = None
+    content_key: str | None = None
+    # Stored with the record for GET /jobs/{id}/shots; left out of the public record to keep callbacks small.
+    shots: list[Shot] = Field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         """The JSON a client sees (API, `--json`, callback `data`)."""
-        return self.model_dump(mode="json")
-
-
-class Shot(_Model):
-    index: int
-    start_s: float
-    end_s: float
-    start_frame: int
-    end_frame: int
+        return self.model_dump(mode="json", exclude=_PRIVATE_JOB_FIELDS)
 
 
 class Frame(_Model):

@@ -1,0 +1,339 @@
+"""analyze_video: fetch ▶ probe ▶ sample frames ▶ embed in batches ▶ upsert ▶ finish the job ▶ notify."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from video_ai.domain.errors import JobCancelled, JobNotFound, RetriesExhausted, VideoAIError
+from video_ai.domain.models import (
+    ErrorInfo,
+    Frame,
+    FramePoint,
+    Job,
+    JobStatus,
+    SampledFrame,
+    Shot,
+    Timings,
+    point_id,
+)
+from video_ai.domain.ports import (
+    Embedder,
+    FrameSource,
+    JobRepository,
+    Metrics,
+    Notifier,
+    Tracing,
+    VectorIndex,
+    VideoFetcher,
+)
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float], None]
+FrameHook = Callable[[SampledFrame], None]
+
+
+class NullMetrics:
+    def count(self, name: str, value: float = 1.0, **labels: str) -> None:
+        return None
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        return None
+
+
+class NullTracing:
+    def span(self, name: str) -> Any:
+        return nullcontext()
+
+
+@dataclass(slots=True)
+class AnalyzeDeps:
+    jobs: JobRepository
+    fetcher: VideoFetcher
+    frames: FrameSource
+    embedder: Embedder
+    index: VectorIndex
+    notifier: Notifier | None
+    workdir: Path
+    metrics: Metrics = field(default_factory=NullMetrics)
+    tracing: Tracing = field(default_factory=NullTracing)
+    batch_size: int = 32
+    pipeline_queue: int = 4
+    # How often (in batches) progress is written and cancellation checked.
+    progress_every: int = 4
+
+
+@dataclass(slots=True)
+class AnalysisResult:
+    job: Job
+    frames: list[Frame] = field(default_factory=list)
+    shots: list[Shot] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Batch:
+    frames: list[SampledFrame]
+    decode_s: float
+
+
+_DONE = object()
+
+
+def _batches(frames: Iterator[SampledFrame], size: int, hook: FrameHook | None) -> Iterator[_Batch]:
+    batch: list[SampledFrame] = []
+    started = time.perf_counter()
+    for frame in frames:
+        if hook is not None:
+            hook(frame)
+        batch.append(frame)
+        if len(batch) >= size:
+            yield _Batch(batch, time.perf_counter() - started)
+            batch = []
+            started = time.perf_counter()
+    if batch:
+        yield _Batch(batch, time.perf_counter() - started)
+
+
+def _prefetch(batches: Iterator[_Batch], depth: int, stop: threading.Event) -> Iterator[_Batch]:
+    """Decode in a thread while the caller embeds: PyAV and onnxruntime both release the GIL."""
+    slots: queue.Queue[object] = queue.Queue(maxsize=depth)
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        slots.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_DONE)
+        except BaseException as err:  # re-raised in the consumer, which owns the job's error handling
+            slots.put(err)
+
+    producer = threading.Thread(target=produce, name="decode", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, _Batch)
+            yield item
+    finally:
+        stop.set()
+        # Drain so a producer blocked on put() sees the stop flag and ends.
+        while producer.is_alive():
+            try:
+                slots.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        producer.join(timeout=5)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def analyze_video(
+    job_id: str,
+    deps: AnalyzeDeps,
+    *,
+    on_progress: ProgressFn | None = None,
+    on_frame: FrameHook | None = None,
+    thumbnail_width: int | None = None,
+    final_attempt: bool = False,
+) -> AnalysisResult:
+    """Run one job to a terminal state. Permanent errors end it `failed`; transient ones raise for a retry.
+
+    `final_attempt` (the queue's last delivery) turns a transient error into `failed/retries_exhausted` before raising,
+    so the job never hangs in `processing` while its message sits in the DLQ.
+    """
+    job = deps.jobs.get(job_id)
+    if job is None:
+        raise JobNotFound(f"job {job_id} does not exist")
+    if job.status.terminal:
+        logger.info("job already %s; nothing to do", job.status.value, extra={"job_id": job_id})
+        return AnalysisResult(job=job, shots=job.shots)
+    if job.status is JobStatus.QUEUED:
+        job = deps.jobs.transition(job_id, JobStatus.PROCESSING)
+    deps.metrics.count("jobs_started")
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix=f"job-{job_id[:8]}-", dir=_ensure_dir(deps.workdir)))
+    try:
+        result = _run(job, deps, workdir, started, on_progress, on_frame, thumbnail_width)
+    except _Cancelled:
+        logger.info("job cancelled while processing", extra={"job_id": job_id})
+        return AnalysisResult(job=job)
+    except VideoAIError as err:
+        if err.permanent:
+            return AnalysisResult(job=_fail(job, deps, err, started))
+        if final_attempt:
+            _fail(job, deps, RetriesExhausted(f"gave up after retries: {err.code}: {err.message}"), started)
+        raise
+    except Exception as err:
+        if final_attempt:
+            _fail(job, deps, RetriesExhausted(f"gave up after retries: {type(err).__name__}"), started)
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def _ensure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _fail(job: Job, deps: AnalyzeDeps, err: VideoAIError, started: float) -> Job:
+    logger.warning("job failed: %s: %s", err.code, err.message, extra={"job_id": job.job_id})
+    try:
+        failed = deps.jobs.transition(
+            job.job_id,
+            JobStatus.FAILED,
+            error=ErrorInfo(code=err.code, message=err.message),
+            timings=job.timings.model_copy(update={"total_s": round(time.perf_counter() - started, 4)}),
+        )
+    except VideoAIError as conflict:
+        if conflict.code != "invalid_transition":
+            raise
+        current = deps.jobs.get(job.job_id)
+        return current if current is not None else job
+    deps.metrics.count("jobs_failed", error_code=err.code)
+    if deps.notifier is not None:
+        deps.notifier.job_finished(failed)
+    return failed
+
+
+def _run(
+    job: Job,
+    deps: AnalyzeDeps,
+    workdir: Path,
+    started: float,
+    on_progress: ProgressFn | None,
+    on_frame: FrameHook | None,
+    thumbnail_width: int | None,
+) -> AnalysisResult:
+    timings = Timings()
+    with deps.tracing.span("fetch"):
+        t0 = time.perf_counter()
+        fetched = deps.fetcher.fetch(job.source, workdir)
+        timings.fetch_s = time.perf_counter() - t0
+    model = deps.embedder.info
+    reader = deps.frames.open(
+        fetched.path, job.sampling, image_size=deps.embedder.input_size, thumbnail_width=thumbnail_width
+    )
+    frames: list[Frame] = []
+    try:
+        video = reader.info
+        deps.jobs.update(job.job_id, video=video, sha256=fetched.sha256, model=model)
+        with deps.tracing.span("index"):
+            deps.index.ensure_collection(model)
+        stop = threading.Event()
+        batches = _prefetch(_batches(iter(reader), deps.batch_size, on_frame), deps.pipeline_queue, stop)
+        source_label = job.source.describe()
+        for number, batch in enumerate(batches, start=1):
+            timings.decode_s += batch.decode_s
+            with deps.tracing.span("embed"):
+                t0 = time.perf_counter()
+                vectors = deps.embedder.embed([f.image for f in batch.frames])
+                timings.embed_s += time.perf_counter() - t0
+            points, new_frames = _points(job, batch.frames, vectors, source_label)
+            with deps.tracing.span("index"):
+                t0 = time.perf_counter()
+                deps.index.upsert(model, points)
+                timings.index_s += time.perf_counter() - t0
+            frames.extend(new_frames)
+            progress = min(0.99, batch.frames[-1].pts_s / video.duration_s) if video.duration_s > 0 else 0.0
+            if on_progress is not None:
+                on_progress(progress)
+            if number % deps.progress_every == 0:
+                _checkpoint(job.job_id, deps, progress)
+        shots = reader.shots
+    finally:
+        reader.close()
+    timings.total_s = time.perf_counter() - started
+    timings = Timings(**{k: round(v, 4) for k, v in timings.model_dump().items()})
+    with deps.tracing.span("notify"):
+        done = deps.jobs.transition(
+            job.job_id,
+            JobStatus.SUCCEEDED,
+            frames_indexed=len(frames),
+            shots_detected=len(shots),
+            shots=shots,
+            timings=timings,
+            progress=1.0,
+        )
+        _record_success(done, deps)
+        if deps.notifier is not None:
+            deps.notifier.job_finished(done)
+    if on_progress is not None:
+        on_progress(1.0)
+    return AnalysisResult(job=done, frames=frames, shots=shots)
+
+
+def _points(
+    job: Job, frames: list[SampledFrame], vectors: np.ndarray, source_label: str
+) -> tuple[list[FramePoint], list[Frame]]:
+    points: list[FramePoint] = []
+    out: list[Frame] = []
+    for frame, vector in zip(frames, vectors, strict=True):
+        pid = point_id(job.job_id, frame.frame_number)
+        points.append(
+            FramePoint(
+                id=pid,
+                vector=vector,
+                payload={
+                    "job_id": job.job_id,
+                    "tenant": job.tenant,
+                    "index": frame.index,
+                    "pts_s": frame.pts_s,
+                    "frame_number": frame.frame_number,
+                    "shot": frame.shot,
+                    "source": source_label,
+                },
+            )
+        )
+        out.append(Frame(index=frame.index, pts_s=frame.pts_s, frame_number=frame.frame_number, shot=frame.shot,
+                         point_id=pid))
+    return points, out
+
+
+def _checkpoint(job_id: str, deps: AnalyzeDeps, progress: float) -> None:
+    """Write progress; a job deleted meanwhile (DELETE /jobs/{id}) stops at this batch."""
+    current = deps.jobs.get(job_id)
+    if current is None or current.status is not JobStatus.PROCESSING:
+        raise _Cancelled()
+    deps.jobs.update(job_id, progress=round(progress, 4))
+
+
+def _record_success(job: Job, deps: AnalyzeDeps) -> None:
+    deps.metrics.count("jobs_succeeded")
+    deps.metrics.count("frames_indexed", float(job.frames_indexed))
+    if job.video is not None:
+        deps.metrics.count("video_seconds_processed", job.video.duration_s)
+        if job.timings.total_s > 0:
+            deps.metrics.observe("realtime_factor", job.video.duration_s / job.timings.total_s)
+    deps.metrics.observe("decode_seconds", job.timings.decode_s)
+    deps.metrics.observe("embed_seconds", job.timings.embed_s)
+    deps.metrics.observe("index_seconds", job.timings.index_s)
+    deps.metrics.observe("job_seconds", job.timings.total_s)
+
+
+__all__ = ["AnalysisResult", "AnalyzeDeps", "JobCancelled", "NullMetrics", "NullTracing", "analyze_video"]
