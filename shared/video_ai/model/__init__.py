@@ -1,1 +1,107 @@
+"""The built-in embedding model: EfficientNet-Lite0 read from its PyPI wheel, built as ONNX and cached on disk.
 
+Public API: `build_model`, `ensure_model`, `cached_model_path`, `imagenet_labels`. Importing this package pulls in
+no onnx/numpy-heavy work; the builders import lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from video_ai.domain.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from video_ai.settings import ModelSettings
+
+log = logging.getLogger(__name__)
+
+BUILTIN_MODEL_NAME = "efficientnet-lite0"
+LABELS_FILE = "imagenet_classes.txt"
+
+
+def _atomic_write(out_path: Path, write: Callable[[Path], None]) -> Path:
+    """Write via a unique temp file in the target directory, then os.replace: readers never see half a file."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+def build_model(out_path: Path, *, include_logits: bool = False, weights: Path | None = None) -> Path:
+    """Build the fp32 EfficientNet-Lite0 ONNX model at `out_path` (atomically) and return the path."""
+    import onnx
+
+    from video_ai.model.efficientnet_lite import build_model_proto
+
+    proto = build_model_proto(weights, include_logits=include_logits)
+    return _atomic_write(Path(out_path), lambda tmp: onnx.save_model(proto, str(tmp)))
+
+
+def cached_model_path(settings: ModelSettings, data_dir: Path) -> Path:
+    """Where the built-in model is cached: data_dir/models/{name}-{version}-{precision}.onnx."""
+    return Path(data_dir) / "models" / f"{settings.name}-{settings.version}-{settings.precision}.onnx"
+
+
+def ensure_model(
+    settings: ModelSettings,
+    data_dir: Path,
+    *,
+    calibration_images: Sequence[np.ndarray] | None = None,
+) -> Path:
+    """Return settings.path when set, else the cached built-in model, building it first when missing.
+
+    `precision: int8` quantises the fp32 model statically, calibrated on `calibration_images` (RGB uint8) or, when
+    none are given, on frames decoded from a generated clip.
+    """
+    if settings.path is not None:
+        if not Path(settings.path).is_file():
+            raise ConfigError(f"model.path: {settings.path} does not exist", field="model.path")
+        return Path(settings.path)
+    if settings.name != BUILTIN_MODEL_NAME:
+        raise ConfigError(
+            f"model.path: required for model {settings.name!r} (only {BUILTIN_MODEL_NAME} is built in)",
+            field="model.path",
+        )
+    target = cached_model_path(settings, data_dir)
+    if target.is_file():
+        return target
+    # Logits ride along (4 MB) so the cached model can also label frames; `embedding` stays the first output.
+    fp32 = target.with_name(f"{settings.name}-{settings.version}-fp32.onnx")
+    if not fp32.is_file():
+        log.info("building %s into %s", BUILTIN_MODEL_NAME, fp32)
+        build_model(fp32, include_logits=True)
+    if settings.precision == "fp32":
+        return fp32
+    from video_ai.model.quantize import default_calibration_images, quantize_int8
+
+    images = list(calibration_images) if calibration_images is not None else default_calibration_images()
+    log.info("quantising %s to int8 on %d calibration images", fp32.name, len(images))
+    return _atomic_write(target, lambda tmp: quantize_int8(fp32, tmp, images, settings))
+
+
+@lru_cache(maxsize=1)
+def imagenet_labels() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names, index-aligned with the `logits` output."""
+    text = resources.files(__package__).joinpath(LABELS_FILE).read_text(encoding="utf-8")
+    labels = tuple(line for line in text.splitlines() if line)
+    if len(labels) != 1000:
+        raise RuntimeError(f"{LABELS_FILE}: expected 1000 labels, found {len(labels)}")
+    return labels
+
+
+__all__ = ["BUILTIN_MODEL_NAME", "build_model", "cached_model_path", "ensure_model", "imagenet_labels"]
