@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up a virtualenv (first run only) and run every check CI runs: ruff, mypy --strict, cfn-lint, pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[dev]'
+echo "== ruff"
+.venv/bin/ruff check shared functions tests benchmarks
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== cfn-lint"
+.venv/bin/cfn-lint template.yaml
+echo "== pytest"
+# pytest exits 5 when it collected no test: that is a failure here, and `set -e` makes it one.
+.venv/bin/python -m pytest -q "$@"

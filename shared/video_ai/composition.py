@@ -1,0 +1,53 @@
+"""Building blocks the composition roots share (CLI, `serve`, the functions' bootstrap modules).
+
+Each builder imports its heavy dependency (onnxruntime, PyAV, qdrant) only when called, so an entry point that
+never embeds or decodes never pays for those imports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from video_ai.settings import Settings
+
+if TYPE_CHECKING:
+    from video_ai.adapters.aws import AwsClients
+    from video_ai.domain.ports import Embedder, FrameSource, VectorIndex, VideoFetcher
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    from video_ai.adapters.onnx_embedder import OnnxEmbedder
+    from video_ai.model import ensure_model
+
+    return OnnxEmbedder(settings.model, ensure_model(settings.model, settings.data_dir))
+
+
+def build_frame_source(settings: Settings) -> FrameSource:
+    from video_ai.adapters.frame_source import PyAVFrameSource
+
+    return PyAVFrameSource(settings.sampling, settings.limits)
+
+
+def build_index(settings: Settings) -> VectorIndex:
+    from video_ai.adapters.vector_index_factory import build_vector_index
+
+    return build_vector_index(settings)
+
+
+def build_aws_clients(settings: Settings) -> AwsClients:
+    from video_ai.adapters.aws import AwsClients
+
+    return AwsClients(settings.aws.region, endpoint_url=settings.aws.endpoint_url)
+
+
+def build_fetcher(settings: Settings, *, allow_local_files: bool, clients: AwsClients | None = None) -> VideoFetcher:
+    from video_ai.adapters.http_fetch import HttpVideoFetcher
+    from video_ai.adapters.s3_store import S3VideoFetcher
+
+    s3 = S3VideoFetcher(clients or build_aws_clients(settings), settings.limits.max_source_bytes)
+    return HttpVideoFetcher(settings.network, settings.limits, s3_fetcher=s3, allow_local_files=allow_local_files)
+
+
+def workdir(settings: Settings) -> Path:
+    return settings.data_dir / "tmp"

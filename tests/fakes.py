@@ -1,0 +1,205 @@
+"""Fakes for unit tests: they record state; tests assert on that state (CONVENTIONS: no call-sequence mocks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from video_ai.domain.errors import VideoAIError
+from video_ai.domain.models import (
+    FramePoint,
+    Job,
+    ModelInfo,
+    SampledFrame,
+    Sampling,
+    ScoredPoint,
+    SearchFilter,
+    Shot,
+    Source,
+    VideoInfo,
+)
+from video_ai.domain.ports import FetchedVideo
+
+
+class FakeFetcher:
+    def __init__(self, error: VideoAIError | None = None) -> None:
+        self.error = error
+        self.fetched: list[Source] = []
+
+    def fetch(self, source: Source, workdir: Path) -> FetchedVideo:
+        self.fetched.append(source)
+        if self.error is not None:
+            raise self.error
+        path = workdir / "video.mp4"
+        path.write_bytes(b"fake")
+        return FetchedVideo(path=path, sha256="0" * 64, size_bytes=4)
+
+
+class FakeReader:
+    def __init__(self, frames: list[SampledFrame], shots: list[Shot], info: VideoInfo,
+                 error_after: VideoAIError | None = None) -> None:
+        self._frames = frames
+        self._shots = shots
+        self._info = info
+        self.error_after = error_after
+        self.closed = False
+
+    @property
+    def info(self) -> VideoInfo:
+        return self._info
+
+    def __iter__(self) -> Iterator[SampledFrame]:
+        yield from self._frames
+        if self.error_after is not None:
+            raise self.error_after
+
+    @property
+    def shots(self) -> list[Shot]:
+        return self._shots
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeFrameSource:
+    """Frames every second; shot changes every `shot_len` frames; each shot has its own base colour."""
+
+    def __init__(self, n_frames: int = 10, shot_len: int = 5, open_error: VideoAIError | None = None,
+                 error_after: VideoAIError | None = None) -> None:
+        self.n_frames = n_frames
+        self.shot_len = shot_len
+        self.open_error = open_error
+        self.error_after = error_after
+        self.opened = 0
+        self.readers: list[FakeReader] = []
+
+    def open(self, path: Path, sampling: Sampling, image_size: tuple[int, int] | None = None,
+             thumbnail_width: int | None = None, start_s: float | None = None,
+             end_s: float | None = None) -> FakeReader:
+        self.opened += 1
+        if self.open_error is not None:
+            raise self.open_error
+        w, h = image_size or (8, 8)
+        frames = [
+            SampledFrame(index=i, pts_s=float(i), frame_number=i * 25, shot=i // self.shot_len,
+                         image=np.full((h, w, 3), (i // self.shot_len) * 40, dtype=np.uint8))
+            for i in range(self.n_frames)
+        ]
+        n_shots = (self.n_frames + self.shot_len - 1) // self.shot_len
+        shots = [Shot(index=s, start_s=float(s * self.shot_len), end_s=float(min((s + 1) * self.shot_len,
+                 self.n_frames)), start_frame=s * self.shot_len * 25,
+                 end_frame=min((s + 1) * self.shot_len, self.n_frames) * 25 - 1) for s in range(n_shots)]
+        info = VideoInfo(container="mp4", codec="h264", width=w, height=h, fps=25.0,
+                         duration_s=float(self.n_frames), frame_count=self.n_frames * 25)
+        reader = FakeReader(frames, shots, info, self.error_after)
+        self.readers.append(reader)
+        return reader
+
+
+class FakeEmbedder:
+    """Vectors derived from the mean pixel value, so equal images give equal vectors."""
+
+    def __init__(self, dim: int = 4) -> None:
+        self.dim = dim
+        self.embedded = 0
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(name="fake", version="1", dim=self.dim)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (8, 8)
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        self.embedded += len(images)
+        out = np.zeros((len(images), self.dim), dtype=np.float32)
+        for row, image in enumerate(images):
+            angle = float(image.mean()) / 255.0 * np.pi
+            out[row, 0] = np.cos(angle)
+            out[row, 1] = np.sin(angle)
+        return out
+
+
+class FakeIndex:
+    def __init__(self, error: VideoAIError | None = None) -> None:
+        self.points: dict[str, FramePoint] = {}
+        self.error = error
+        self.upserts = 0
+
+    def ensure_collection(self, model: ModelInfo) -> None:
+        return None
+
+    def upsert(self, model: ModelInfo, points: Sequence[FramePoint]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.upserts += 1
+        for p in points:
+            self.points[p.id] = p
+
+    def _match(self, p: FramePoint, flt: SearchFilter) -> bool:
+        pl = p.payload
+        return ((flt.tenant is None or pl["tenant"] == flt.tenant) and (flt.job_id is None or pl["job_id"] == flt.job_id)
+                and (flt.start_s is None or pl["pts_s"] >= flt.start_s)
+                and (flt.end_s is None or pl["pts_s"] <= flt.end_s))
+
+    def search(self, model: ModelInfo, vector: np.ndarray, limit: int, flt: SearchFilter) -> list[ScoredPoint]:
+        scored = [ScoredPoint(id=p.id, score=float(np.dot(p.vector, vector)), payload=p.payload)
+                  for p in self.points.values() if self._match(p, flt)]
+        return sorted(scored, key=lambda s: -s.score)[:limit]
+
+    def get_vector(self, model: ModelInfo, point_id: str) -> np.ndarray | None:
+        p = self.points.get(point_id)
+        return None if p is None else p.vector
+
+    def count(self, model: ModelInfo, flt: SearchFilter) -> int:
+        return sum(1 for p in self.points.values() if self._match(p, flt))
+
+    def delete(self, model: ModelInfo, flt: SearchFilter) -> None:
+        self.points = {k: p for k, p in self.points.items() if not self._match(p, flt)}
+
+    def list_frames(self, model: ModelInfo, job_id: str, tenant: str | None, after_frame: int | None,
+                    limit: int) -> list[ScoredPoint]:
+        pts = [p for p in self.points.values() if p.payload["job_id"] == job_id
+               and (tenant is None or p.payload["tenant"] == tenant)
+               and (after_frame is None or p.payload["frame_number"] > after_frame)]
+        pts.sort(key=lambda p: p.payload["frame_number"])
+        return [ScoredPoint(id=p.id, score=0.0, payload=p.payload) for p in pts[:limit]]
+
+    def close(self) -> None:
+        return None
+
+
+class RecordingNotifier:
+    def __init__(self) -> None:
+        self.finished: list[Job] = []
+
+    def job_finished(self, job: Job) -> None:
+        self.finished.append(job)
+
+
+class RecordingQueue:
+    def __init__(self, error: VideoAIError | None = None) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.error = error
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.messages.append(message)
+
+
+class RecordingMetrics:
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.observations: dict[str, list[float]] = {}
+
+    def count(self, name: str, value: float = 1.0, **labels: str) -> None:
+        key = (name, tuple(sorted(labels.items())))
+        self.counts[key] = self.counts.get(key, 0.0) + value
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        self.observations.setdefault(name, []).append(value)

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FakeEmbedder, FakeFetcher, FakeFrameSource, FakeIndex, RecordingMetrics, RecordingNotifier
+from video_ai.adapters.local_jobs import InMemoryJobRepository
+from video_ai.domain.errors import CorruptMedia, FetchFailed, IndexUnavailable, UnsupportedMedia
+from video_ai.domain.models import Job, JobStatus, SearchFilter, Source, point_id
+from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
+
+
+def _deps(tmp_path: Path, **overrides: object) -> AnalyzeDeps:
+    values: dict[str, object] = dict(
+        jobs=InMemoryJobRepository(), fetcher=FakeFetcher(), frames=FakeFrameSource(), embedder=FakeEmbedder(),
+        index=FakeIndex(), notifier=RecordingNotifier(), workdir=tmp_path / "work", metrics=RecordingMetrics(),
+        batch_size=3, progress_every=1,
+    )
+    values.update(overrides)
+    return AnalyzeDeps(**values)  # type: ignore[arg-type]
+
+
+def _queued(deps: AnalyzeDeps, job_id: str = "job-1") -> Job:
+    return deps.jobs.create(Job(job_id=job_id, tenant="t1", source=Source(url="https://example.com/v.mp4")))
+
+
+def test_success_indexes_every_frame_and_notifies_once(tmp_path: Path) -> None:
+    deps = _deps(tmp_path)
+    _queued(deps)
+    result = analyze_video("job-1", deps)
+    assert result.job.status is JobStatus.SUCCEEDED
+    assert result.job.frames_indexed == 10 and result.job.shots_detected == 2
+    index = deps.index
+    assert isinstance(index, FakeIndex)
+    assert len(index.points) == 10
+    assert {p.payload["tenant"] for p in index.points.values()} == {"t1"}
+    assert point_id("job-1", 25) in index.points
+    notifier = deps.notifier
+    assert isinstance(notifier, RecordingNotifier)
+    assert [j.status for j in notifier.finished] == [JobStatus.SUCCEEDED]
+    stored = deps.jobs.get("job-1")
+    assert stored is not None and stored.progress == 1.0 and len(stored.shots) == 2
+    assert stored.video is not None and stored.model is not None and stored.sha256 == "0" * 64
+    assert [f.pts_s for f in result.frames] == [float(i) for i in range(10)]
+    # The temp workdir is gone.
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_rerun_of_finished_job_is_a_no_op(tmp_path: Path) -> None:
+    deps = _deps(tmp_path)
+    _queued(deps)
+    analyze_video("job-1", deps)
+    analyze_video("job-1", deps)
+    assert isinstance(deps.frames, FakeFrameSource) and deps.frames.opened == 1
+    assert isinstance(deps.notifier, RecordingNotifier) and len(deps.notifier.finished) == 1
+
+
+def test_redelivery_while_processing_overwrites_points_without_duplicates(tmp_path: Path) -> None:
+    deps = _deps(tmp_path)
+    _queued(deps)
+    deps.jobs.transition("job-1", JobStatus.PROCESSING)  # a worker died mid-job
+    analyze_video("job-1", deps)
+    assert isinstance(deps.index, FakeIndex)
+    assert deps.index.count(deps.embedder.info, SearchFilter(job_id="job-1")) == 10
+
+
+@pytest.mark.parametrize("error", [UnsupportedMedia("not a video"), CorruptMedia("broken moov")])
+def test_permanent_error_fails_job_without_raising(tmp_path: Path, error: Exception) -> None:
+    deps = _deps(tmp_path, frames=FakeFrameSource(open_error=error))  # type: ignore[arg-type]
+    _queued(deps)
+    result = analyze_video("job-1", deps)
+    assert result.job.status is JobStatus.FAILED
+    assert result.job.error is not None and result.job.error.code == error.code  # type: ignore[attr-defined]
+    assert isinstance(deps.notifier, RecordingNotifier)
+    assert [j.status for j in deps.notifier.finished] == [JobStatus.FAILED]
+    metrics = deps.metrics
+    assert isinstance(metrics, RecordingMetrics)
+    assert metrics.counts[("jobs_failed", (("error_code", error.code),))] == 1  # type: ignore[attr-defined]
+
+
+def test_error_mid_stream_fails_job_and_closes_reader(tmp_path: Path) -> None:
+    frames = FakeFrameSource(error_after=CorruptMedia("decode error at 9.0 s"))
+    deps = _deps(tmp_path, frames=frames)
+    _queued(deps)
+    result = analyze_video("job-1", deps)
+    assert result.job.error is not None and result.job.error.code == "corrupt_media"
+    assert frames.readers[0].closed
+
+
+def test_transient_error_raises_and_keeps_job_processing(tmp_path: Path) -> None:
+    deps = _deps(tmp_path, index=FakeIndex(error=IndexUnavailable("qdrant down")))
+    _queued(deps)
+    with pytest.raises(IndexUnavailable):
+        analyze_video("job-1", deps)
+    job = deps.jobs.get("job-1")
+    assert job is not None and job.status is JobStatus.PROCESSING
+    assert isinstance(deps.notifier, RecordingNotifier) and deps.notifier.finished == []
+
+
+def test_transient_error_on_final_attempt_marks_retries_exhausted(tmp_path: Path) -> None:
+    deps = _deps(tmp_path, fetcher=FakeFetcher(error=FetchFailed("503 from origin")))
+    _queued(deps)
+    with pytest.raises(FetchFailed):
+        analyze_video("job-1", deps, final_attempt=True)
+    job = deps.jobs.get("job-1")
+    assert job is not None and job.status is JobStatus.FAILED
+    assert job.error is not None and job.error.code == "retries_exhausted"
+
+
+def test_deleted_job_stops_at_next_batch(tmp_path: Path) -> None:
+    deps = _deps(tmp_path, frames=FakeFrameSource(n_frames=30))
+    _queued(deps)
+    jobs = deps.jobs
+    seen: list[int] = []
+
+    def delete_after_first_batch(frame: object) -> None:
+        seen.append(1)
+        if len(seen) == 4:
+            jobs.delete("job-1")
+
+    analyze_video("job-1", deps, on_frame=delete_after_first_batch)
+    assert isinstance(deps.index, FakeIndex)
+    assert len(deps.index.points) < 30
+    assert isinstance(deps.notifier, RecordingNotifier) and deps.notifier.finished == []
+
+
+def test_progress_reported_and_monotonic(tmp_path: Path) -> None:
+    deps = _deps(tmp_path)
+    _queued(deps)
+    seen: list[float] = []
+    analyze_video("job-1", deps, on_progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and all(0.0 <= p <= 1.0 for p in seen)
