@@ -98,7 +98,15 @@ class VectorIndex(Protocol):
 
     def count(self, model: ModelInfo, flt: SearchFilter) -> int: ...
 
-    def delete(self, model: ModelInfo, flt: SearchFilter) -> None: ...
+    def delete(self, model: ModelInfo, flt: SearchFilter) -> None:
+        """Delete by filter; needs job_id and/or tenant (an empty filter is refused, not "delete all")."""
+        ...
+
+    def list_frames(
+        self, model: ModelInfo, job_id: str, tenant: str | None, after_frame: int | None, limit: int
+    ) -> list[ScoredPoint]:
+        """A job's points ordered by frame_number, those after `after_frame` only (paging); score is 0.0."""
+        ...
 
     def close(self) -> None: ...
 
@@ -116,6 +124,26 @@ class JobRepository(Protocol):
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Unconditional update of non-status fields (progress, callback state)."""
+        ...
+
+    def create_idempotent(self, job: Job, idempotency_key: str, request_hash: str) -> tuple[Job, bool]:
+        """Create once: same id + same request_hash -> (existing, False); another hash -> IdempotencyConflict."""
+        ...
+
+    def list_for_tenant(self, tenant: str, limit: int, next_token: str | None) -> tuple[list[Job], str | None]:
+        """The tenant's jobs, newest first; a token this repository did not issue -> InvalidRequest(next_token)."""
+        ...
+
+    def find_by_content(self, content_key: str) -> Job | None:
+        """The newest succeeded job with this content key (content-hash reuse), or None."""
+        ...
+
+    def delete(self, job_id: str) -> None:
+        """Remove the record; idempotent."""
+        ...
+
+    def increment_segments_done(self, job_id: str, total: int) -> int:
+        """Atomically count one more finished segment and return the new count."""
         ...
 
 

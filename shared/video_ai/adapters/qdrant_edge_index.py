@@ -1,0 +1,237 @@
+"""VectorIndex on Qdrant's embedded engine (qdrant-edge-py): one EdgeShard per collection under `data_dir/qdrant`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qdrant_edge import (
+    CountRequest,
+    Direction,
+    Distance,
+    EdgeConfig,
+    EdgeShard,
+    EdgeVectorParams,
+    FieldCondition,
+    Filter,
+    FloatIndexParams,
+    IntegerIndexParams,
+    KeywordIndexParams,
+    MatchValue,
+    OrderBy,
+    Point,
+    Query,
+    QueryRequest,
+    RangeFloat,
+    ScrollRequest,
+    SearchParams,
+    UpdateOperation,
+)
+
+from video_ai.domain.errors import IndexUnavailable
+from video_ai.domain.models import FramePoint, ModelInfo, ScoredPoint, SearchFilter, collection_name
+
+logger = logging.getLogger(__name__)
+
+UPSERT_CHUNK = 256
+_CONFIG_FILE = "edge_config.json"  # written by EdgeShard.create: its presence means "load, don't create"
+
+# Payload indexes (DESIGN §3). `tenant` is marked as the tenant key so the engine can co-locate a tenant's points.
+_FIELD_INDEXES: dict[str, Any] = {
+    "job_id": KeywordIndexParams(),
+    "tenant": KeywordIndexParams(is_tenant=True),
+    "pts_s": FloatIndexParams(),
+    "frame_number": IntegerIndexParams(lookup=True, range=True),  # range: list_frames orders and pages by it
+}
+
+
+@dataclass(slots=True)
+class _Shard:
+    shard: EdgeShard
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+
+def _filter(flt: SearchFilter, after_frame: int | None = None) -> Filter | None:
+    must: list[Any] = []
+    if flt.tenant is not None:
+        must.append(FieldCondition("tenant", match=MatchValue(flt.tenant)))
+    if flt.job_id is not None:
+        must.append(FieldCondition("job_id", match=MatchValue(flt.job_id)))
+    if flt.start_s is not None or flt.end_s is not None:
+        must.append(FieldCondition("pts_s", range=RangeFloat(gte=flt.start_s, lte=flt.end_s)))
+    if after_frame is not None:
+        must.append(FieldCondition("frame_number", range=RangeFloat(gt=float(after_frame))))
+    return Filter(must=must) if must else None
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars would not serialise into the payload store."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _as_list(vector: np.ndarray, dim: int) -> list[float]:
+    flat = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if flat.shape[0] != dim:
+        raise ValueError(f"vector has {flat.shape[0]} dimensions, the collection expects {dim}")
+    values: list[float] = flat.tolist()
+    return values
+
+
+def _valid_uuid(point_id: str) -> bool:
+    try:
+        uuid.UUID(point_id)
+    except ValueError:
+        return False
+    return True
+
+
+class QdrantEdgeIndex:
+    """Embedded Qdrant: persisted under `data_dir/qdrant/<collection>`, cosine, exact search, thread-safe."""
+
+    def __init__(self, data_dir: Path, *, exact: bool = True) -> None:
+        self._root = Path(data_dir) / "qdrant"
+        # Exact by default: plain segments are brute force anyway, and HNSW after optimize() lost recall on
+        # random vectors (FACTS.md); exact keeps results right if someone optimises the shard.
+        self._params = SearchParams(exact=True) if exact else None
+        self._shards: dict[str, _Shard] = {}
+        self._registry = threading.Lock()
+        self._closed = False
+
+    # -- shard registry -------------------------------------------------------------------------------------
+    def _open(self, model: ModelInfo, create: bool) -> _Shard | None:
+        name = collection_name(model)
+        with self._registry:
+            if self._closed:
+                raise IndexUnavailable("the vector index is closed")
+            handle = self._shards.get(name)
+            if handle is not None:
+                return handle
+            path = self._root / name
+            if (path / _CONFIG_FILE).exists():
+                shard = EdgeShard.load(str(path))
+            elif create:
+                path.mkdir(parents=True, exist_ok=True)
+                config = EdgeConfig(vectors=EdgeVectorParams(size=model.dim, distance=Distance.Cosine))
+                shard = EdgeShard.create(str(path), config)
+                logger.info("created qdrant-edge collection %s at %s", name, path)
+            else:
+                return None
+            self._ensure_field_indexes(shard)
+            handle = _Shard(shard)
+            self._shards[name] = handle
+            return handle
+
+    @staticmethod
+    def _ensure_field_indexes(shard: EdgeShard) -> None:
+        existing = set(shard.info().payload_schema)
+        missing = [name for name in _FIELD_INDEXES if name not in existing]
+        for name in missing:
+            shard.update(UpdateOperation.create_field_index(name, _FIELD_INDEXES[name]))
+        if missing:
+            shard.flush()
+
+    @contextmanager
+    def _locked(self, model: ModelInfo, create: bool) -> Iterator[EdgeShard | None]:
+        handle = self._open(model, create)
+        if handle is None:
+            yield None
+            return
+        with handle.lock:
+            if handle.closed:
+                raise IndexUnavailable("the vector index is closed")
+            yield handle.shard
+
+    # -- VectorIndex ----------------------------------------------------------------------------------------
+    def ensure_collection(self, model: ModelInfo) -> None:
+        self._open(model, create=True)
+
+    def upsert(self, model: ModelInfo, points: Sequence[FramePoint]) -> None:
+        if not points:
+            return
+        with self._locked(model, create=True) as shard:
+            assert shard is not None
+            for start in range(0, len(points), UPSERT_CHUNK):
+                chunk = [
+                    Point(p.id, _as_list(p.vector, model.dim), {k: _plain(v) for k, v in p.payload.items()})
+                    for p in points[start : start + UPSERT_CHUNK]
+                ]
+                shard.update(UpdateOperation.upsert_points(chunk))
+            shard.flush()
+
+    def search(self, model: ModelInfo, vector: np.ndarray, limit: int, flt: SearchFilter) -> list[ScoredPoint]:
+        if limit <= 0:
+            return []
+        query = Query.Nearest(_as_list(vector, model.dim))
+        request = QueryRequest(limit=limit, query=query, filter=_filter(flt), with_payload=True, params=self._params)
+        with self._locked(model, create=False) as shard:
+            if shard is None:
+                return []
+            hits = shard.query(request)
+        return [ScoredPoint(id=str(h.id), score=float(h.score), payload=dict(h.payload or {})) for h in hits]
+
+    def get_vector(self, model: ModelInfo, point_id: str) -> np.ndarray | None:
+        if not _valid_uuid(point_id):
+            return None
+        with self._locked(model, create=False) as shard:
+            if shard is None:
+                return None
+            records = shard.retrieve([point_id], False, True)
+        if not records or records[0].vector is None:
+            return None
+        return np.asarray(records[0].vector, dtype=np.float32)
+
+    def count(self, model: ModelInfo, flt: SearchFilter) -> int:
+        with self._locked(model, create=False) as shard:
+            if shard is None:
+                return 0
+            return int(shard.count(CountRequest(exact=True, filter=_filter(flt))))
+
+    def delete(self, model: ModelInfo, flt: SearchFilter) -> None:
+        if flt.job_id is None and flt.tenant is None:
+            raise ValueError("delete needs a job_id or a tenant: refusing to empty the collection")
+        condition = _filter(flt)
+        assert condition is not None
+        with self._locked(model, create=False) as shard:
+            if shard is None:
+                return
+            shard.update(UpdateOperation.delete_points_by_filter(condition))
+            shard.flush()
+
+    def list_frames(
+        self, model: ModelInfo, job_id: str, tenant: str | None, after_frame: int | None, limit: int
+    ) -> list[ScoredPoint]:
+        if limit <= 0:
+            return []
+        request = ScrollRequest(
+            limit=limit,
+            filter=_filter(SearchFilter(tenant=tenant, job_id=job_id), after_frame=after_frame),
+            with_payload=True,
+            with_vector=False,
+            order_by=OrderBy("frame_number", Direction.Asc),
+        )
+        with self._locked(model, create=False) as shard:
+            if shard is None:
+                return []
+            records, _ = shard.scroll(request)
+        return [ScoredPoint(id=str(r.id), score=0.0, payload=dict(r.payload or {})) for r in records]
+
+    def close(self) -> None:
+        with self._registry:
+            self._closed = True
+            handles = list(self._shards.values())
+            self._shards.clear()
+        for handle in handles:
+            with handle.lock:
+                if handle.closed:
+                    continue
+                handle.closed = True
+                handle.shard.flush()
+                handle.shard.close()
