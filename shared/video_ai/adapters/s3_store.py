@@ -1,0 +1,175 @@
+"""S3 sources: `s3://` URI parsing, S3 event records, and a VideoFetcher that streams an object to a local file.
+
+Errors: a missing bucket/key/version -> VideoNotFound. 403 is also VideoNotFound (permanent), with a message that
+says access was denied: S3 answers 403 for a missing key when the role lacks s3:ListBucket, so the two cannot be told
+apart, and retrying either is pointless. Throttling, 5xx and dropped connections -> FetchFailed (retried).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from video_ai.adapters.aws import AwsClients, error_code, is_transient
+from video_ai.domain.errors import FetchFailed, InvalidRequest, SourceTooLarge, VideoNotFound
+from video_ai.domain.models import S3Location, Source
+from video_ai.domain.ports import FetchedVideo
+
+CHUNK_BYTES = 1024 * 1024
+MAX_KEY_BYTES = 1024
+_BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--table-s3")
+_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NoSuchVersion", "405", "MethodNotAllowed"})
+_DENIED_CODES = frozenset({"403", "AccessDenied", "AllAccessDisabled", "InvalidObjectState"})
+
+
+def bucket_name_problem(bucket: str) -> str | None:
+    """Why `bucket` breaks the S3 general-purpose bucket naming rules, or None when it is valid."""
+    if not 3 <= len(bucket) <= 63:
+        return "must be 3 to 63 characters long"
+    if not _BUCKET_CHARS.match(bucket):
+        return "may hold only lowercase letters, digits, dots and hyphens, and must start and end with a letter/digit"
+    if ".." in bucket:
+        return "must not contain two adjacent dots"
+    try:
+        ipaddress.IPv4Address(bucket)
+        return "must not be formatted as an IP address"
+    except ValueError:
+        pass
+    if bucket.startswith(_RESERVED_PREFIXES) or bucket.endswith(_RESERVED_SUFFIXES):
+        return "uses a prefix or suffix S3 reserves"
+    return None
+
+
+def parse_s3_uri(uri: str, field: str = "s3_uri") -> S3Location:
+    """`s3://bucket/key` -> S3Location; the key is taken verbatim (no URL decoding), as the AWS CLI does."""
+    if not uri.startswith("s3://"):
+        raise InvalidRequest("must start with s3://", field=field)
+    bucket, sep, key = uri[len("s3://") :].partition("/")
+    if not sep or not key:
+        raise InvalidRequest("must name an object: s3://bucket/key", field=field)
+    problem = bucket_name_problem(bucket)
+    if problem is not None:
+        raise InvalidRequest(f"bucket name {bucket!r} {problem}", field=field)
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise InvalidRequest(f"object key is over {MAX_KEY_BYTES} bytes", field=field)
+    return S3Location(bucket=bucket, key=key)
+
+
+def s3_location_from_event_record(record: Mapping[str, Any]) -> S3Location:
+    """An S3 event notification record -> S3Location; keys arrive URL-encoded with spaces as '+'."""
+    try:
+        s3 = record["s3"]
+        bucket = str(s3["bucket"]["name"])
+        key = unquote_plus(str(s3["object"]["key"]))
+        version = s3["object"].get("versionId")
+    except (KeyError, TypeError):
+        raise InvalidRequest("not an S3 event record", field="Records") from None
+    if not bucket or not key:
+        raise InvalidRequest("S3 event record without bucket or key", field="Records")
+    return S3Location(bucket=bucket, key=key, version=str(version) if version else None)
+
+
+def s3_locations_from_notification(body: str | Mapping[str, Any]) -> list[S3Location]:
+    """Objects created according to an S3 notification (an SQS body); the `s3:TestEvent` S3 sends first gives []."""
+    data: Any = json.loads(body) if isinstance(body, str) else body
+    if not isinstance(data, Mapping):
+        raise InvalidRequest("S3 notification is not a JSON object", field="Records")
+    if data.get("Event") == "s3:TestEvent":
+        return []
+    records = data.get("Records")
+    if not isinstance(records, list):
+        raise InvalidRequest("S3 notification without Records", field="Records")
+    return [
+        s3_location_from_event_record(r)
+        for r in records
+        if isinstance(r, Mapping) and str(r.get("eventName", "ObjectCreated")).startswith("ObjectCreated")
+    ]
+
+
+def _describe(location: S3Location) -> str:
+    where = f"s3://{location.bucket}/{location.key}"
+    return f"{where} (version {location.version})" if location.version else where
+
+
+def _fetch_error(err: ClientError | BotoCoreError, location: S3Location) -> Exception:
+    where = _describe(location)
+    if is_transient(err):
+        detail = error_code(err) if isinstance(err, ClientError) else type(err).__name__
+        return FetchFailed(f"{where}: S3 is unavailable ({detail}); retry later")
+    if isinstance(err, ClientError):
+        code = error_code(err)
+        if code in _DENIED_CODES:
+            return VideoNotFound(f"{where}: access denied (it may not exist, or the role may not read it)")
+        if code in _NOT_FOUND_CODES or code.startswith("4"):
+            return VideoNotFound(f"{where} does not exist")
+        if code in ("412", "PreconditionFailed"):
+            return FetchFailed(f"{where} changed while it was being downloaded; retry")
+    return FetchFailed(f"{where}: download failed ({type(err).__name__})")
+
+
+def source_location(source: Source) -> S3Location:
+    if source.s3 is not None:
+        return source.s3
+    if source.url is not None and source.url.startswith("s3://"):
+        return parse_s3_uri(source.url, field="video_url")
+    raise InvalidRequest("not an S3 source", field="source")
+
+
+class S3VideoFetcher:
+    """VideoFetcher for S3 objects: HEAD for the size cap, then a streamed GET pinned to the HEAD's ETag."""
+
+    def __init__(self, clients: AwsClients, max_bytes: int) -> None:
+        self._clients = clients
+        self.max_bytes = max_bytes
+
+    def fetch(self, source: Source, workdir: Path) -> FetchedVideo:
+        location = source_location(source)
+        version: dict[str, Any] = {"VersionId": location.version} if location.version else {}
+        try:
+            head = self._clients.s3.head_object(Bucket=location.bucket, Key=location.key, **version)
+        except (ClientError, BotoCoreError) as err:
+            raise _fetch_error(err, location) from err
+        size = int(head.get("ContentLength", 0))
+        if size > self.max_bytes:
+            raise SourceTooLarge(f"{_describe(location)} is {size} bytes; the limit is {self.max_bytes}")
+        # Pin the GET to what HEAD saw, so an overwrite in between fails (412) instead of slipping past the size cap.
+        pin: dict[str, Any] = {"IfMatch": head["ETag"]} if head.get("ETag") and not location.version else {}
+        workdir.mkdir(parents=True, exist_ok=True)
+        suffix = Path(location.key).suffix
+        fd, name = tempfile.mkstemp(dir=workdir, prefix="s3-", suffix=suffix if _SUFFIX.match(suffix) else "")
+        path = Path(name)
+        try:
+            digest = hashlib.sha256()
+            written = 0
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    response = self._clients.s3.get_object(
+                        Bucket=location.bucket, Key=location.key, **version, **pin
+                    )
+                    for chunk in response["Body"].iter_chunks(CHUNK_BYTES):
+                        written += len(chunk)
+                        if written > self.max_bytes:
+                            raise SourceTooLarge(f"{_describe(location)} is over the limit of {self.max_bytes} bytes")
+                        digest.update(chunk)
+                        out.write(chunk)
+                except (ClientError, BotoCoreError) as err:
+                    raise _fetch_error(err, location) from err
+            if written != size:
+                raise FetchFailed(f"{_describe(location)}: got {written} bytes, expected {size}")
+            return FetchedVideo(path=path, sha256=digest.hexdigest(), size_bytes=written)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
