@@ -114,7 +114,8 @@ def _materialise(ref: _TensorRef, storages: dict[str, np.ndarray]) -> np.ndarray
     view = np.lib.stride_tricks.as_strided(
         flat[ref.offset :], shape=ref.shape, strides=tuple(s * item for s in ref.stride), writeable=False
     )
-    return np.ascontiguousarray(view).astype(flat.dtype.newbyteorder("="), copy=False)
+    # np.array, not ascontiguousarray: the latter turns 0-d tensors (num_batches_tracked) into 1-d.
+    return np.array(view, dtype=flat.dtype.newbyteorder("="), order="C", copy=True)
 
 
 def load_state_dict(path: Path) -> dict[str, np.ndarray]:
