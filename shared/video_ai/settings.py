@@ -114,6 +114,15 @@ class AwsSettings(_Section):
     uploads_bucket: str | None = None
 
 
+class ApiSettings(_Section):
+    api_key_hashes: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 hex of an API key -> tenant. Hashes, not keys: the keys themselves never live in config",
+    )
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Larger request bodies get 413")
+    max_tags: int = Field(default=20, ge=0, le=100)
+
+
 class ScaleSettings(_Section):
     segment_s: float = Field(default=300.0, gt=0, description="Videos longer than this are split into segments")
     pipeline_queue: int = Field(default=4, ge=1, le=64, description="Batches buffered between decode and embed")
@@ -131,6 +140,7 @@ class Settings(_Section):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     scale: ScaleSettings = Field(default_factory=ScaleSettings)
 
     @model_validator(mode="after")

@@ -1,0 +1,329 @@
+"""FastAPI app: POST /analyze, jobs, frames, shots, search, health, metrics.
+
+Imports here stay light (no cv2/av/onnxruntime/qdrant_client): the index and the embedder are built on first use by
+the routes that need them, so the cold path of `POST /analyze` never pays for them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from video_ai.api.auth import ApiKeyAuth
+from video_ai.api.schemas import (
+    Accepted,
+    AnalyzeRequest,
+    ErrorResponse,
+    FramesPage,
+    JobsPage,
+    SearchRequest,
+    SearchResponse,
+    ShotsPage,
+)
+from video_ai.domain.errors import Conflict, InvalidRequest, JobNotFound, VideoAIError
+from video_ai.domain.models import Frame, Job, ModelInfo, Sampling, SearchFilter, Source
+from video_ai.domain.ports import Embedder, JobQueue, JobRepository, Metrics, Notifier, VectorIndex
+from video_ai.services.analyze_video import NullMetrics
+from video_ai.services.submit_job import AllowAll, SubmitDeps, SubmitJob, UrlGuard, submit_job
+from video_ai.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ApiContext:
+    """What the routes need; built once per container by a composition root. Heavy parts are factories."""
+
+    settings: Settings
+    jobs: JobRepository
+    queue: JobQueue
+    auth: ApiKeyAuth
+    index_factory: Callable[[], VectorIndex]
+    embedder_factory: Callable[[], Embedder]
+    notifier_factory: Callable[[], Notifier] | None = None
+    guard: UrlGuard = field(default_factory=AllowAll)
+    metrics: Metrics = field(default_factory=NullMetrics)
+    _index: VectorIndex | None = None
+    _embedder: Embedder | None = None
+
+    def index(self) -> VectorIndex:
+        if self._index is None:
+            self._index = self.index_factory()
+        return self._index
+
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = self.embedder_factory()
+        return self._embedder
+
+    def model(self) -> ModelInfo:
+        m = self.settings.model
+        return ModelInfo(name=m.name, version=m.version, dim=m.dim)
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(status_code=status, content={"error": body})
+
+
+def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) if parts else "body"
+
+
+def _validation_response(err: RequestValidationError) -> JSONResponse:
+    first = err.errors()[0]
+    loc = tuple(first.get("loc", ()))
+    if first.get("type") == "json_invalid":
+        return _error(422, "invalid_json", f"request body is not valid JSON: {first.get('msg', '')}", "body")
+    field_name = _field_of(loc)
+    message = str(first.get("msg", "invalid value"))
+    if first.get("type") == "extra_forbidden":
+        message = "unknown field"
+    elif first.get("type") == "missing":
+        message = "field required"
+    message = message.removeprefix("Value error, ")
+    if field_name == "body" and "exactly one of" in message:
+        field_name = "video_url" if "video_url" in message else "image_base64"
+    return _error(422, "invalid_request", f"{field_name}: {message}", field_name)
+
+
+def _decode_frames_token(token: str) -> int:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
+        if not isinstance(after, int) or after < -1:
+            raise ValueError
+        return after
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidRequest("next_token is not a token this API issued", field="next_token") from None
+
+
+def _encode_frames_token(after: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode().rstrip("=")
+
+
+def _check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise InvalidRequest("Idempotency-Key must be 1-255 printable ASCII characters", field="Idempotency-Key")
+    return key
+
+
+def _check_tags(tags: dict[str, str] | None, max_tags: int) -> dict[str, str]:
+    tags = tags or {}
+    if len(tags) > max_tags:
+        raise InvalidRequest(f"at most {max_tags} tags", field="tags")
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 64 or len(value) > 256:
+            raise InvalidRequest("tag keys are 1-64 characters and values at most 256", field=f"tags.{key[:64]}")
+    return tags
+
+
+def get_ctx(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+
+
+def tenant(
+    ctx: Ctx,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> str:
+    key = x_api_key
+    if key is None and authorization is not None:
+        scheme, _, value = authorization.partition(" ")
+        key = value.strip() if scheme.lower() == "bearer" else None
+    return ctx.auth.tenant_for(key)
+
+
+Tenant = Annotated[str, Depends(tenant)]
+
+
+def owned_job(job_id: str, tenant_id: Tenant, ctx: Ctx) -> Job:
+    job = ctx.jobs.get(job_id) if len(job_id) <= 128 else None
+    if job is None or job.tenant != tenant_id:
+        raise JobNotFound(f"job {job_id[:128]} not found")
+    return job
+
+
+OwnedJob = Annotated[Job, Depends(owned_job)]
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    app = FastAPI(
+        title="video-ai",
+        version="0.1.0",
+        description="Per-frame video embeddings with exact timestamps; signed callbacks.",
+        responses={422: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+    )
+    app.state.ctx = ctx
+
+    @app.exception_handler(VideoAIError)
+    async def _domain_error(request: Request, err: VideoAIError) -> JSONResponse:
+        if err.http_status >= 500:
+            logger.warning("request failed: %s: %s", err.code, err.message)
+        return _error(err.http_status, err.code, err.message, err.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        return _validation_response(err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        return _error(err.status_code, codes.get(err.status_code, "http_error"), str(err.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return _error(500, "internal_error", "internal error")
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        limit = ctx.settings.api.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return _error(413, "payload_too_large", f"request body is larger than {limit} bytes", "body")
+        if request.method in ("POST", "PUT", "PATCH") and declared is None:
+            body = await request.body()  # chunked: read it (bounded by API Gateway's own 10 MB cap in AWS)
+            if len(body) > limit:
+                return _error(413, "payload_too_large", f"request body is larger than {limit} bytes", "body")
+        return await call_next(request)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/analyze", status_code=202, response_model=Accepted)
+    def analyze(
+        body: AnalyzeRequest,
+        tenant_id: Tenant,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> Accepted:
+        if body.s3_uri is not None:
+            from video_ai.adapters.s3_store import parse_s3_uri
+
+            source = Source(s3=parse_s3_uri(body.s3_uri))
+        else:
+            source = Source(url=body.video_url)
+        defaults = ctx.settings.sampling
+        given = body.sampling.model_dump(exclude_none=True) if body.sampling else {}
+        sampling = Sampling(**{"mode": defaults.mode, "fps": defaults.fps, "max_frames": defaults.max_frames,
+                               **given})
+        command = SubmitJob(
+            source=source,
+            tenant=tenant_id,
+            callback_url=body.callback_url,
+            sampling=sampling,
+            tags=_check_tags(body.tags, ctx.settings.api.max_tags),
+            idempotency_key=_check_idempotency_key(idempotency_key),
+        )
+        submitted = submit_job(command, SubmitDeps(jobs=ctx.jobs, queue=ctx.queue, guard=ctx.guard,
+                                                   metrics=ctx.metrics))
+        response.headers["Location"] = f"/jobs/{submitted.job.job_id}"
+        return Accepted(job_id=submitted.job.job_id, status=submitted.job.status.value)
+
+    @app.get("/jobs", response_model=JobsPage)
+    def list_jobs(
+        tenant_id: Tenant,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        next_token: Annotated[str | None, Query(max_length=2048)] = None,
+    ) -> JobsPage:
+        jobs, token = ctx.jobs.list_for_tenant(tenant_id, limit, next_token)
+        return JobsPage(items=[j.public() for j in jobs], next_token=token)
+
+    @app.get("/jobs/{job_id}")
+    def get_job(job: OwnedJob) -> dict[str, Any]:
+        return job.public()
+
+    @app.get("/jobs/{job_id}/frames", response_model=FramesPage)
+    def list_frames(
+        job: OwnedJob,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        next_token: Annotated[str | None, Query(max_length=256)] = None,
+    ) -> FramesPage:
+        after = _decode_frames_token(next_token) if next_token else None
+        model = job.model or ctx.model()
+        points = ctx.index().list_frames(model, job.job_id, job.tenant, after, limit + 1)
+        more = len(points) > limit
+        points = points[:limit]
+        items = [
+            Frame(index=int(p.payload["index"]), pts_s=float(p.payload["pts_s"]),
+                  frame_number=int(p.payload["frame_number"]), shot=int(p.payload["shot"]), point_id=p.id)
+            for p in points
+        ]
+        token = _encode_frames_token(items[-1].frame_number) if more and items else None
+        return FramesPage(items=items, next_token=token)
+
+    @app.get("/jobs/{job_id}/shots", response_model=ShotsPage)
+    def list_shots(job: OwnedJob) -> ShotsPage:
+        return ShotsPage(items=job.shots)
+
+    @app.delete("/jobs/{job_id}", status_code=204)
+    def delete_job(job_id: str, tenant_id: Tenant) -> Response:
+        job = ctx.jobs.get(job_id) if len(job_id) <= 128 else None
+        if job is not None and job.tenant == tenant_id:
+            ctx.index().delete(job.model or ctx.model(), SearchFilter(tenant=tenant_id, job_id=job_id))
+            ctx.jobs.delete(job_id)
+            ctx.metrics.count("jobs_deleted")
+        return Response(status_code=204)
+
+    @app.post("/jobs/{job_id}/callback", status_code=202, response_model=Accepted)
+    def replay_callback(job: OwnedJob) -> Accepted:
+        if not job.status.terminal:
+            raise Conflict(f"job {job.job_id} is {job.status.value}; callbacks are sent when it ends")
+        if job.callback_url is None:
+            raise Conflict(f"job {job.job_id} has no callback_url")
+        if ctx.notifier_factory is None:
+            raise Conflict("callback replay is not configured here")
+        ctx.notifier_factory().job_finished(job, replay=True)  # type: ignore[call-arg]
+        return Accepted(job_id=job.job_id, status=job.status.value)
+
+    @app.post("/search", response_model=SearchResponse)
+    def search(body: SearchRequest, tenant_id: Tenant) -> SearchResponse:
+        from video_ai.services.search_frames import FrameRef, SearchDeps, SearchQuery, search_frames
+
+        image = None
+        if body.image_base64 is not None:
+            from video_ai.images import decode_image
+
+            image = decode_image(body.image_base64, field="image_base64")
+        frame = FrameRef(job_id=body.frame.job_id, index=body.frame.index) if body.frame else None
+        hits = search_frames(
+            SearchQuery(tenant=tenant_id, image=image, frame=frame, top_k=body.top_k, job_id=body.job_id,
+                        start_s=body.start_s, end_s=body.end_s, collapse=body.collapse),
+            SearchDeps(index=ctx.index(), model=ctx.model(), embedder=ctx.embedder, jobs=ctx.jobs),
+        )
+        return SearchResponse(items=hits)
+
+    _mount_metrics(app)
+    return app
+
+
+def _mount_metrics(app: FastAPI) -> None:
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+    from prometheus_fastapi_instrumentator import Instrumentator
+
+    Instrumentator(excluded_handlers=["/metrics", "/health"]).instrument(app)
+
+    @app.get("/metrics", include_in_schema=True)
+    def metrics(_: Tenant) -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

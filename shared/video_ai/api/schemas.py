@@ -1,0 +1,88 @@
+"""Request and response bodies of the HTTP API (OpenAPI at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from video_ai.domain.models import Frame, SamplingMode, SearchHit, Shot
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplingIn(_Body):
+    mode: SamplingMode | None = None
+    fps: float | None = Field(default=None, gt=0, le=60)
+    max_frames: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class AnalyzeRequest(_Body):
+    video_url: str | None = Field(default=None, max_length=2048, description="http(s) URL of the video")
+    s3_uri: str | None = Field(default=None, max_length=2048, description="s3://bucket/key of the video")
+    callback_url: str | None = Field(default=None, max_length=2048, description="signed POST when the job ends")
+    sampling: SamplingIn | None = None
+    tags: dict[str, str] | None = Field(default=None, description="up to 20 short labels, echoed back")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AnalyzeRequest:
+        if (self.video_url is None) == (self.s3_uri is None):
+            raise ValueError("give exactly one of video_url or s3_uri")
+        return self
+
+
+class Accepted(BaseModel):
+    job_id: str
+    status: str
+
+
+class FramesPage(BaseModel):
+    items: list[Frame]
+    next_token: str | None
+
+
+class ShotsPage(BaseModel):
+    items: list[Shot]
+    next_token: str | None = None
+
+
+class JobsPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_token: str | None
+
+
+class FrameQuery(_Body):
+    job_id: str = Field(max_length=128)
+    index: int = Field(ge=0)
+
+
+class SearchRequest(_Body):
+    image_base64: str | None = Field(default=None, description="PNG or JPEG, at most 5 MB")
+    frame: FrameQuery | None = None
+    top_k: int = Field(default=10, ge=1, le=100)
+    job_id: str | None = Field(default=None, max_length=128)
+    start_s: float | None = Field(default=None, ge=0)
+    end_s: float | None = Field(default=None, ge=0)
+    collapse: Literal["shot"] | None = None
+
+    @model_validator(mode="after")
+    def _one_query(self) -> SearchRequest:
+        if (self.image_base64 is None) == (self.frame is None):
+            raise ValueError("give exactly one of image_base64 or frame")
+        return self
+
+
+class SearchResponse(BaseModel):
+    items: list[SearchHit]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
