@@ -1,0 +1,69 @@
+"""OnnxEmbedder on the real built-in model: similarity sanity, batching invariance, sizes."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from video_ai.adapters.onnx_embedder import OnnxEmbedder
+from video_ai.model import ensure_model
+from video_ai.settings import ModelSettings
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "model"
+
+
+def _load(name: str) -> np.ndarray:
+    return np.asarray(Image.open(FIXTURES / name).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_model(ModelSettings(), tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def embedder(model_path: Path) -> OnnxEmbedder:
+    return OnnxEmbedder(ModelSettings(threads=2), model_path)
+
+
+def _variants(image: np.ndarray) -> list[np.ndarray]:
+    """The image itself, a centre crop, an off-centre crop and a half-size rescale."""
+    h, w = image.shape[:2]
+    return [
+        image,
+        image[h // 10 : h - h // 10, w // 10 : w - w // 10],
+        image[: int(h * 0.85), int(w * 0.1) :],
+        cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA),
+    ]
+
+
+def test_crops_of_one_image_are_closer_than_different_images(embedder: OnnxEmbedder) -> None:
+    cat = embedder.embed(_variants(_load("chelsea_224.png")))
+    coffee = embedder.embed(_variants(_load("coffee_300x200.jpg")))
+    same = [float(a @ b) for group in (cat, coffee) for a, b in itertools.combinations(group, 2)]
+    different = (cat @ coffee.T).ravel()
+    # measured: same-image pairs >= 0.83, cat-vs-coffee <= 0.16
+    assert min(same) > float(different.max()) + 0.3, (min(same), float(different.max()))
+
+
+def test_batch_size_and_input_size_do_not_change_vectors(model_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(5)]
+    images.append(_load("coffee_300x200.jpg"))
+    one_by_one = OnnxEmbedder(ModelSettings(batch_size=1, threads=2), model_path).embed(images)
+    batched = OnnxEmbedder(ModelSettings(batch_size=4, threads=2), model_path).embed(images)
+    assert one_by_one.shape == (6, 1280) and batched.dtype == np.float32
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, rtol=1e-5)
+    # a frame that arrives already resized embeds exactly like the embedder's own resize of it
+    resized = cv2.resize(images[-1], (224, 224), interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(OnnxEmbedder(ModelSettings(), model_path).embed([resized])[0], batched[-1], atol=1e-5)
+
+
+def test_empty_batch(embedder: OnnxEmbedder) -> None:
+    assert embedder.embed([]).shape == (0, 1280)
