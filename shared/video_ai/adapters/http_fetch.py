@@ -75,7 +75,7 @@ class HttpVideoFetcher:
         url = source.url
         if not url:
             raise InvalidRequest(f"{FIELD}: a source is required", field=FIELD)
-        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         if scheme in ("http", "https"):
             return self._fetch_http(url, workdir)
         if scheme in ("", "file"):
@@ -184,7 +184,10 @@ def _suffix(path: str) -> str:
 def _local_path(url: str) -> Path:
     if not url.lower().startswith("file:"):
         return Path(url).expanduser()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise InvalidRequest(f"{FIELD}: not a valid file URL", field=FIELD) from None
     if parts.netloc not in ("", "localhost"):
         raise InvalidRequest(f"{FIELD}: file URLs must name a local path", field=FIELD)
     return Path(url2pathname(unquote(parts.path)))

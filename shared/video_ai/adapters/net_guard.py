@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from video_ai.domain.errors import FetchFailed, ForbiddenAddress
+from video_ai.domain.errors import FetchFailed, ForbiddenAddress, InvalidRequest
 from video_ai.domain.urls import DEFAULT_PORTS, ParsedUrl, parse_http_url
 from video_ai.settings import LimitsSettings, NetworkSettings
 
@@ -201,6 +201,31 @@ def check_url(
         path=parsed.path,
         addresses=tuple(str(a) for a in addresses),
     )
+
+
+class NetGuard:
+    """`check_url` bound to settings: the `UrlGuard` the submit service calls for video_url and callback_url."""
+
+    def __init__(
+        self,
+        network: NetworkSettings,
+        limits: LimitsSettings,
+        resolver: Resolver | None = None,
+        *,
+        exempt_endpoints: Collection[tuple[str, int]] = (),
+    ) -> None:
+        self._network = network
+        self._limits = limits
+        self._resolver = resolver
+        self._exempt = tuple(exempt_endpoints)
+
+    def check(self, url: str, field: str) -> None:
+        """Raise ForbiddenAddress / InvalidRequest; at submit an unresolvable host is the caller's error (422)."""
+        try:
+            check_url(url, self._network, self._limits, field=field, resolver=self._resolver,
+                      exempt_endpoints=self._exempt)
+        except FetchFailed as err:
+            raise InvalidRequest(err.message, field=field) from None
 
 
 def _resolve(parsed: ParsedUrl, *, field: str, resolver: Resolver) -> list[IPAddress]:

@@ -129,7 +129,10 @@ def parse_http_url(url: str, *, field: str, max_length: int = DEFAULT_MAX_URL_LE
         raise _invalid(field, f"the URL is longer than {max_length} characters")
     if _UNSAFE_CHARS.search(url):
         raise _invalid(field, "the URL contains whitespace, control characters or backslashes")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # urlsplit validates bracketed hosts itself
+        raise _invalid(field, "not a valid URL") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise _invalid(field, "only http(s) URLs are accepted")

@@ -132,7 +132,9 @@ def deliver_callback(
     if state.status == "gone" or (state.status == "delivered" and not replay):
         return state
     msg_id = webhook_id(job.job_id, event_type)
-    payload = build_payload(current, event_type)
+    # The event's data is the job as the caller saw it (the finished job from SNS); the stored record only
+    # supplies the callback state, whose own updates bump updated_at.
+    payload = build_payload(job, event_type)
     started = monotonic()
     for attempt in range(settings.max_attempts):
         try:
