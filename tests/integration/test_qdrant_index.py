@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.server
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -278,3 +280,28 @@ def test_server_5xx_is_index_unavailable() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_edge_points_survive_a_crash_between_flushes(tmp_path: Path) -> None:
+    # The writer never flushes (flush_every_s huge) and dies without close(): the write-ahead log must hold them.
+    code = f"""
+import os, numpy as np
+from pathlib import Path
+from video_ai.adapters.qdrant_edge_index import QdrantEdgeIndex
+from video_ai.domain.models import FramePoint, ModelInfo, point_id
+index = QdrantEdgeIndex(Path({str(tmp_path)!r}), flush_every_s=3600)
+model = ModelInfo(name="test-model", version="1", dim={DIM})
+index.ensure_collection(model)
+vectors = np.random.default_rng(0).standard_normal((300, {DIM})).astype(np.float32)
+index.upsert(model, [FramePoint(point_id("job-a", i), vectors[i], {{"job_id": "job-a", "frame_number": i}})
+                     for i in range(300)])
+os._exit(0)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+    reopened = QdrantEdgeIndex(tmp_path)
+    try:
+        assert reopened.count(MODEL, SearchFilter(job_id="job-a")) == 300
+        assert [p.payload["frame_number"] for p in reopened.list_frames(MODEL, "job-a", None, 297, 10)] == [298, 299]
+    finally:
+        reopened.close()
