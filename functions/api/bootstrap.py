@@ -1,0 +1,15 @@
+"""Composition root of the API function: settings, secrets and adapters, built once per container."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from video_ai.api.app import create_app
+from video_ai.observability import lambda_metrics
+from video_ai.runtime import Runtime, load_secrets, shared_runtime
+from video_ai.settings import load_settings
+
+
+def build_app() -> FastAPI:
+    runtime = shared_runtime(lambda: Runtime(load_settings(), secrets=load_secrets(), metrics=lambda_metrics()))
+    return create_app(runtime.api_context())

@@ -1,0 +1,23 @@
+"""API function: API Gateway (HTTP API, payload v2) -> FastAPI via Mangum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from bootstrap import build_app
+from mangum import Mangum
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+asgi = Mangum(build_app(), lifespan="off", api_gateway_base_path="/")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    response: dict[str, Any] = asgi(event, context)
+    return response

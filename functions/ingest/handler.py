@@ -1,0 +1,29 @@
+"""Ingest function: uploads-queue SQS batch (S3 ObjectCreated notifications) -> submit_job, partial failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from bootstrap import build_runtime
+
+from video_ai.workers import ingest_record
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+runtime = build_runtime()
+
+
+def record_handler(record: SQSRecord) -> None:
+    ingest_record(record.body, runtime)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,32 @@
+"""Worker function: jobs-queue SQS batch -> analyze_video, with partial batch failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from bootstrap import build_runtime
+
+from video_ai.services.analyze_video import analyze_video
+from video_ai.workers import job_record_context
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+runtime = build_runtime()
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    with job_record_context(record, runtime, logger) as (message, final_attempt):
+        analyze_video(message.job_id, runtime.analyze_deps(), final_attempt=final_attempt)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

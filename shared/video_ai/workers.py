@@ -1,0 +1,163 @@
+"""Record-level logic of the event-driven functions (worker, ingest, callback), shared by Lambda and `serve`.
+
+Handlers stay a few lines: they hand each record to one of these functions; a raise fails that record alone
+(powertools' BatchProcessor reports it in `batchItemFailures`, SQS redelivers it, and after the queue's
+maxReceiveCount it lands in the DLQ).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from video_ai.domain.errors import InvalidRequest, VideoAIError
+from video_ai.domain.models import Job, Source
+from video_ai.runtime import JobMessage, Runtime, parse_job_message
+
+logger = logging.getLogger(__name__)
+
+# Must match the jobs queue's RedrivePolicy.maxReceiveCount in template.yaml.
+MAX_RECEIVES = 3
+
+
+class SqsRecordLike(Protocol):
+    @property
+    def body(self) -> str: ...
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def attributes(self) -> Any: ...
+
+
+class LoggerLike(Protocol):
+    def append_keys(self, **keys: Any) -> None: ...
+
+    def remove_keys(self, keys: list[str]) -> None: ...
+
+
+def _receive_count(record: SqsRecordLike) -> int:
+    attrs = record.attributes
+    raw = getattr(attrs, "approximate_receive_count", None)
+    if raw is None and isinstance(attrs, Mapping):
+        raw = attrs.get("ApproximateReceiveCount")
+    try:
+        return int(raw) if raw is not None else 1
+    except (TypeError, ValueError):
+        return 1
+
+
+def _sent_at_ms(record: SqsRecordLike) -> int | None:
+    attrs = record.attributes
+    raw = getattr(attrs, "sent_timestamp", None)
+    if raw is None and isinstance(attrs, Mapping):
+        raw = attrs.get("SentTimestamp")
+    try:
+        return int(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@contextmanager
+def job_record_context(
+    record: SqsRecordLike, runtime: Runtime, log: LoggerLike | None = None
+) -> Iterator[tuple[JobMessage, bool]]:
+    """Parse a jobs-queue record, tag the logs with the job, and say whether this is the last delivery."""
+    message = parse_job_message(record.body)
+    receives = _receive_count(record)
+    sent = _sent_at_ms(record)
+    if sent is not None and receives == 1:
+        runtime.metrics.observe("queue_wait_seconds", max(0.0, time.time() - sent / 1000.0))
+    keys = {"job_id": message.job_id, "tenant": message.tenant or "", "receive_count": receives}
+    if log is not None:
+        log.append_keys(**keys)
+    try:
+        yield message, receives >= MAX_RECEIVES
+    finally:
+        if log is not None:
+            log.remove_keys(list(keys))
+
+
+def tenant_for_upload_key(key: str, default: str = "default") -> str:
+    """Uploads under `tenants/<tenant>/...` belong to that tenant; everything else to the default tenant."""
+    parts = key.split("/")
+    if len(parts) >= 3 and parts[0] == "tenants" and parts[1]:
+        return parts[1]
+    return default
+
+
+def ingest_record(body: str, runtime: Runtime) -> list[Job]:
+    """An uploads-queue record (an S3 notification) -> one queued job per created object, idempotently."""
+    from video_ai.adapters.s3_store import s3_locations_from_notification
+    from video_ai.services.submit_job import SubmitJob, submit_job
+
+    try:
+        locations = s3_locations_from_notification(body)
+    except json.JSONDecodeError:
+        raise InvalidRequest("uploads-queue message is not JSON", field="body") from None
+    jobs: list[Job] = []
+    deps = runtime.submit_deps()
+    defaults = runtime.settings.sampling
+    from video_ai.domain.models import Sampling
+
+    for location in locations:
+        # The same object (and version) always maps to the same job: S3 and SQS may both deliver twice.
+        identity = f"s3://{location.bucket}/{location.key}#{location.version or ''}"
+        key = "s3-" + hashlib.sha256(identity.encode()).hexdigest()[:40]
+        submitted = submit_job(
+            SubmitJob(
+                source=Source(s3=location),
+                tenant=tenant_for_upload_key(location.key),
+                sampling=Sampling(mode=defaults.mode, fps=defaults.fps, max_frames=defaults.max_frames),
+                tags={"trigger": "s3-upload"},
+                idempotency_key=key,
+            ),
+            deps,
+        )
+        logger.info("upload queued as job %s", submitted.job.job_id,
+                    extra={"job_id": submitted.job.job_id, "key": location.key})
+        jobs.append(submitted.job)
+    return jobs
+
+
+def callback_message(message: str, runtime: Runtime, deadline_s: float | None) -> None:
+    """An SNS "job finished" message -> a signed delivery to the job's callback_url (if any)."""
+    from video_ai.services.deliver_callback import deliver_callback
+
+    try:
+        envelope = json.loads(message)
+        event_type = str(envelope["type"])
+        job_data = envelope["data"]
+        replay = bool(envelope.get("replay", False))
+    except (ValueError, KeyError, TypeError):
+        raise InvalidRequest("not a job-finished message", field="Message") from None
+    if event_type not in ("job.succeeded", "job.failed"):
+        raise InvalidRequest(f"unknown event type {event_type!r}", field="type")
+    stored = runtime.jobs().get(str(envelope.get("job_id", "")))
+    if stored is None:
+        logger.info("callback for a deleted job skipped")
+        return
+    job = stored if not isinstance(job_data, dict) else _job_from_event(job_data, stored)
+    try:
+        state = deliver_callback(job, event_type, jobs=runtime.jobs(), sender=runtime.webhook_sender(),
+                                 settings=runtime.settings.webhook, deadline_s=deadline_s, replay=replay)
+    except VideoAIError as err:
+        runtime.metrics.count("callback_deliveries", outcome="retry" if not err.permanent else "refused")
+        raise
+    if state is not None:
+        runtime.metrics.count("callback_deliveries", outcome=state.status)
+
+
+def _job_from_event(data: dict[str, Any], stored: Job) -> Job:
+    """The job as published (what the event describes), falling back to the stored record if it does not parse."""
+    try:
+        return Job.model_validate({**data, "shots": [], "request_hash": stored.request_hash,
+                                   "content_key": stored.content_key})
+    except ValueError:
+        return stored
