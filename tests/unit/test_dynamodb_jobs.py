@@ -376,7 +376,7 @@ def test_token_is_bound_to_tenant_and_tamper_evident(repo: DynamoDBJobRepository
     assert token is not None
     with pytest.raises(InvalidRequest):
         repo.list_for_tenant("beta", 1, token)
-    body, mac = token.split(".")
+    _body, mac = token.split(".")
     forged = base64.urlsafe_b64encode(b'{"j":"b-2","c":"2024-01-01T00:00:09.000Z"}').decode().rstrip("=")
     with pytest.raises(InvalidRequest):
         repo.list_for_tenant("acme", 1, f"{forged}.{mac}")
