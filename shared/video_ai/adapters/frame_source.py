@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 from scenedetect import ContentDetector, FrameTimecode
 from scenedetect.common import Timecode
@@ -332,12 +333,30 @@ class PyAVVideoReader:
 
     def _feed_detector(self, item: _Decoded, first: bool) -> bool:
         """Feed the shot detector; True when this frame starts a shot (the first frame always does)."""
-        w, h = self._detector_size
-        small = item.frame.to_ndarray(width=w, height=h, format="bgr24")
+        small = self._small_bgr(item.frame)
         ticks = max(0, int(item.t / self._time_base))
         timecode = FrameTimecode(Timecode(ticks, self._time_base), fps=self._avg_fps)
         cuts = self._detector.process_frame(timecode, small)
         return first or bool(cuts)
+
+    def _small_bgr(self, frame: av.VideoFrame) -> np.ndarray:
+        """A ~160 px BGR copy for the detector: area-averaged YUV planes (several times cheaper than swscale)."""
+        size = self._detector_size
+        if frame.format.name in ("yuv420p", "yuvj420p"):
+            h, w = frame.height, frame.width
+            dims = ((h, w), ((h + 1) // 2, (w + 1) // 2), ((h + 1) // 2, (w + 1) // 2))
+            y, u, v = (
+                cv2.resize(
+                    np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[: ph, : pw],
+                    size,
+                    interpolation=cv2.INTER_AREA,
+                )
+                for plane, (ph, pw) in zip(frame.planes[:3], dims, strict=True)
+            )
+            # Area averaging matters: point sampling aliases fine textures into false cuts. Full-range YCrCb is
+            # not the video's exact matrix; the detector only compares frames with each other.
+            return cv2.cvtColor(cv2.merge((y, v, u)), cv2.COLOR_YCrCb2BGR)
+        return frame.to_ndarray(width=size[0], height=size[1], format="bgr24", interpolation="AREA")
 
     def _convert(self, item: _Decoded, index: int, shot: int) -> SampledFrame:
         frame = item.frame
@@ -360,7 +379,7 @@ class PyAVVideoReader:
             arr = frame.to_ndarray(format="rgb24")
         else:
             w, h = (size[1], size[0]) if turned else size
-            arr = frame.to_ndarray(width=w, height=h, format="rgb24")
+            arr = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="AREA")
         if self._rotation:
             # np.rot90 turns counter-clockwise; the player turns clockwise by `rotation`.
             arr = np.ascontiguousarray(np.rot90(arr, k=-self._rotation // 90))
