@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urljoin, urlsplit
 from urllib.request import url2pathname
 
-from video_ai.adapters.net_guard import CheckedTarget, Resolver, check_url, new_client, pinned_stream
+from video_ai.adapters.net_guard import CheckedTarget, PinnedClient, Resolver, check_url
 from video_ai.domain.errors import FetchFailed, InvalidRequest, SourceTooLarge, VideoNotFound
 from video_ai.domain.models import Source
 from video_ai.domain.ports import FetchedVideo, VideoFetcher
@@ -108,13 +108,13 @@ class HttpVideoFetcher:
         target = self._check(url)
         headers = {"Accept-Encoding": "identity", "User-Agent": "video-ai"}
         try:
-            with new_client(
+            with PinnedClient(
                 connect_timeout_s=self._limits.connect_timeout_s,
                 read_timeout_s=self._limits.read_timeout_s,
                 ssl_context=self._ssl_context,
             ) as client:
                 for hop in range(self._limits.max_redirects + 1):
-                    with pinned_stream(client, "GET", target, headers=headers) as response:
+                    with client.stream("GET", target, headers=headers) as response:
                         if response.status_code in REDIRECT_STATUSES:
                             target = self._redirect(target, response, hop)
                             continue

@@ -21,7 +21,7 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
-from video_ai.adapters.net_guard import Resolver, check_url, new_client, pinned_stream
+from video_ai.adapters.net_guard import PinnedClient, Resolver, check_url
 from video_ai.domain.errors import ConfigError, FetchFailed
 from video_ai.services.deliver_callback import DeliveryResult
 from video_ai.settings import LimitsSettings, NetworkSettings, WebhookSettings
@@ -137,12 +137,12 @@ class WebhookSender:
         timeout = self._settings.timeout_s
         try:
             with (
-                new_client(
+                PinnedClient(
                     connect_timeout_s=min(timeout, self._limits.connect_timeout_s),
                     read_timeout_s=timeout,
                     ssl_context=self._ssl_context,
                 ) as client,
-                pinned_stream(client, "POST", target, headers=headers, content=body) as response,
+                client.stream("POST", target, headers=headers, content=body) as response,
             ):
                 # The body is not read: a receiver must not be able to make us download anything.
                 return DeliveryResult(
