@@ -305,6 +305,19 @@ def make_audio_only(path: Path | str, duration_s: float = 2.0) -> Path:
     return path
 
 
+def make_empty_video(path: Path | str) -> Path:
+    """A Matroska file whose video stream has no frame at all (1 s of audio beside it)."""
+    path = Path(path)
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        audio = _add_audio(container)
+        _encode_audio(container, audio, 0, 1.0)
+        for packet in audio.encode(None):
+            container.mux(packet)
+    return path
+
+
 def make_truncated(src: Path | str, dst: Path | str, keep: float = 0.5) -> Path:
     """Copy the first `keep` fraction of `src`'s bytes: a download cut off mid-file."""
     data = Path(src).read_bytes()

@@ -113,6 +113,14 @@ class PyAVFrameSource:
         )
 
 
+def grid_point_in(lo: Fraction | None, hi: Fraction, fps: Fraction) -> bool:
+    """Whether a sample time k / fps (k >= 0) lies in (lo, hi]: the frame at `hi` after one at `lo` is a pick."""
+    k = math.floor(hi * fps)  # the largest k with k / fps <= hi
+    if k < 0:
+        return False
+    return lo is None or lo < 0 or Fraction(k) / fps > lo
+
+
 def _container_name(fmt_name: str, path: Path) -> str:
     names = fmt_name.split(",")
     ext = path.suffix.lower().lstrip(".")
@@ -298,6 +306,7 @@ class PyAVVideoReader:
                 item = self._first if self._first is not None else self._next_decoded()
                 self._first = None
                 if item is None:
+                    self._check_short(last)
                     self._complete = not self.truncated
                     break
                 if last is not None and item.pred_t is not None and self._mode != "keyframes":
@@ -322,14 +331,7 @@ class PyAVVideoReader:
             return True
         if self._mode == "shots":
             return new_shot
-        return item.t >= 0 and self._grid_point_in(item.pred_t, item.t)
-
-    def _grid_point_in(self, lo: Fraction | None, hi: Fraction) -> bool:
-        """Whether some sample time k / fps (k >= 0) lies in (lo, hi]."""
-        k = math.floor(hi * self._fps_q)  # largest k with k / fps <= hi
-        if k < 0:
-            return False
-        return lo is None or lo < 0 or Fraction(k) / self._fps_q > lo
+        return item.t >= 0 and grid_point_in(item.pred_t, item.t, self._fps_q)
 
     def _feed_detector(self, item: _Decoded, first: bool) -> bool:
         """Feed the shot detector; True when this frame starts a shot (the first frame always does)."""
@@ -394,7 +396,7 @@ class PyAVVideoReader:
         if last.frame.duration:
             frame_dur = last.frame.duration * self._time_base
         end_t = last.t + frame_dur
-        end_frame = self._ordinals_seen - 1 if self._complete else last.number
+        end_frame = self._ordinals_seen - 1 if self._complete or self.truncated else last.number
         if self._complete:
             end_t = max(end_t, Fraction(self._max_t) + frame_dur) if self._max_t is not None else end_t
             if not self._duration_known:
@@ -418,6 +420,23 @@ class PyAVVideoReader:
                 )
             )
         self._shots = shots
+
+    def _check_short(self, last: _Decoded | None) -> None:
+        """A file that ends well before its declared length was cut off (an interrupted download)."""
+        if last is None or self.truncated:
+            return
+        declared = self._info.frame_count
+        short_frames = declared is not None and self._ordinals_seen < declared
+        slack = max(1.0, 0.02 * self._info.duration_s)
+        short_time = self._duration_known and float(last.t) < self._info.duration_s - slack
+        if short_frames or short_time:
+            self.truncated = True
+            msg = (
+                f"{self.path.name}: the file ends early: {self._ordinals_seen} frames up to {float(last.t):.3f} s of "
+                f"{declared if declared is not None else '?'} frames / {self._info.duration_s:.3f} s declared"
+            )
+            self.warnings.append(msg)
+            log.warning(msg)
 
     def _check_watchdog(self) -> None:
         elapsed = self.clock.monotonic() - self._started
@@ -507,7 +526,7 @@ class PyAVVideoReader:
         if lower is None or self._start_pts is None:
             return False
         tb = self._time_base
-        return not self._grid_point_in((lower - self._start_pts) * tb, (pts - self._start_pts) * tb)
+        return not grid_point_in((lower - self._start_pts) * tb, (pts - self._start_pts) * tb, self._fps_q)
 
     def _damaged(self, err: Exception, produced: int) -> None:
         if produced == 0:
