@@ -142,7 +142,8 @@ class FakeIndex:
 
     def _match(self, p: FramePoint, flt: SearchFilter) -> bool:
         pl = p.payload
-        return ((flt.tenant is None or pl["tenant"] == flt.tenant) and (flt.job_id is None or pl["job_id"] == flt.job_id)
+        return ((flt.tenant is None or pl["tenant"] == flt.tenant)
+                and (flt.job_id is None or pl["job_id"] == flt.job_id)
                 and (flt.start_s is None or pl["pts_s"] >= flt.start_s)
                 and (flt.end_s is None or pl["pts_s"] <= flt.end_s))
 

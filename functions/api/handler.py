@@ -6,8 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
-from bootstrap import build_app
 from mangum import Mangum
+
+from bootstrap import build_app
 
 logger = Logger()
 tracer = Tracer()

@@ -6,8 +6,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
-from bootstrap import build_runtime
 
+from bootstrap import build_runtime
 from video_ai.services.deliver_callback import budget_from_remaining_ms
 from video_ai.workers import callback_message
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from video_ai.domain.errors import ConfigError, VideoAIError
-from video_ai.domain.models import Job, JobStatus, Sampling, SampledFrame, Source
+from video_ai.domain.models import Job, JobStatus, SampledFrame, Sampling, Source
 from video_ai.settings import Settings, load_settings
 
 logger = logging.getLogger("video_ai.cli")

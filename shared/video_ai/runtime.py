@@ -110,9 +110,8 @@ class Runtime:
     ) -> None:
         self.secrets = secrets or Secrets()
         if self.secrets.qdrant_api_key and settings.qdrant.api_key is None:
-            settings = settings.model_copy(
-                update={"qdrant": settings.qdrant.model_copy(update={"api_key": SecretStr(self.secrets.qdrant_api_key)})}
-            )
+            qdrant = settings.qdrant.model_copy(update={"api_key": SecretStr(self.secrets.qdrant_api_key)})
+            settings = settings.model_copy(update={"qdrant": qdrant})
         self.settings = settings
         self.metrics: Metrics = metrics or NullMetrics()
         self.resolver = resolver

@@ -191,10 +191,10 @@ def _describe(err: ValidationError, source: str) -> str:
 
 def parse_settings(data: Mapping[str, Any], source: str = "config") -> Settings:
     """Validate a mapping; raise ConfigError with one line naming the source, the field and the problem."""
-    if "qdrant" in data and isinstance(data["qdrant"], Mapping) and "api_key" in data["qdrant"]:
-        if source != "environment":
-            raise ConfigError(f"{source}: qdrant.api_key: secrets come from the environment, not the config file",
-                              field="qdrant.api_key")
+    qdrant = data.get("qdrant")
+    if isinstance(qdrant, Mapping) and "api_key" in qdrant and source != "environment":
+        raise ConfigError(f"{source}: qdrant.api_key: secrets come from the environment, not the config file",
+                          field="qdrant.api_key")
     try:
         return Settings.model_validate(data)
     except ValidationError as err:

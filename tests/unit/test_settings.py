@@ -27,7 +27,8 @@ def test_committed_config_is_valid_and_keeps_the_seed_keys() -> None:
 def test_environment_overrides_nested_keys(tmp_path: Path) -> None:
     settings = load_settings(
         ROOT / "config" / "config.yml",
-        environ={"VIDEO_AI__SAMPLING__FPS": "2.5", "VIDEO_AI__QDRANT__API_KEY": "s3cret", "VIDEO_AI__LOGGING__LEVEL": "DEBUG"},
+        environ={"VIDEO_AI__SAMPLING__FPS": "2.5", "VIDEO_AI__QDRANT__API_KEY": "s3cret",
+                 "VIDEO_AI__LOGGING__LEVEL": "DEBUG"},
     )
     assert settings.sampling.fps == 2.5
     assert settings.logging.level == "DEBUG"
@@ -51,7 +52,7 @@ def test_unknown_key_and_secret_in_file_are_refused(tmp_path: Path) -> None:
         load_settings(typo, environ={})
     secret = tmp_path / "secret.yml"
     secret.write_text("qdrant:\n  api_key: abc\n")
-    with pytest.raises(ConfigError, match="qdrant.api_key"):
+    with pytest.raises(ConfigError, match=r"qdrant\.api_key"):
         load_settings(secret, environ={})
 
 
@@ -65,7 +66,11 @@ def test_deployed_profile_refuses_loopback_and_http(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [("sampling: [\n", "not valid YAML"), ("- a\n- b\n", "expected a mapping"), ("model:\n  batch_size: 0\n", "model.batch_size")],
+    [
+        ("sampling: [\n", "not valid YAML"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("model:\n  batch_size: 0\n", "model.batch_size"),
+    ],
 )
 def test_cli_config_check_prints_one_line_and_exits_2(tmp_path: Path, content: str, needle: str) -> None:
     cfg = tmp_path / "c.yml"

@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,10 +140,8 @@ def _prefetch(batches: Iterator[_Batch], depth: int, stop: threading.Event) -> I
         stop.set()
         # Drain so a producer blocked on put() sees the stop flag and ends.
         while producer.is_alive():
-            try:
+            with suppress(queue.Empty):
                 slots.get(timeout=0.05)
-            except queue.Empty:
-                pass
         producer.join(timeout=5)
 
 
