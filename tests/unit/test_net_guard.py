@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from tests.fixtures.hostile_urls import ALWAYS_REFUSED, HOSTILE_URLS, FakeResolver
 
+from tests.fixtures.hostile_urls import ALWAYS_REFUSED, HOSTILE_URLS, FakeResolver
 from video_ai.adapters.net_guard import NetGuard, check_url, classify_address
 from video_ai.domain.errors import FetchFailed, ForbiddenAddress, InvalidRequest
 from video_ai.settings import LimitsSettings, NetworkSettings
