@@ -1,0 +1,30 @@
+"""Session-wide fixtures: the real model built once, AWS credentials that can never reach AWS."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tests must never talk to a real AWS account, whatever the developer's shell has.
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_name, None)
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VideoAI")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "video-ai-tests")
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The real EfficientNet-Lite0 ONNX model, built once per test session from the packaged weights."""
+    from video_ai.model import build_model
+
+    path = tmp_path_factory.mktemp("model") / "efficientnet-lite0.onnx"
+    build_model(path)
+    yield path
