@@ -237,11 +237,12 @@ def test_transition_sets_fields_and_updated_at(repo: DynamoDBJobRepository) -> N
     repo.transition("job-1", JobStatus.PROCESSING)
     done = repo.transition(
         "job-1", JobStatus.FAILED, error=ErrorInfo(code="unsupported_media", message="not a video"),
-        timings=Timings(total_s=1.25),
+        timings=Timings(total_s=1.25), shots=[Shot(index=0, start_s=0.1, end_s=2 / 3, start_frame=2, end_frame=16)],
     )
     assert done.status is JobStatus.FAILED
     assert done.error == ErrorInfo(code="unsupported_media", message="not a video")
     assert done.timings.total_s == 1.25
+    assert done.shots == [Shot(index=0, start_s=0.1, end_s=2 / 3, start_frame=2, end_frame=16)]
     assert done.updated_at > "2020-01-01T00:00:00.000Z"
     assert done.created_at == "2020-01-01T00:00:00.000Z"
     assert repo.get("job-1") == done

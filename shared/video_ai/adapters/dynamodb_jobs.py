@@ -19,6 +19,7 @@ import math
 import time
 import zlib
 from collections.abc import Mapping
+from decimal import Decimal
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +61,8 @@ def _number(value: float, name: str) -> str:
         raise InvalidRequest(f"{name}: {value!r} cannot be stored as a DynamoDB number", field=name)
     if value != 0 and abs(value) < _N_MIN:
         return "0"
-    return repr(value)  # shortest repr: float(repr(x)) == x exactly
+    # The shortest repr round-trips (float(repr(x)) == x); via Decimal it is spelled as boto3's own serializer does.
+    return str(Decimal(repr(value)))
 
 
 def to_attr(value: Any, name: str = "value") -> AttrValue:
