@@ -8,7 +8,7 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
   chosen for t_k is the first frame of the stream (in presentation order, counting every frame, decoded or not)
   whose pts >= t_k. A frame is emitted once even when it is the pick for several t_k (gaps longer than 1/fps in
   VFR video). `max_frames` keeps the first N samples and ends the pass there.
-* NONREF skipping. In `fps` mode non-reference frames are skipped (`skip_frame="NONREF"`) except where one may be
+* NONREF skipping. In `fps` mode on H.264/HEVC non-reference frames are skipped (`skip_frame="NONREF"`) except where one may be
   the pick: before each packet goes to the decoder we know the largest already-demuxed pts L below the packet's
   pts p; the true predecessor of p is >= L, so if no t_k lies in (L, p] the frame cannot be a pick and may be
   skipped. The picks are therefore the same frames a full decode gives.
@@ -67,6 +67,9 @@ from video_ai.settings import LimitsSettings, SamplingSettings
 log = logging.getLogger(__name__)
 
 DETECTOR_WIDTH = 160  # ContentDetector compares mean HSV deltas; 160 px keeps it cheap and finds the same cuts
+# Codecs whose reference structure keeps every 2nd frame or so: skipping the rest still lets the shot detector see
+# frames close together. MPEG-4 Part 2 with B-frames keeps only every 3rd, and fast motion then looks like cuts.
+NONREF_CODECS = frozenset({"h264", "hevc"})
 _RECENT_PTS = 64  # > H.264's 16-frame reorder limit: enough history to know each packet's predecessor
 
 
@@ -212,7 +215,7 @@ class PyAVVideoReader:
         self._time_base: Fraction = stream.time_base or Fraction(1, 90000)
         self._start_pts: int | None = stream.start_time
         self._mode = self.sampling.mode
-        self._skip_nonref = skip_nonref and self._mode == "fps"
+        self._skip_nonref = skip_nonref and self._mode == "fps" and ctx.name in NONREF_CODECS
         if self._mode == "keyframes":
             ctx.skip_frame = "NONKEY"
         self._fps_q = Fraction(str(self.sampling.fps)) if self.sampling.mode == "fps" else Fraction(1)
