@@ -177,9 +177,11 @@ class FakeIndex:
 class RecordingNotifier:
     def __init__(self) -> None:
         self.finished: list[Job] = []
+        self.replays = 0
 
-    def job_finished(self, job: Job) -> None:
+    def job_finished(self, job: Job, replay: bool = False) -> None:
         self.finished.append(job)
+        self.replays += int(replay)
 
 
 class RecordingQueue:

@@ -189,3 +189,17 @@ def test_delete_removes_vectors_and_record_idempotently(client: TestClient, ctx:
     assert client.get(f"/jobs/{job_id}", headers=A).status_code == 404
     index = ctx.index()
     assert isinstance(index, FakeIndex) and index.points == {}
+
+
+def test_callback_replay_needs_a_finished_job_with_a_callback(client: TestClient, ctx: ApiContext) -> None:
+    from tests.fakes import RecordingNotifier
+
+    notifier = RecordingNotifier()
+    ctx.notifier_factory = lambda: notifier
+    job_id = client.post("/analyze", json={"video_url": "https://e.com/v.mp4", "callback_url": "https://e.com/h"},
+                         headers=A).json()["job_id"]
+    assert client.post(f"/jobs/{job_id}/callback", headers=A).status_code == 409  # still queued
+    ctx.jobs.transition(job_id, JobStatus.FAILED)
+    assert client.post(f"/jobs/{job_id}/callback", headers=B).status_code == 404
+    r = client.post(f"/jobs/{job_id}/callback", headers=A)
+    assert r.status_code == 202 and notifier.replays == 1 and notifier.finished[0].job_id == job_id

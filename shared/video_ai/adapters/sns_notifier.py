@@ -27,8 +27,11 @@ class SnsNotifier:
         self.topic_arn = topic_arn
         self._clients = clients
 
-    def job_finished(self, job: Job) -> None:
+    def job_finished(self, job: Job, replay: bool = False) -> None:
         envelope = job_finished_envelope(job)
+        if replay:
+            # Asks the callback function to deliver again even though the job's callback was delivered already.
+            envelope["replay"] = True
         message = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
         if len(message.encode()) > MAX_MESSAGE_BYTES:
             raise InvalidRequest(f"job {job.job_id}: finished message is over {MAX_MESSAGE_BYTES} bytes")

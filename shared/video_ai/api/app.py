@@ -294,7 +294,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             raise Conflict(f"job {job.job_id} has no callback_url")
         if ctx.notifier_factory is None:
             raise Conflict("callback replay is not configured here")
-        ctx.notifier_factory().job_finished(job, replay=True)  # type: ignore[call-arg]
+        ctx.notifier_factory().job_finished(job, replay=True)
         return Accepted(job_id=job.job_id, status=job.status.value)
 
     @app.post("/search", response_model=SearchResponse)

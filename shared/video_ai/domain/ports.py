@@ -152,7 +152,9 @@ class JobQueue(Protocol):
 
 
 class Notifier(Protocol):
-    def job_finished(self, job: Job) -> None: ...
+    def job_finished(self, job: Job, replay: bool = False) -> None:
+        """Publish "job finished"; `replay` re-delivers a callback that was delivered already."""
+        ...
 
 
 class Clock(Protocol):
