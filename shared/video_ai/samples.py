@@ -318,11 +318,19 @@ def make_empty_video(path: Path | str) -> Path:
     return path
 
 
-def make_truncated(src: Path | str, dst: Path | str, keep: float = 0.5) -> Path:
-    """Copy the first `keep` fraction of `src`'s bytes: a download cut off mid-file."""
+def make_truncated(src: Path | str, dst: Path | str, keep: float = 0.5, *, keep_bytes: int | None = None) -> Path:
+    """Copy the first `keep` fraction (or `keep_bytes` bytes) of `src`: a download cut off mid-file."""
     data = Path(src).read_bytes()
-    Path(dst).write_bytes(data[: max(1, int(len(data) * keep))])
+    end = keep_bytes if keep_bytes is not None else int(len(data) * keep)
+    Path(dst).write_bytes(data[: max(1, end)])
     return Path(dst)
+
+
+def first_video_packet_span(path: Path | str) -> tuple[int, int]:
+    """(byte offset, size) of the first video packet, from the container index (mp4/mov)."""
+    with av.open(str(path)) as container:
+        entry = container.streams.video[0].index_entries[0]
+        return int(entry.pos), int(entry.size)  # read before close: the entry points into the container
 
 
 def make_garbled(src: Path | str, dst: Path | str, start: float = 0.4, end: float = 0.9, seed: int = 0) -> Path:
