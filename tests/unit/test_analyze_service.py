@@ -121,7 +121,7 @@ def test_deleted_job_stops_at_next_batch(tmp_path: Path) -> None:
 
     analyze_video("job-1", deps, on_frame=delete_after_first_batch)
     assert isinstance(deps.index, FakeIndex)
-    assert len(deps.index.points) < 30
+    assert len(seen) < 30 and deps.index.points == {}
     assert isinstance(deps.notifier, RecordingNotifier) and deps.notifier.finished == []
 
 
@@ -131,3 +131,33 @@ def test_progress_reported_and_monotonic(tmp_path: Path) -> None:
     seen: list[float] = []
     analyze_video("job-1", deps, on_progress=seen.append)
     assert seen == sorted(seen) and seen[-1] == 1.0 and all(0.0 <= p <= 1.0 for p in seen)
+
+
+def test_same_bytes_same_sampling_reuses_vectors_without_decoding(tmp_path: Path) -> None:
+    deps = _deps(tmp_path)
+    _queued(deps, "first")
+    analyze_video("first", deps)
+    _queued(deps, "second")
+    result = analyze_video("second", deps)
+    assert isinstance(deps.frames, FakeFrameSource) and deps.frames.opened == 1  # decoded once, for "first" only
+    assert result.job.reused_from == "first" and result.job.frames_indexed == 10
+    assert [f.pts_s for f in result.frames] == [float(i) for i in range(10)]
+    assert isinstance(deps.index, FakeIndex)
+    assert deps.index.count(deps.embedder.info, SearchFilter(job_id="second")) == 10
+    assert {p.payload["job_id"] for p in deps.index.points.values()} == {"first", "second"}
+    stored = deps.jobs.get("second")
+    assert stored is not None and len(stored.shots) == 2
+
+
+def test_other_tenant_or_other_sampling_does_not_reuse(tmp_path: Path) -> None:
+    from video_ai.domain.models import Sampling
+
+    deps = _deps(tmp_path)
+    _queued(deps, "first")
+    analyze_video("first", deps)
+    deps.jobs.create(Job(job_id="other-tenant", tenant="t2", source=Source(url="https://example.com/v.mp4")))
+    deps.jobs.create(Job(job_id="other-fps", tenant="t1", source=Source(url="https://example.com/v.mp4"),
+                         sampling=Sampling(fps=2.0)))
+    assert analyze_video("other-tenant", deps).job.reused_from is None
+    assert analyze_video("other-fps", deps).job.reused_from is None
+    assert isinstance(deps.frames, FakeFrameSource) and deps.frames.opened == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import shutil
@@ -23,7 +24,9 @@ from video_ai.domain.models import (
     FramePoint,
     Job,
     JobStatus,
+    ModelInfo,
     SampledFrame,
+    SearchFilter,
     Shot,
     Timings,
     point_id,
@@ -89,6 +92,7 @@ class _Batch:
 
 
 _DONE = object()
+REUSE_PAGE = 256
 
 
 def _batches(frames: Iterator[SampledFrame], size: int, hook: FrameHook | None) -> Iterator[_Batch]:
@@ -177,7 +181,9 @@ def analyze_video(
     try:
         result = _run(job, deps, workdir, started, on_progress, on_frame, thumbnail_width)
     except _Cancelled:
+        # DELETE /jobs/{id} removed the record and the vectors it saw; the batches upserted since go too.
         logger.info("job cancelled while processing", extra={"job_id": job_id})
+        deps.index.delete(deps.embedder.info, SearchFilter(tenant=job.tenant, job_id=job_id))
         return AnalysisResult(job=job)
     except VideoAIError as err:
         if err.permanent:
@@ -234,6 +240,10 @@ def _run(
         fetched = deps.fetcher.fetch(job.source, workdir)
         timings.fetch_s = time.perf_counter() - t0
     model = deps.embedder.info
+    key = content_key(job, fetched.sha256, model)
+    previous = deps.jobs.find_by_content(key)
+    if previous is not None and previous.job_id != job.job_id and previous.tenant == job.tenant:
+        return _reuse(job, previous, deps, key, fetched.sha256, timings, started)
     reader = deps.frames.open(
         fetched.path, job.sampling, image_size=deps.embedder.input_size, thumbnail_width=thumbnail_width
     )
@@ -277,6 +287,7 @@ def _run(
             shots=shots,
             timings=timings,
             progress=1.0,
+            content_key=key,
         )
         _record_success(done, deps)
         if deps.notifier is not None:
@@ -284,6 +295,54 @@ def _run(
     if on_progress is not None:
         on_progress(1.0)
     return AnalysisResult(job=done, frames=frames, shots=shots)
+
+
+def content_key(job: Job, sha256: str, model: ModelInfo) -> str:
+    """Same tenant, same bytes, same sampling, same model: the same vectors. Reuse needs all four to match."""
+    s = job.sampling
+    raw = f"{job.tenant}|{sha256}|{s.mode}|{s.fps}|{s.max_frames}|{model.name}|{model.version}|{model.dim}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _reuse(job: Job, previous: Job, deps: AnalyzeDeps, key: str, sha256: str, timings: Timings,
+           started: float) -> AnalysisResult:
+    """Copy a finished job's vectors under this job's ids instead of decoding and embedding again."""
+    model = previous.model or deps.embedder.info
+    deps.index.ensure_collection(model)
+    frames: list[Frame] = []
+    after: int | None = None
+    t0 = time.perf_counter()
+    while True:
+        page = deps.index.list_frames(model, previous.job_id, previous.tenant, after, REUSE_PAGE)
+        points: list[FramePoint] = []
+        for old in page:
+            vector = deps.index.get_vector(model, old.id)
+            if vector is None:
+                continue
+            number = int(old.payload["frame_number"])
+            pid = point_id(job.job_id, number)
+            payload = {**old.payload, "job_id": job.job_id, "tenant": job.tenant, "source": job.source.describe()}
+            points.append(FramePoint(id=pid, vector=vector, payload=payload))
+            frames.append(Frame(index=int(old.payload["index"]), pts_s=float(old.payload["pts_s"]),
+                                frame_number=number, shot=int(old.payload["shot"]), point_id=pid))
+        if points:
+            deps.index.upsert(model, points)
+        if len(page) < REUSE_PAGE:
+            break
+        after = int(page[-1].payload["frame_number"])
+    timings.index_s = time.perf_counter() - t0
+    timings.total_s = time.perf_counter() - started
+    done = deps.jobs.transition(
+        job.job_id, JobStatus.SUCCEEDED, sha256=sha256, video=previous.video, model=model,
+        frames_indexed=len(frames), shots_detected=previous.shots_detected, shots=previous.shots,
+        timings=Timings(**{k: round(v, 4) for k, v in timings.model_dump().items()}), progress=1.0,
+        reused_from=previous.job_id, content_key=key,
+    )
+    deps.metrics.count("jobs_reused")
+    _record_success(done, deps)
+    if deps.notifier is not None:
+        deps.notifier.job_finished(done)
+    return AnalysisResult(job=done, frames=frames, shots=previous.shots)
 
 
 def _points(
