@@ -342,11 +342,11 @@ def make_garbled(src: Path | str, dst: Path | str, start: float = 0.4, end: floa
     return Path(dst)
 
 
-DEMO_CUTS: tuple[float, ...] = (3.0, 7.0, 10.5, 14.0, 17.0)
+DEMO_CUTS: tuple[float, ...] = (3.0, 7.0, 10.4, 14.0, 17.0)
 
 
 def make_demo_clip(path: Path | str, progress: Callable[[str], None] | None = None) -> ClipInfo:
-    """A ~20 s 640x360 25 fps H.264 clip with cuts at 3, 7, 10.5, 14 and 17 s (six shots)."""
+    """A ~20 s 640x360 25 fps H.264 clip with cuts at 3, 7, 10.4, 14 and 17 s (six shots)."""
     if progress is not None:
         progress(f"generating a 20 s demo clip with {len(DEMO_CUTS)} cuts at {Path(path)}")
     return make_clip(path, duration_s=20.0, fps=25.0, size=(640, 360), shots=list(DEMO_CUTS), codec="h264")
