@@ -75,6 +75,8 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "video_ai_jobs_succeeded", "JobsSucceeded", "Count"),
         MetricSpec("jobs_failed", "counter", "Jobs finished failed, by error code.",
                    "video_ai_jobs_failed", "JobsFailed", "Count", labels=("error_code",)),
+        MetricSpec("jobs_reused", "counter", "Jobs answered from an earlier job's results for the same content.",
+                   "video_ai_jobs_reused", "JobsReused", "Count"),
         MetricSpec("jobs_deleted", "counter", "Jobs deleted through the API.",
                    "video_ai_jobs_deleted", "JobsDeleted", "Count"),
         MetricSpec("frames_indexed", "counter", "Frames embedded and stored in the vector index.",
