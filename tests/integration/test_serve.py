@@ -1,0 +1,157 @@
+"""`video-ai serve` as a subprocess: the tutorial end to end, then a clean SIGTERM (bounded waits throughout)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+from tests.integration.serve_helpers import FileServer, Receiver, ServeProcess, wait_for, write_config
+from video_ai.samples import make_clip
+
+JOB_TIMEOUT_S = 90.0
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serve")
+
+
+@pytest.fixture(scope="module")
+def clip(workdir: Path) -> Path:
+    media = workdir / "media"
+    media.mkdir()
+    path = media / "clip.mp4"
+    make_clip(path, duration_s=3.0, fps=12.0, size=(160, 120), shots=[1.5])
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(clip: Path) -> Iterator[FileServer]:
+    server = FileServer(clip.parent)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def stack(workdir: Path) -> Iterator[ServeProcess]:
+    config = workdir / "config.yml"
+    write_config(config, workdir / "data")
+    proc = ServeProcess(config).start()
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def receiver(stack: ServeProcess) -> Iterator[Receiver]:
+    recv = Receiver(stack.info["webhook_secret"])
+    yield recv
+    recv.close()
+
+
+def _job(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    response = client.get(f"/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _finished(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
+    job = _job(client, job_id)
+    return job if job["status"] in ("succeeded", "failed") else None
+
+
+def test_ready_lines_name_loopback_endpoints_and_credentials(stack: ServeProcess) -> None:
+    info = stack.info
+    assert info["api"].startswith("http://127.0.0.1:") and not info["api"].endswith(":0")
+    assert info["s3"].startswith("http://127.0.0.1:")
+    assert info["webhook_secret"].startswith("whsec_")
+    assert httpx.get(info["api"] + "/health", timeout=5).json() == {"status": "ok"}
+    assert httpx.get(info["api"] + "/jobs", timeout=5).status_code == 401
+    with stack.client() as client:
+        assert client.get("/jobs").status_code == 200
+
+
+def test_analyze_delivers_a_signed_callback_and_the_job_succeeds(
+    stack: ServeProcess, files: FileServer, receiver: Receiver
+) -> None:
+    with stack.client() as client:
+        response = client.post("/analyze", json={"video_url": files.url("clip.mp4"), "callback_url": receiver.url})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+        payload, headers = wait_for(lambda: receiver.event_for(job_id), JOB_TIMEOUT_S, what="the callback")
+        # The receiver only records deliveries that `standardwebhooks` verified against the printed secret.
+        assert payload["type"] == "job.succeeded", payload
+        assert headers["webhook-id"] and headers["webhook-signature"].startswith("v1,")
+        job = _job(client, job_id)
+        assert job["status"] == "succeeded", job
+        assert job["frames_indexed"] >= 3
+        assert job["tenant"] == "dev"
+        frames = client.get(f"/jobs/{job_id}/frames").json()["items"]
+        assert len(frames) == job["frames_indexed"]
+
+
+def test_s3_upload_creates_a_job_that_succeeds(stack: ServeProcess, clip: Path) -> None:
+    s3 = boto3.client("s3", endpoint_url=stack.info["s3"], region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing", config=Config(retries={"max_attempts": 2}))
+    bucket = s3.list_buckets()["Buckets"][0]["Name"]
+    key = "tenants/dev/uploads/my clip.mp4"
+    s3.put_object(Bucket=bucket, Key=key, Body=clip.read_bytes())
+
+    with stack.client() as client:
+        def uploaded_job() -> dict[str, Any] | None:
+            items = client.get("/jobs").json()["items"]
+            return next((j for j in items if (j["source"].get("s3") or {}).get("key") == key), None)
+
+        job = wait_for(uploaded_job, 30, what="the upload's job in GET /jobs")
+        assert job["source"]["s3"]["bucket"] == bucket
+        done = wait_for(lambda: _finished(client, job["job_id"]), JOB_TIMEOUT_S, what="the upload's job to finish")
+        assert done["status"] == "succeeded", done
+        assert done["tags"].get("trigger") == "s3-upload"
+
+
+def test_second_serve_on_a_busy_port_fails_with_one_line(stack: ServeProcess, workdir: Path) -> None:
+    port = int(stack.info["api"].rsplit(":", 1)[1])
+    second = ServeProcess(workdir / "config.yml", port=port).start()
+    try:
+        code = second.wait_exit(60)
+    finally:
+        second.kill()
+    assert code != 0
+    errors = second.stderr_matching("already in use")
+    assert len(errors) == 1 and f":{port}" in errors[0], second.stderr_tail()
+    assert second.stdout_lines.empty()
+
+
+def test_bad_config_exits_2_naming_the_field(workdir: Path) -> None:
+    bad = workdir / "bad.yml"
+    write_config(bad, workdir / "bad-data", fps=-1)
+    proc = ServeProcess(bad).start()
+    try:
+        code = proc.wait_exit(60)
+    finally:
+        proc.kill()
+    assert code == 2
+    assert [line for line in proc.stderr_lines if line.strip()] == proc.stderr_matching("sampling.fps"), (
+        proc.stderr_tail())
+    assert len(proc.stderr_matching("sampling.fps")) == 1
+
+
+def test_sigterm_stops_cleanly_and_frees_the_port(stack: ServeProcess) -> None:
+    port = int(stack.info["api"].rsplit(":", 1)[1])
+    moto_port = int(stack.info["s3"].rsplit(":", 1)[1])
+    assert stack.terminate(timeout=30) == 0, stack.stderr_tail()
+    for p in (port, moto_port):
+        with socket.socket() as sock, pytest.raises(OSError):
+            sock.settimeout(2)
+            sock.connect(("127.0.0.1", p))
+    assert stack.stderr_matching("stopped")
