@@ -1,0 +1,446 @@
+"""template.yaml, samconfig.toml, the shared layer and the worker image: lint-clean and saying what the design needs."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from video_ai.local.resources import load_template
+from video_ai.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+ZIP_FUNCTIONS = ("ApiFunction", "IngestFunction", "CallbackFunction")
+SECRET_VARIABLES = {
+    "QDRANT_API_KEY_SECRET_ARN": "QdrantApiKeySecretArn",
+    "WEBHOOK_SECRET_ARN": "WebhookSecretArn",
+    "API_KEYS_SECRET_ARN": "ApiKeysSecretArn",
+}
+DOMAIN_METRICS = (
+    "JobsAccepted",
+    "JobsSucceeded",
+    "JobsFailed",
+    "VideoSecondsProcessed",
+    "FramesIndexed",
+    "JobLatency",
+    "RealtimeFactor",
+    "CallbackDeliveries",
+    "QueueWait",
+)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template(TEMPLATE_PATH)
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = template["Resources"]
+    return found
+
+
+def props(resources: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = resources[logical_id]["Properties"]
+    return found
+
+
+def function_environment(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    """Globals' variables merged with the function's own, as SAM merges them."""
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    own = template["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+    variables.update(own)
+    return variables
+
+
+def references(node: Any) -> set[str]:
+    """Logical ids and parameters a node refers to (Ref, GetAtt, ${...} in Sub)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref":
+                found.add(str(value))
+            elif key == "Fn::GetAtt":
+                found.add(str(value[0]))
+            elif key == "Fn::Sub":
+                text = value[0] if isinstance(value, list) else value
+                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)}
+            found |= references(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= references(item)
+    return found
+
+
+def sqs_event(resources: dict[str, Any], function: str) -> dict[str, Any]:
+    events = [e for e in props(resources, function)["Events"].values() if e["Type"] == "SQS"]
+    assert len(events) == 1
+    found: dict[str, Any] = events[0]["Properties"]
+    return found
+
+
+# ---------------------------------------------------------------- lint
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    from cfnlint.api import lint_file
+
+    matches = lint_file(TEMPLATE_PATH)
+    assert [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches] == []
+
+
+def test_the_loader_reads_the_template_as_cfn_lint_does(template: dict[str, Any]) -> None:
+    from cfnlint.decode import decode
+
+    decoded, matches = decode(str(TEMPLATE_PATH))
+    assert matches == []
+    assert json.loads(json.dumps(template)) == json.loads(json.dumps(decoded))
+
+
+# ---------------------------------------------------------------- worker and queues
+
+
+def test_worker_consumes_the_jobs_queue_one_message_at_a_time(resources: dict[str, Any]) -> None:
+    event = sqs_event(resources, "WorkerFunction")
+    assert event["Queue"] == {"Fn::GetAtt": ["JobsQueue", "Arn"]}
+    assert event["BatchSize"] == 1
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "WorkerMaxConcurrency"}
+
+
+def test_worker_is_an_image_sized_for_long_videos(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    worker = resources["WorkerFunction"]
+    assert worker["Properties"]["PackageType"] == "Image"
+    assert worker["Properties"]["Timeout"] == 900
+    assert worker["Properties"]["EphemeralStorage"]["Size"] == 10240
+    assert worker["Properties"]["MemorySize"] == {"Ref": "WorkerMemorySize"}
+    assert template["Parameters"]["WorkerMemorySize"]["Default"] == 3008
+    assert "Runtime" not in worker["Properties"] and "Layers" not in worker["Properties"]
+    assert worker["Metadata"]["DockerContext"] == "."
+    assert (ROOT / worker["Metadata"]["Dockerfile"]).is_file()
+
+
+@pytest.mark.parametrize(
+    ("queue", "dlq", "function"),
+    [
+        ("JobsQueue", "JobsDeadLetterQueue", "WorkerFunction"),
+        ("UploadsQueue", "UploadsDeadLetterQueue", "IngestFunction"),
+    ],
+)
+def test_queues_redrive_after_three_and_outlast_their_consumer(
+    resources: dict[str, Any], queue: str, dlq: str, function: str
+) -> None:
+    queue_props = props(resources, queue)
+    assert queue_props["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}, "maxReceiveCount": 3}
+    assert queue_props["VisibilityTimeout"] >= 6 * props(resources, function)["Timeout"]
+    assert props(resources, dlq)["MessageRetentionPeriod"] > queue_props["MessageRetentionPeriod"]
+
+
+def test_ingest_consumes_the_uploads_queue_in_batches(resources: dict[str, Any]) -> None:
+    event = sqs_event(resources, "IngestFunction")
+    assert event["Queue"] == {"Fn::GetAtt": ["UploadsQueue", "Arn"]}
+    assert event["BatchSize"] == 10
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+# ---------------------------------------------------------------- uploads
+
+
+def test_uploads_notify_the_queue_for_video_suffixes_in_both_cases(resources: dict[str, Any]) -> None:
+    configs = props(resources, "UploadsBucket")["NotificationConfiguration"]["QueueConfigurations"]
+    assert {c["Event"] for c in configs} == {"s3:ObjectCreated:*"}
+    assert all(c["Queue"] == {"Fn::GetAtt": ["UploadsQueue", "Arn"]} for c in configs)
+    suffixes = [rule["Value"] for c in configs for rule in c["Filter"]["S3Key"]["Rules"] if rule["Name"] == "suffix"]
+    assert len(suffixes) == len(configs) == len(set(suffixes))
+    assert set(suffixes) == VIDEO_SUFFIXES | {s.upper() for s in VIDEO_SUFFIXES}
+
+
+def test_uploads_queue_policy_names_the_bucket_without_a_circular_reference(resources: dict[str, Any]) -> None:
+    bucket = resources["UploadsBucket"]
+    policy = props(resources, "UploadsQueuePolicy")
+    assert bucket["DependsOn"] == "UploadsQueuePolicy"
+    assert "UploadsBucket" not in references(policy)  # a reference to the bucket would close a cycle
+    statement = policy["PolicyDocument"]["Statement"][0]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    source_arn = statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    assert source_arn == "arn:${AWS::Partition}:s3:::" + bucket["Properties"]["BucketName"]["Fn::Sub"]
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_uploads_bucket_is_private_and_encrypted(resources: dict[str, Any]) -> None:
+    bucket = props(resources, "UploadsBucket")
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    # Lower case only: S3 bucket names must be, whatever the Stage.
+    assert re.fullmatch(r"[a-z0-9${}:-]+", bucket["BucketName"]["Fn::Sub"].replace("AWS::", "aws::").lower())
+
+
+# ---------------------------------------------------------------- table
+
+
+def test_jobs_table(resources: dict[str, Any]) -> None:
+    table = props(resources, "JobsTable")
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    assert indexes["by_tenant"]["KeySchema"] == [
+        {"AttributeName": "tenant", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
+    assert indexes["by_content"]["KeySchema"] == [{"AttributeName": "content_key", "KeyType": "HASH"}]
+    assert {i["Projection"]["ProjectionType"] for i in indexes.values()} == {"ALL"}
+    assert {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]} == {
+        "job_id": "S",
+        "tenant": "S",
+        "created_at": "S",
+        "content_key": "S",
+    }
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+
+
+# ---------------------------------------------------------------- callback and API
+
+
+def test_callback_has_retries_and_an_on_failure_destination(resources: dict[str, Any]) -> None:
+    callback = props(resources, "CallbackFunction")
+    (event,) = callback["Events"].values()
+    assert event["Type"] == "SNS"
+    assert event["Properties"]["Topic"] == {"Ref": "JobFinishedTopic"}
+    invoke = callback["EventInvokeConfig"]
+    assert 1 <= invoke["MaximumRetryAttempts"] <= 2
+    assert invoke["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["CallbackDeadLetterQueue", "Arn"]},
+    }
+
+
+def test_api_routes_everything_to_the_app_with_throttling(resources: dict[str, Any]) -> None:
+    api = props(resources, "ApiFunction")
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in api["Events"].values()}
+    assert routes == {("ANY", "/"), ("ANY", "/{proxy+}")}
+    assert all(e["Type"] == "HttpApi" for e in api["Events"].values())
+    throttling = props(resources, "HttpApi")["DefaultRouteSettings"]
+    assert throttling["ThrottlingRateLimit"] and throttling["ThrottlingBurstLimit"]
+
+
+@pytest.mark.parametrize("function", ZIP_FUNCTIONS)
+def test_zip_functions_share_the_layer_on_one_architecture(resources: dict[str, Any], function: str) -> None:
+    fn = props(resources, function)
+    layer = resources["SharedLayer"]
+    assert fn["Runtime"] == "python3.12" and fn["Handler"] == "handler.handler"
+    assert fn["Layers"] == [{"Ref": "SharedLayer"}]
+    assert fn["Architectures"] == layer["Properties"]["CompatibleArchitectures"]
+    assert fn["Architectures"] == [layer["Metadata"]["BuildArchitecture"]]
+    assert (ROOT / fn["CodeUri"]).is_dir()
+
+
+def test_the_layer_makefile_builds_for_the_functions_architecture(resources: dict[str, Any]) -> None:
+    makefile = (ROOT / "layers/shared/Makefile").read_text()
+    arch = {"arm64": "aarch64", "x86_64": "x86_64"}[resources["SharedLayer"]["Metadata"]["BuildArchitecture"]]
+    platforms = re.search(r"^PLATFORMS \?= (.+)$", makefile, re.M)
+    assert platforms is not None
+    assert all(p.endswith("_" + arch) for p in platforms.group(1).split())
+    assert "build-SharedLayer:" in makefile
+    assert resources["SharedLayer"]["Metadata"]["BuildMethod"] == "makefile"
+
+
+def _requirement_names(lines: list[str]) -> set[str]:
+    names = set()
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.add(re.split(r"[\[<>=!~ ;]", line, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_the_layer_carries_exactly_the_base_dependencies() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    base = _requirement_names(pyproject["project"]["dependencies"])
+    layer = _requirement_names((ROOT / "layers/shared/requirements.txt").read_text().splitlines())
+    assert layer == base
+    heavy = {"opencv-python-headless", "av", "onnxruntime", "qdrant-client", "qdrant-edge-py"}
+    assert not layer & heavy
+
+
+# ---------------------------------------------------------------- environment and permissions
+
+
+def test_globals_set_the_variables_the_code_reads(template: dict[str, Any]) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    for name in (
+        "VIDEO_AI__AWS__JOBS_TABLE",
+        "VIDEO_AI__AWS__JOBS_QUEUE_URL",
+        "VIDEO_AI__AWS__TOPIC_ARN",
+        "VIDEO_AI__AWS__UPLOADS_BUCKET",
+        "VIDEO_AI__AWS__REGION",
+        "VIDEO_AI__STAGE",
+        "VIDEO_AI__QDRANT__URL",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_LOG_LEVEL",
+    ):
+        assert name in variables, name
+    assert variables["VIDEO_AI__QDRANT__BACKEND"] == "server"
+    assert variables["VIDEO_AI__DATA_DIR"] == "/tmp/video-ai"
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "VideoAI"
+
+
+@pytest.mark.parametrize("function", [*ZIP_FUNCTIONS, "WorkerFunction"])
+def test_the_environment_is_valid_settings(template: dict[str, Any], function: str, tmp_path: Path) -> None:
+    placeholders = {"Stage": "dev", "QdrantUrl": "https://qdrant.test:6333", "LogLevel": "INFO",
+                    "AWS::Region": "eu-west-1"}
+    environ = {}
+    for name, value in function_environment(template, function).items():
+        if isinstance(value, dict):
+            value = placeholders.get(value["Ref"], f"resolved-{value['Ref']}")
+        environ[name] = str(value)
+    empty_config = tmp_path / "config.yml"
+    empty_config.write_text("")
+    settings = load_settings(path=empty_config, environ=environ)
+    assert settings.aws.jobs_table == "resolved-JobsTable"
+    assert settings.aws.jobs_queue_url == "resolved-JobsQueue"
+    assert settings.aws.region == "eu-west-1"
+    assert settings.qdrant.backend == "server" and settings.qdrant.server_url() == "https://qdrant.test:6333"
+    assert settings.data_dir == Path("/tmp/video-ai")
+    assert settings.profile == "deployed"
+
+
+def _granted_secrets(resources: dict[str, Any], function: str) -> set[str]:
+    granted = set()
+    for policy in props(resources, function).get("Policies", []):
+        if isinstance(policy, dict) and "AWSSecretsManagerGetSecretValuePolicy" in policy:
+            granted.add(policy["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]["Ref"])
+    return granted
+
+
+@pytest.mark.parametrize(
+    ("function", "secrets"),
+    [
+        ("ApiFunction", {"ApiKeysSecretArn", "QdrantApiKeySecretArn"}),
+        ("IngestFunction", set()),
+        ("CallbackFunction", {"WebhookSecretArn"}),
+        ("WorkerFunction", {"QdrantApiKeySecretArn"}),
+    ],
+)
+def test_each_function_sees_and_may_read_only_its_secrets(
+    template: dict[str, Any], resources: dict[str, Any], function: str, secrets: set[str]
+) -> None:
+    # The runtime fetches every secret whose ARN variable is set, so variable and permission must go together.
+    environment = function_environment(template, function)
+    referenced = {SECRET_VARIABLES[name] for name in environment if name in SECRET_VARIABLES}
+    assert referenced == secrets
+    assert _granted_secrets(resources, function) == secrets
+
+
+def test_policies_are_sam_templates_scoped_to_our_resources(resources: dict[str, Any]) -> None:
+    for function in (*ZIP_FUNCTIONS, "WorkerFunction"):
+        for policy in props(resources, function)["Policies"]:
+            assert isinstance(policy, dict), f"{function}: managed policy {policy!r}"
+            ((name, scope),) = policy.items()
+            assert name.endswith("Policy")
+            assert all(isinstance(v, dict) for v in scope.values()), f"{function}: {name} is not scoped by a reference"
+
+
+def test_tracing_is_on(template: dict[str, Any]) -> None:
+    assert template["Globals"]["Function"]["Tracing"] == "Active"
+
+
+# ---------------------------------------------------------------- alarms, dashboard, outputs, parameters
+
+
+def _alarms(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+@pytest.mark.parametrize("dlq", ["JobsDeadLetterQueue", "UploadsDeadLetterQueue", "CallbackDeadLetterQueue"])
+def test_every_dlq_alarms_on_any_message(resources: dict[str, Any], dlq: str) -> None:
+    matching = [
+        a
+        for a in _alarms(resources).values()
+        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        and a["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
+    ]
+    assert len(matching) == 1
+    assert matching[0]["Threshold"] == 0 and matching[0]["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+@pytest.mark.parametrize("function", ["WorkerFunction", "CallbackFunction"])
+def test_function_errors_alarm(resources: dict[str, Any], function: str) -> None:
+    assert any(
+        a["Namespace"] == "AWS/Lambda"
+        and a["MetricName"] == "Errors"
+        and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+        for a in _alarms(resources).values()
+    )
+
+
+def test_dashboard_is_json_with_the_domain_metrics_and_dlq_depths(resources: dict[str, Any]) -> None:
+    body = props(resources, "Dashboard")["DashboardBody"]["Fn::Sub"]
+    rendered = re.sub(r"\$\{([^}!]+)\}", lambda m: "sub:" + m.group(1), body)
+    widgets = json.loads(rendered)["widgets"]
+    metrics = [m for w in widgets for m in w["properties"]["metrics"]]
+    expressions = [m[0]["expression"] for m in metrics if isinstance(m[0], dict)]
+    searched = {name for e in expressions for name in re.findall(r'MetricName="(\w+)"', e)}
+    assert searched == set(DOMAIN_METRICS)
+    assert all('stage="sub:Stage"' in e for e in expressions if "SEARCH" in e)
+    assert {"'p50'", "'p95'"} <= {stat for e in expressions for stat in re.findall(r"'p\d+'", e)}
+    depths = {m[3] for m in metrics if m[:2] == ["AWS/SQS", "ApproximateNumberOfMessagesVisible"]}
+    assert depths == {f"sub:{q}.QueueName" for q in ("JobsDeadLetterQueue", "UploadsDeadLetterQueue",
+                                                     "CallbackDeadLetterQueue")}
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    expected = {"ApiUrl", "UploadsBucketName", "JobFinishedTopicArn", "JobsQueueUrl", "UploadsQueueUrl"}
+    assert expected | {"JobsTableName"} <= set(template["Outputs"])
+
+
+def test_parameters(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    for name in ("Stage", "QdrantUrl", "QdrantApiKeySecretArn", "WebhookSecretArn", "ApiKeysSecretArn",
+                 "WorkerMaxConcurrency", "LogLevel", "AlarmTopicArn"):
+        assert name in parameters, name
+    assert parameters["Stage"]["AllowedValues"] == ["dev", "prod"]
+    assert parameters["WorkerMaxConcurrency"]["MinValue"] >= 2  # the SQS event source's floor
+
+
+# ---------------------------------------------------------------- samconfig, Dockerfile
+
+
+def test_samconfig_environments(template: dict[str, Any]) -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    stacks = set()
+    for env in ("default", "dev", "prod"):
+        deploy = config[env]["deploy"]["parameters"]
+        stacks.add(config[env]["global"]["parameters"]["stack_name"])
+        assert deploy["capabilities"] == "CAPABILITY_IAM"
+        assert deploy["resolve_s3"] is True and deploy["resolve_image_repos"] is True
+        overrides = dict(item.split("=", 1) for item in deploy["parameter_overrides"])
+        assert set(overrides) <= set(template["Parameters"])
+        assert overrides["Stage"] in template["Parameters"]["Stage"]["AllowedValues"]
+    assert len(stacks) == 3
+    prod = dict(i.split("=", 1) for i in config["prod"]["deploy"]["parameters"]["parameter_overrides"])
+    assert prod["Stage"] == "prod"
+
+
+def test_worker_dockerfile_installs_shared_and_bakes_the_model() -> None:
+    dockerfile = (ROOT / "functions/worker/Dockerfile").read_text()
+    assert [line for line in dockerfile.splitlines() if line.startswith("FROM")] == [
+        "FROM public.ecr.aws/lambda/python:3.12"
+    ]
+    assert '".[worker]"' in dockerfile
+    assert "COPY shared/video_ai" in dockerfile and "COPY pyproject.toml" in dockerfile
+    assert "ENV VIDEO_AI__MODEL__PATH=/opt/video-ai/models/efficientnet-lite0.onnx" in dockerfile
+    assert 'video-ai model build --out "${VIDEO_AI__MODEL__PATH}"' in dockerfile
+    assert 'CMD ["handler.handler"]' in dockerfile
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in ignore and {"!pyproject.toml", "!shared/video_ai/", "!functions/worker/*.py"} <= set(ignore)
