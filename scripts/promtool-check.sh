@@ -4,6 +4,7 @@
 #   scripts/promtool-check.sh --install         only make sure promtool is installed (CI, before pytest)
 # promtool ships in Debian's `prometheus` package; it is installed with apt-get when missing (needs root).
 set -euo pipefail
+trap '[ "${created:-0}" -eq 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
 
 ensure_promtool() {
   command -v promtool >/dev/null 2>&1 && return 0
@@ -13,7 +14,8 @@ ensure_promtool() {
   fi
   echo "promtool-check: installing Debian's prometheus package for promtool" >&2
   # policy-rc.d 101: the package's service must not start (no init system in CI containers, and no need).
-  local policy=/usr/sbin/policy-rc.d created=0
+  local policy=/usr/sbin/policy-rc.d
+  created=0
   if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1; fi
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null

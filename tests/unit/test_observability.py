@@ -413,3 +413,82 @@ def test_xray_tracing_opens_one_subsegment_per_stage(tmp_path: Path) -> None:
 def test_xray_tracing_is_a_no_op_outside_lambda() -> None:
     with XRayTracing().span("decode") as sub:
         sub.put_annotation("k", "v")
+
+
+# ------------------------------------------------------------------------------------------------ config files
+
+OBS = ROOT / "observability"
+
+
+def _dashboard_exprs() -> list[str]:
+    dashboard = json.loads((OBS / "grafana" / "dashboards" / "video-ai.json").read_text(encoding="utf-8"))
+    return [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+
+
+def _exported_names() -> set[str]:
+    registry = CollectorRegistry()
+    PrometheusMetrics(registry)
+    return {s.name for family in registry.collect() for s in family.samples}
+
+
+def test_dashboard_covers_the_required_views_over_existing_series() -> None:
+    import re
+
+    import yaml
+
+    dashboard = json.loads((OBS / "grafana" / "dashboards" / "video-ai.json").read_text(encoding="utf-8"))
+    titles = " | ".join(p["title"].lower() for p in dashboard["panels"])
+    for topic in ("throughput", "error code", "p50 / p95", "realtime factor", "callback", "queue wait"):
+        assert topic in titles, topic
+    datasource = yaml.safe_load((OBS / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    uid = datasource["datasources"][0]["uid"]
+    assert all(t["datasource"]["uid"] == uid for p in dashboard["panels"] for t in p["targets"])
+    exported = _exported_names()
+    used = {name for expr in _dashboard_exprs() for name in re.findall(r"\bvideo_ai_[a-z_]+", expr)}
+    assert used and used <= exported, used - exported
+    provider = yaml.safe_load((OBS / "grafana" / "provisioning" / "dashboards" / "video-ai.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def _promtool_or_skip() -> str:
+    import shutil
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed: run scripts/promtool-check.sh --install (CI does, as root)")
+    return promtool
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    import subprocess
+
+    import yaml
+
+    promtool = _promtool_or_skip()
+    rules = [{"record": f"video_ai:dashboard_query_{i}",
+              "expr": e.replace("$__rate_interval", "5m").replace("$__range", "1h")}
+             for i, e in enumerate(_dashboard_exprs())]
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_config_scrapes_serve_with_a_bearer_key_file(tmp_path: Path) -> None:
+    import subprocess
+
+    import yaml
+
+    config = yaml.safe_load((OBS / "prometheus.yml").read_text(encoding="utf-8"))
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics" and job["authorization"]["type"] == "Bearer"
+    assert "credentials" not in job["authorization"]  # the key lives in a file, not in the config
+    assert job["static_configs"][0]["targets"] == ["serve:8000"]
+    promtool = _promtool_or_skip()
+    key = tmp_path / "api_key"
+    key.write_text("k\n")
+    job["authorization"]["credentials_file"] = str(key)
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
