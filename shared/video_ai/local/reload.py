@@ -93,11 +93,12 @@ class ConfigReloader:
             running = self._current()
             candidate, held = keep_restart_sections(running, candidate)
             changes = changed_fields(running, candidate)
-            self._apply(candidate)
-            self._metrics.count("config_reloads", result="ok")
+            # Logged before applying, so a change of logging.level does not hide its own line.
             logger.info("config reloaded from %s: %s", self.path, ", ".join(changes) if changes else "no changes")
             if held:
                 logger.warning("config: %s changed but needs a restart of `video-ai serve`", ", ".join(held))
+            self._apply(candidate)
+            self._metrics.count("config_reloads", result="ok")
             return True
 
     def start(self) -> None:

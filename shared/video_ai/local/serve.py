@@ -224,7 +224,9 @@ def _redact_in_logs(*secrets: str) -> None:
 def set_log_level(level: str) -> None:
     logging.getLogger().setLevel(level)
     logging.getLogger("video_ai").setLevel(level)
-    logging.getLogger("uvicorn").setLevel(level)
+    # uvicorn sets its own loggers' levels at start; keep them in step.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        logging.getLogger(name).setLevel(level)
     service = os.environ.get("POWERTOOLS_SERVICE_NAME")
     if service:
         logging.getLogger(service).setLevel(level)
