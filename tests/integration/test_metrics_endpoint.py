@@ -172,3 +172,47 @@ def test_promtool_rejects_a_badly_named_counter() -> None:
     bad = "# HELP video_ai_jobs Jobs.\n# TYPE video_ai_jobs counter\nvideo_ai_jobs 1\n"
     result = subprocess.run([promtool, "check", "metrics"], input=bad, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "_total" in result.stdout + result.stderr
+
+
+def test_logs_of_a_full_run_carry_the_job_and_no_secret(tmp_path: Path) -> None:
+    import io
+    import json
+    import logging
+
+    from video_ai.observability import RequestIdMiddleware, configure_logging, log_context, register_secret
+
+    signed = "X-Amz-Signature=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    webhook_secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+    register_secret(KEY)
+    stream = io.StringIO()
+    root, level = logging.getLogger(), logging.getLogger().level
+    handler = configure_logging(Settings.model_validate({"logging": {"level": "DEBUG"}}), stream)
+    try:
+        metrics = prometheus_metrics()
+        assert isinstance(metrics, PrometheusMetrics)
+        settings = Settings.model_validate({"api": {"api_key_hashes": {hash_key(KEY): "t1"}}})
+        index, embedder = FakeIndex(), FakeEmbedder()
+        ctx = ApiContext(settings=settings, jobs=InMemoryJobRepository(), queue=RecordingQueue(),
+                         auth=ApiKeyAuth(settings.api.api_key_hashes), index_factory=lambda: index,
+                         embedder_factory=lambda: embedder, metrics=metrics)
+        with TestClient(RequestIdMiddleware(create_app(ctx))) as client:  # type: ignore[arg-type]
+            body = {"video_url": f"https://b.s3.amazonaws.com/v.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256&{signed}",
+                    "callback_url": f"https://hooks.example.com/in?token={webhook_secret}"}
+            response = client.post("/analyze", json=body, headers={"x-api-key": KEY, "x-request-id": "req-77"})
+            assert response.status_code == 202, response.text
+            job_id = response.json()["job_id"]
+            with log_context.bind(job_id=job_id, tenant="t1", request_id="msg-1"):
+                logging.getLogger("video_ai.test").info("received %s with x-api-key: %s", body, KEY)
+                analyze_video(job_id, _analyze_deps(ctx, metrics, tmp_path))
+                logging.getLogger("video_ai.test").warning("signing callback with %s", webhook_secret)
+            client.get("/metrics", headers=AUTH)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    output = stream.getvalue()
+    lines = [json.loads(line) for line in output.splitlines()]
+    assert len(lines) >= 3
+    for secret in (KEY, signed.split("=")[1], webhook_secret.removeprefix("whsec_")):
+        assert secret not in output
+    job_lines = [line for line in lines if line.get("request_id") == "msg-1"]
+    assert len(job_lines) >= 2 and all(line["job_id"] == job_id and line["tenant"] == "t1" for line in job_lines)
