@@ -98,45 +98,63 @@ def _blob_field(width: int, height: int, seed: int) -> np.ndarray:
     return np.asarray(blurred[: height + 32, : width + 32], np.float32)
 
 
+def _unit(width: int, height: int) -> float:
+    """Feature size of the textures: a ninth of the short side."""
+    return max(8.0, min(width, height) / 9.0)
+
+
+def _margin(width: int, height: int) -> int:
+    """How much larger than the frame a texture is: the pan covers about one feature."""
+    return int(_unit(width, height)) + 2
+
+
 def render_pattern(spec: ShotSpec, t: float, width: int, height: int, seed: int = 0) -> np.ndarray:
-    """One RGB frame of a shot at time `t` seconds into the shot."""
-    yy, xx = _grid(width, height)
-    s = 40.0 * spec.speed * t  # pixels moved
-    unit = max(8.0, min(width, height) / 9.0)
+    """One RGB frame of a shot at time `t` seconds into the shot: a smooth pan over a static texture."""
+    texture = _texture(spec.pattern, spec.color, width, height, seed)
+    # A slow back-and-forth pan (about a quarter feature per second, 1 px steps): real motion between frames,
+    # yet far below what the shot detector calls a cut, whatever the frame size.
+    half = _margin(width, height) // 2
+    ox = round(half * (1 - math.cos(0.5 * spec.speed * t)))
+    oy = round(half * (1 - math.cos(0.35 * spec.speed * t)))
+    return texture[oy : oy + height, ox : ox + width].copy()  # a copy: callers draw on it
+
+
+@functools.lru_cache(maxsize=16)
+def _texture(pattern: Pattern, color: tuple[int, int, int], width: int, height: int, seed: int) -> np.ndarray:
+    """The shot's texture, `_margin` px larger than the frame each way (rendered once per shot)."""
+    tw, th = width + _margin(width, height), height + _margin(width, height)
+    yy, xx = _grid(tw, th)
+    unit = _unit(width, height)
     v: np.ndarray
-    if spec.pattern == "checker":
-        v = (((xx + s) // unit + (yy // unit)) % 2).astype(np.float32)
-    elif spec.pattern == "rings":
-        cx, cy = width / 2 + 0.2 * width * math.sin(t), height / 2
-        v = 0.5 + 0.5 * np.sin(np.hypot(xx - cx, yy - cy) / (unit / 4) - 3 * t)
-    elif spec.pattern == "stripes":
-        v = (np.sin((xx + yy + s) / (unit / 5)) > 0).astype(np.float32)
-    elif spec.pattern == "bars":
-        bar = ((xx + s) // (width / 7)).astype(np.int64) % 7
+    if pattern == "checker":
+        v = ((xx // unit + yy // unit) % 2).astype(np.float32)
+    elif pattern == "rings":
+        v = 0.5 + 0.5 * np.sin(np.hypot(xx - tw / 2, yy - th / 2) / (unit / 4))
+    elif pattern == "stripes":
+        v = (np.sin((xx + yy) / (unit / 5)) > 0).astype(np.float32)
+    elif pattern == "bars":
+        bar = (xx // (tw / 7)).astype(np.int64) % 7
         rgb = np.array(
             [(235, 235, 235), (235, 235, 16), (16, 235, 235), (16, 235, 16), (235, 16, 235), (235, 16, 16),
              (16, 16, 235)], np.uint8)
         img = rgb[bar]
-        img[int(height * 0.75) :] = np.asarray(spec.color, np.uint8)
-        return np.ascontiguousarray(img)
-    elif spec.pattern == "dots":
-        r = unit / 3
-        gx = np.mod(xx - s, unit) - unit / 2
-        gy = np.mod(yy + s / 2, unit) - unit / 2
-        v = (np.hypot(gx, gy) < r).astype(np.float32)
-    elif spec.pattern == "blobs":
-        field_ = _blob_field(width, height, seed + 17)
-        o = int(s) % 32
-        v = field_[o : o + height, o : o + width]
-        v = np.clip((v - v.min()) / (np.ptp(v) + 1e-6), 0, 1)
-    elif spec.pattern == "grid":
-        v = ((np.mod(xx + s, unit) < 3) | (np.mod(yy, unit) < 3)).astype(np.float32)
+        img[int(th * 0.75) :] = np.asarray(color, np.uint8)
+        return img
+    elif pattern == "dots":
+        gx = np.mod(xx, unit) - unit / 2
+        gy = np.mod(yy, unit) - unit / 2
+        v = (np.hypot(gx, gy) < unit / 3).astype(np.float32)
+    elif pattern == "blobs":
+        field_ = _blob_field(tw, th, seed + 17)[:th, :tw]
+        v = np.clip((field_ - field_.min()) / (np.ptp(field_) + 1e-6), 0, 1)
+    elif pattern == "grid":
+        v = ((np.mod(xx, unit) < 3) | (np.mod(yy, unit) < 3)).astype(np.float32)
     else:  # waves
-        v = 0.5 + 0.5 * np.sin(xx / (unit / 3) + 2 * np.sin(yy / unit + t * 2))
-    color = np.asarray(spec.color, np.float32)
-    dark = color * 0.15
-    shaded = dark + v[..., None] * (color - dark)
-    return np.ascontiguousarray(np.clip(shaded, 0, 255).astype(np.uint8))
+        v = 0.5 + 0.5 * np.sin(xx / (unit / 3) + 2 * np.sin(yy / unit))
+    rgb_color = np.asarray(color, np.float32)
+    dark = rgb_color * 0.15
+    shaded = dark + v[..., None] * (rgb_color - dark)
+    return np.clip(shaded, 0, 255).astype(np.uint8)
 
 
 def _add_marker(img: np.ndarray) -> None:
