@@ -28,7 +28,7 @@ BUILTIN_MODEL_NAME = "efficientnet-lite0"
 LABELS_FILE = "imagenet_classes.txt"
 
 
-def _atomic_write(out_path: Path, write: Callable[[Path], None]) -> Path:
+def _atomic_write(out_path: Path, write: Callable[[Path], object]) -> Path:
     """Write via a unique temp file in the target directory, then os.replace: readers never see half a file."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
