@@ -396,6 +396,39 @@ class DynamoDBJobRepository:
         with transient_errors("DynamoDB DeleteItem"):
             self._clients.dynamodb.delete_item(TableName=self.table_name, Key={"job_id": {"S": job_id}})
 
+    def record_segment(self, job_id: str, segment: int, result: dict[str, Any]) -> int | None:
+        """`segment_<i>` (compressed JSON) + ADD segments_done, only if `segment_<i>` is not there yet."""
+        blob = zlib.compress(json.dumps(result, separators=(",", ":")).encode(), 6)
+        try:
+            with transient_errors("DynamoDB UpdateItem"):
+                response = self._clients.dynamodb.update_item(
+                    TableName=self.table_name,
+                    Key={"job_id": {"S": job_id}},
+                    UpdateExpression="SET #seg = :blob ADD segments_done :one",
+                    ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(#seg)",
+                    ExpressionAttributeNames={"#seg": f"segment_{int(segment)}"},
+                    ExpressionAttributeValues={":blob": {"B": blob}, ":one": {"N": "1"}},
+                    ReturnValues="UPDATED_NEW",
+                )
+        except ClientError as err:
+            if error_code(err) == "ConditionalCheckFailedException":
+                if self.get(job_id) is None:
+                    raise JobNotFound(f"job {job_id} does not exist") from None
+                return None
+            raise
+        return int(response["Attributes"]["segments_done"]["N"])
+
+    def segment_results(self, job_id: str) -> dict[int, dict[str, Any]]:
+        with transient_errors("DynamoDB GetItem"):
+            item = self._clients.dynamodb.get_item(
+                TableName=self.table_name, Key={"job_id": {"S": job_id}}, ConsistentRead=True
+            ).get("Item", {})
+        return {
+            int(name.removeprefix("segment_")): json.loads(zlib.decompress(bytes(value["B"])))
+            for name, value in item.items()
+            if name.startswith("segment_") and name.removeprefix("segment_").isdigit() and "B" in value
+        }
+
     def increment_segments_done(self, job_id: str, total: int) -> int:
         """Atomically count one more finished segment; the caller that sees `total` finalises the job."""
         try:

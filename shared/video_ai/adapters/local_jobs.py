@@ -53,6 +53,7 @@ class InMemoryJobRepository:
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = {}
         self._segments_done: dict[str, int] = {}
+        self._segment_results: dict[str, dict[int, dict[str, Any]]] = {}
         self._lock = threading.RLock()
 
     # Storage hooks, overridden by the file-backed variant.
@@ -149,6 +150,20 @@ class InMemoryJobRepository:
             done = self._segments_done.get(job_id, 0) + 1
             self._segments_done[job_id] = done
             return done
+
+    def record_segment(self, job_id: str, segment: int, result: dict[str, Any]) -> int | None:
+        with self._locked():
+            if self._load(job_id) is None:
+                raise JobNotFound(f"job {job_id} does not exist")
+            results = self._segment_results.setdefault(job_id, {})
+            if segment in results:
+                return None
+            results[segment] = json.loads(json.dumps(result))
+            return len(results)
+
+    def segment_results(self, job_id: str) -> dict[int, dict[str, Any]]:
+        with self._locked():
+            return dict(self._segment_results.get(job_id, {}))
 
 
 class FileJobRepository(InMemoryJobRepository):

@@ -146,6 +146,15 @@ class JobRepository(Protocol):
         """Atomically count one more finished segment and return the new count."""
         ...
 
+    def record_segment(self, job_id: str, segment: int, result: dict[str, Any]) -> int | None:
+        """Store one segment's result and count it, atomically and once: the new count of recorded segments, or
+        None when this segment was recorded before (a redelivered message must not count twice)."""
+        ...
+
+    def segment_results(self, job_id: str) -> dict[int, dict[str, Any]]:
+        """Every recorded segment result of a job, by segment index."""
+        ...
+
 
 class JobQueue(Protocol):
     def send(self, message: dict[str, Any]) -> None: ...
