@@ -67,3 +67,37 @@ def test_batch_size_and_input_size_do_not_change_vectors(model_path: Path) -> No
 
 def test_empty_batch(embedder: OnnxEmbedder) -> None:
     assert embedder.embed([]).shape == (0, 1280)
+
+
+@pytest.fixture(scope="module")
+def int8_path(model_path: Path) -> Path:
+    # Same data dir as the fp32 fixture: ensure_model reuses the cached fp32 build and adds the int8 file beside it.
+    return ensure_model(ModelSettings(precision="int8"), model_path.parent.parent)
+
+
+@pytest.mark.slow
+def test_int8_model_is_cached_beside_fp32_and_smaller(model_path: Path, int8_path: Path) -> None:
+    assert int8_path.name == "efficientnet-lite0-imagenet-1-int8.onnx"
+    assert int8_path.parent == model_path.parent
+    assert int8_path.stat().st_size < model_path.stat().st_size / 2
+    assert ensure_model(ModelSettings(precision="int8"), model_path.parent.parent) == int8_path
+
+
+@pytest.mark.slow
+def test_int8_stays_close_to_fp32(model_path: Path, int8_path: Path) -> None:
+    from video_ai.model.quantize import default_calibration_images
+
+    fp32 = OnnxEmbedder(ModelSettings(threads=2), model_path)
+    int8 = OnnxEmbedder(ModelSettings(threads=2, precision="int8"), int8_path)
+    photos = _variants(_load("chelsea_224.png")) + _variants(_load("coffee_300x200.jpg"))
+    cos = (fp32.embed(photos) * int8.embed(photos)).sum(axis=1)
+    assert cos.mean() >= 0.98 and cos.min() >= 0.95, cos  # measured: mean 0.991, min 0.986
+    # Frames of a clip the calibration never saw (other seed). Synthetic patterns are far from ImageNet and
+    # quantise worse than photos (measured: mean 0.970, min 0.913), hence the looser bar.
+    frames = default_calibration_images(24, seed=5)
+    cos = (fp32.embed(frames) * int8.embed(frames)).sum(axis=1)
+    assert cos.mean() >= 0.95 and cos.min() >= 0.88, cos
+    # Egyptian cat and tiger cat are close on this photo; int8 may swap them, but it must still see a cat
+    int8_top3 = np.argsort(-int8.logits(photos[:1])[0])[:3].tolist()
+    assert int(fp32.logits(photos[:1])[0].argmax()) in int8_top3
+    assert int8_top3[0] in range(281, 286)
