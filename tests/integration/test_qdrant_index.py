@@ -305,3 +305,20 @@ os._exit(0)
         assert [p.payload["frame_number"] for p in reopened.list_frames(MODEL, "job-a", None, 297, 10)] == [298, 299]
     finally:
         reopened.close()
+
+
+def test_set_payloads_merges_keys_and_skips_missing_points(index: VectorIndex) -> None:
+    points = frames("job-a", 300)
+    index.upsert(MODEL, points)
+    updates = [(p.id, {"shot": 7, "index": i}) for i, p in enumerate(points)]
+    updates.append((point_id("job-a", 999), {"shot": 1}))  # never written: skipped, no error
+
+    index.set_payloads(MODEL, updates)
+
+    page = index.list_frames(MODEL, "job-a", "t1", 295, 10)
+    assert [(p.payload["frame_number"], p.payload["shot"], p.payload["index"]) for p in page] == [
+        (n, 7, n) for n in range(296, 300)
+    ]
+    assert page[0].payload["pts_s"] == points[296].payload["pts_s"]  # other keys stay
+    assert index.count(MODEL, NO_FILTER) == 300
+    assert index.search(MODEL, points[3].vector, 1, NO_FILTER)[0].id == points[3].id  # vectors stay

@@ -242,6 +242,21 @@ class QdrantEdgeIndex:
             handle.shard.update(UpdateOperation.delete_points_by_filter(condition))
             self._flush_if_due(handle)
 
+    def set_payloads(self, model: ModelInfo, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Merge keys into existing points' payloads; ids not in the collection (deleted meanwhile) are skipped."""
+        if not updates:
+            return
+        with self._locked(model, create=False) as handle:
+            if handle is None:
+                return
+            for start in range(0, len(updates), UPSERT_CHUNK):
+                chunk = [(pid, keys) for pid, keys in updates[start : start + UPSERT_CHUNK] if _valid_uuid(pid)]
+                present = {str(r.id) for r in handle.shard.retrieve([pid for pid, _ in chunk], False, False)}
+                for pid, keys in chunk:
+                    if pid in present:
+                        handle.shard.update(UpdateOperation.set_payload([pid], {k: _plain(v) for k, v in keys.items()}))
+            self._flush_if_due(handle)
+
     def list_frames(
         self, model: ModelInfo, job_id: str, tenant: str | None, after_frame: int | None, limit: int
     ) -> list[ScoredPoint]:

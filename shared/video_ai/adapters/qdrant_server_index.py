@@ -240,6 +240,29 @@ class QdrantServerIndex:
         selector = _models().FilterSelector(filter=_filter(flt))
         self._read(model, lambda name: self._client.delete(name, points_selector=selector, wait=True), None)
 
+    def set_payloads(self, model: ModelInfo, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Merge keys into existing points' payloads; ids not in the collection (deleted meanwhile) are skipped."""
+        if not updates:
+            return
+        m = _models()
+
+        def run(name: str) -> None:
+            for start in range(0, len(updates), UPSERT_CHUNK):
+                chunk = [(pid, keys) for pid, keys in updates[start : start + UPSERT_CHUNK] if _valid_uuid(pid)]
+                found = self._client.retrieve(name, [pid for pid, _ in chunk], with_payload=False, with_vectors=False)
+                present = {str(r.id) for r in found}
+                operations = [
+                    m.SetPayloadOperation(
+                        set_payload=m.SetPayload(payload={k: _plain(v) for k, v in keys.items()}, points=[pid])
+                    )
+                    for pid, keys in chunk
+                    if pid in present
+                ]
+                if operations:
+                    self._client.batch_update_points(name, operations, wait=True)
+
+        self._read(model, run, None)
+
     def list_frames(
         self, model: ModelInfo, job_id: str, tenant: str | None, after_frame: int | None, limit: int
     ) -> list[ScoredPoint]:
