@@ -100,14 +100,30 @@ def _read_or_create(path: Path, make: Callable[[], str]) -> str:
     return value
 
 
+def _key_from_file(path: str | None) -> str | None:
+    """A key shared through a file (docker-compose mounts one for `serve` and Prometheus)."""
+    if not path:
+        return None
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ConfigError(f"VIDEO_AI_DEV_API_KEY_FILE: cannot read {path}: {err.strerror}") from None
+    if len(value) < 16:
+        raise ConfigError(f"VIDEO_AI_DEV_API_KEY_FILE: {path} must hold a key of at least 16 characters")
+    return value
+
+
 def dev_credentials(data_dir: Path) -> tuple[str, list[str]]:
-    """The development API key and webhook secrets: from the environment, else generated once per data dir."""
+    """The development API key and webhook secrets: from the environment (VIDEO_AI_DEV_API_KEY[_FILE],
+    VIDEO_AI_WEBHOOK_SECRETS), else generated once per data dir and kept under `<data_dir>/keys/`."""
     from video_ai.adapters.webhook_sender import generate_secret
     from video_ai.api.auth import generate_key
     from video_ai.runtime import _split_secrets
 
     keys = data_dir / "keys"
-    api_key = os.environ.get("VIDEO_AI_DEV_API_KEY") or _read_or_create(keys / "dev_api_key", generate_key)
+    api_key = os.environ.get("VIDEO_AI_DEV_API_KEY") or _key_from_file(os.environ.get("VIDEO_AI_DEV_API_KEY_FILE"))
+    if not api_key:
+        api_key = _read_or_create(keys / "dev_api_key", generate_key)
     raw = os.environ.get("VIDEO_AI_WEBHOOK_SECRETS")
     secrets = _split_secrets(raw) if raw else [_read_or_create(keys / "webhook_secret", generate_secret)]
     if not secrets:
@@ -306,6 +322,7 @@ class LocalStack:
 
         self.runtime = Runtime(settings, secrets=Secrets(webhook=list(self.webhook_secrets)), clients=clients,
                                metrics=prometheus_metrics(), allow_local_files=False)
+        self.runtime.webhook_sender()  # a malformed VIDEO_AI_WEBHOOK_SECRETS fails now, not at the first callback
         # Before any handler module is imported: their bootstraps then pick up this runtime.
         install_runtime(self.runtime)
         self._start_api()
