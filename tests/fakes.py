@@ -83,15 +83,21 @@ class FakeFrameSource:
         if self.open_error is not None:
             raise self.open_error
         w, h = image_size or (8, 8)
+        lo = start_s or 0.0
+        hi = end_s if end_s is not None else float("inf")
+        # Like a segment reader: local sample indexes and shot ids; global times and frame numbers.
+        owned = [i for i in range(self.n_frames) if lo <= i < hi]
         frames = [
-            SampledFrame(index=i, pts_s=float(i), frame_number=i * 25, shot=i // self.shot_len,
+            SampledFrame(index=k, pts_s=float(i), frame_number=i * 25,
+                         shot=i // self.shot_len - owned[0] // self.shot_len,
                          image=np.full((h, w, 3), (i // self.shot_len) * 40, dtype=np.uint8))
-            for i in range(self.n_frames)
+            for k, i in enumerate(owned)
         ]
         n_shots = (self.n_frames + self.shot_len - 1) // self.shot_len
         shots = [Shot(index=s, start_s=float(s * self.shot_len), end_s=float(min((s + 1) * self.shot_len,
                  self.n_frames)), start_frame=s * self.shot_len * 25,
-                 end_frame=min((s + 1) * self.shot_len, self.n_frames) * 25 - 1) for s in range(n_shots)]
+                 end_frame=min((s + 1) * self.shot_len, self.n_frames) * 25 - 1) for s in range(n_shots)
+                 if lo <= s * self.shot_len < hi]
         info = VideoInfo(container="mp4", codec="h264", width=w, height=h, fps=25.0,
                          duration_s=float(self.n_frames), frame_count=self.n_frames * 25)
         reader = FakeReader(frames, shots, info, self.error_after)
@@ -169,6 +175,11 @@ class FakeIndex:
                and (after_frame is None or p.payload["frame_number"] > after_frame)]
         pts.sort(key=lambda p: p.payload["frame_number"])
         return [ScoredPoint(id=p.id, score=0.0, payload=p.payload) for p in pts[:limit]]
+
+    def set_payloads(self, model: ModelInfo, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        for pid, keys in updates:
+            point = self.points[pid]
+            self.points[pid] = FramePoint(id=pid, vector=point.vector, payload={**point.payload, **keys})
 
     def close(self) -> None:
         return None

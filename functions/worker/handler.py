@@ -22,7 +22,7 @@ runtime = build_runtime()
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     with job_record_context(record, runtime, logger) as (message, final_attempt):
-        analyze_video(message.job_id, runtime.analyze_deps(), final_attempt=final_attempt)
+        analyze_video(message.job_id, runtime.analyze_deps(), final_attempt=final_attempt, segment=message.segment)
 
 
 @logger.inject_lambda_context

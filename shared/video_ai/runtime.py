@@ -210,6 +210,7 @@ class Runtime:
             jobs=self.jobs(), fetcher=fetcher, frames=build_frame_source(settings), embedder=self.embedder(),
             index=self.index(), notifier=self.notifier(), workdir=workdir(settings), metrics=self.metrics,
             batch_size=settings.model.batch_size, pipeline_queue=settings.scale.pipeline_queue,
+            segment_queue=self.queue(), segment_s=settings.scale.segment_s,
         )
 
     def api_context(self) -> ApiContext:

@@ -161,3 +161,45 @@ def test_other_tenant_or_other_sampling_does_not_reuse(tmp_path: Path) -> None:
     assert analyze_video("other-tenant", deps).job.reused_from is None
     assert analyze_video("other-fps", deps).job.reused_from is None
     assert isinstance(deps.frames, FakeFrameSource) and deps.frames.opened == 3
+
+
+def test_long_video_splits_into_segments_and_equals_the_unsplit_run(tmp_path: Path) -> None:
+    import random
+
+    from tests.fakes import RecordingQueue
+
+    whole = _deps(tmp_path / "a", frames=FakeFrameSource(n_frames=11, shot_len=4))
+    _queued(whole, "job")
+    unsplit = analyze_video("job", whole)
+
+    queue = RecordingQueue()
+    split = _deps(tmp_path / "b", frames=FakeFrameSource(n_frames=11, shot_len=4), segment_queue=queue, segment_s=3.0)
+    _queued(split, "job")
+    first = analyze_video("job", split)
+    assert first.job.status is JobStatus.PROCESSING and first.job.segments_total == 4
+    assert [m["segment"] for m in queue.messages] == [0, 1, 2, 3]
+    messages = list(queue.messages)
+    random.Random(7).shuffle(messages)
+    results = [analyze_video("job", split, segment=m["segment"]) for m in messages]
+    analyze_video("job", split, segment=messages[0]["segment"])  # a redelivered segment counts once
+    done = split.jobs.get("job")
+    assert done is not None and done.status is JobStatus.SUCCEEDED
+    assert isinstance(split.notifier, RecordingNotifier) and len(split.notifier.finished) == 1
+    assert done.frames_indexed == unsplit.job.frames_indexed == 11
+    assert done.shots == unsplit.shots
+    final = next(r for r in results if r.frames)
+    assert [(f.point_id, f.pts_s, f.index, f.shot) for f in final.frames] == [
+        (f.point_id, f.pts_s, f.index, f.shot) for f in unsplit.frames
+    ]
+    index_a, index_b = whole.index, split.index
+    assert isinstance(index_a, FakeIndex) and isinstance(index_b, FakeIndex)
+    assert {k: p.payload for k, p in index_a.points.items()} == {k: p.payload for k, p in index_b.points.items()}
+
+
+def test_segment_message_for_an_unsplit_job_is_refused(tmp_path: Path) -> None:
+    deps = _deps(tmp_path)
+    _queued(deps)
+    deps.jobs.transition("job-1", JobStatus.PROCESSING)
+    result = analyze_video("job-1", deps, segment=2)
+    assert result.job.status is JobStatus.FAILED and result.job.error is not None
+    assert result.job.error.code == "invalid_request"

@@ -143,6 +143,8 @@ class Job(_Model):
     error: ErrorInfo | None = None
     callback: CallbackState | None = None
     reused_from: str | None = None
+    segments_total: int = 0
+    started_at: str | None = None
     request_hash: str | None = None
     content_key: str | None = None
     # Stored with the record for GET /jobs/{id}/shots; left out of the public record to keep callbacks small.

@@ -108,6 +108,10 @@ class VectorIndex(Protocol):
         """A job's points ordered by frame_number, those after `after_frame` only (paging); score is 0.0."""
         ...
 
+    def set_payloads(self, model: ModelInfo, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Merge payload keys into existing points (point id -> keys); vectors and other keys stay."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
+import math
 import queue
 import shutil
 import tempfile
@@ -12,12 +14,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from video_ai.domain.errors import JobCancelled, JobNotFound, RetriesExhausted, VideoAIError
+from video_ai.domain.errors import (
+    CorruptMedia,
+    InvalidRequest,
+    InvalidTransition,
+    JobCancelled,
+    JobNotFound,
+    RetriesExhausted,
+    VideoAIError,
+)
 from video_ai.domain.models import (
     ErrorInfo,
     Frame,
@@ -26,20 +37,26 @@ from video_ai.domain.models import (
     JobStatus,
     ModelInfo,
     SampledFrame,
+    ScoredPoint,
     SearchFilter,
     Shot,
     Timings,
+    VideoInfo,
     point_id,
+    utc_now,
 )
 from video_ai.domain.ports import (
     Embedder,
+    FetchedVideo,
     FrameSource,
+    JobQueue,
     JobRepository,
     Metrics,
     Notifier,
     Tracing,
     VectorIndex,
     VideoFetcher,
+    VideoReader,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,6 +91,9 @@ class AnalyzeDeps:
     tracing: Tracing = field(default_factory=NullTracing)
     batch_size: int = 32
     pipeline_queue: int = 4
+    # Long videos: split into segments of this length, each a message of its own on this queue (None: never split).
+    segment_queue: JobQueue | None = None
+    segment_s: float = 300.0
     # How often (in batches) progress is written and cancellation checked.
     progress_every: int = 4
 
@@ -161,6 +181,7 @@ def analyze_video(
     on_frame: FrameHook | None = None,
     thumbnail_width: int | None = None,
     final_attempt: bool = False,
+    segment: int | None = None,
 ) -> AnalysisResult:
     """Run one job to a terminal state. Permanent errors end it `failed`; transient ones raise for a retry.
 
@@ -174,12 +195,15 @@ def analyze_video(
         logger.info("job already %s; nothing to do", job.status.value, extra={"job_id": job_id})
         return AnalysisResult(job=job, shots=job.shots)
     if job.status is JobStatus.QUEUED:
-        job = deps.jobs.transition(job_id, JobStatus.PROCESSING)
-    deps.metrics.count("jobs_started")
+        job = deps.jobs.transition(job_id, JobStatus.PROCESSING, started_at=utc_now())
+        deps.metrics.count("jobs_started")
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix=f"job-{job_id[:8]}-", dir=_ensure_dir(deps.workdir)))
     try:
-        result = _run(job, deps, workdir, started, on_progress, on_frame, thumbnail_width)
+        if segment is None:
+            result = _run(job, deps, workdir, started, on_progress, on_frame, thumbnail_width)
+        else:
+            result = _run_segment(job, segment, deps, workdir, on_progress)
     except _Cancelled:
         # DELETE /jobs/{id} removed the record and the vectors it saw; the batches upserted since go too.
         logger.info("job cancelled while processing", extra={"job_id": job_id})
@@ -225,6 +249,67 @@ def _fail(job: Job, deps: AnalyzeDeps, err: VideoAIError, started: float) -> Job
     return failed
 
 
+def _fetch(job: Job, deps: AnalyzeDeps, workdir: Path, timings: Timings) -> FetchedVideo:
+    with deps.tracing.span("fetch"):
+        t0 = time.perf_counter()
+        fetched = deps.fetcher.fetch(job.source, workdir)
+        timings.fetch_s += time.perf_counter() - t0
+    return fetched
+
+
+def _index_frames(
+    job: Job,
+    deps: AnalyzeDeps,
+    reader: VideoReader,
+    timings: Timings,
+    on_progress: ProgressFn | None,
+    on_frame: FrameHook | None,
+    span: tuple[float, float],
+) -> list[Frame]:
+    """Decode (in a thread) ▶ embed ▶ upsert, batch by batch; progress is the share of `span` (seconds) covered."""
+    model = deps.embedder.info
+    with deps.tracing.span("index"):
+        deps.index.ensure_collection(model)
+    frames: list[Frame] = []
+    stop = threading.Event()
+    batches = _prefetch(_batches(iter(reader), deps.batch_size, on_frame), deps.pipeline_queue, stop)
+    source_label = job.source.describe()
+    span_start, span_end = span
+    for number, batch in enumerate(batches, start=1):
+        timings.decode_s += batch.decode_s
+        with deps.tracing.span("embed"):
+            t0 = time.perf_counter()
+            vectors = deps.embedder.embed([f.image for f in batch.frames])
+            timings.embed_s += time.perf_counter() - t0
+        points, new_frames = _points(job, batch.frames, vectors, source_label)
+        with deps.tracing.span("index"):
+            t0 = time.perf_counter()
+            deps.index.upsert(model, points)
+            timings.index_s += time.perf_counter() - t0
+        frames.extend(new_frames)
+        covered = batch.frames[-1].pts_s - span_start
+        progress = min(0.99, covered / (span_end - span_start)) if span_end > span_start else 0.0
+        if on_progress is not None:
+            on_progress(progress)
+        if number % deps.progress_every == 0:
+            _checkpoint(job.job_id, deps, progress if job.segments_total == 0 else None)
+    return frames
+
+
+def _rounded(timings: Timings) -> Timings:
+    return Timings(**{k: round(v, 4) for k, v in timings.model_dump().items()})
+
+
+def _should_split(job: Job, deps: AnalyzeDeps, video: VideoInfo) -> bool:
+    # max_frames counts across the whole video, so only an unbounded pass can be cut in independent pieces.
+    return (
+        deps.segment_queue is not None
+        and job.sampling.max_frames is None
+        and job.sampling.mode != "keyframes"
+        and video.duration_s > deps.segment_s
+    )
+
+
 def _run(
     job: Job,
     deps: AnalyzeDeps,
@@ -235,10 +320,7 @@ def _run(
     thumbnail_width: int | None,
 ) -> AnalysisResult:
     timings = Timings()
-    with deps.tracing.span("fetch"):
-        t0 = time.perf_counter()
-        fetched = deps.fetcher.fetch(job.source, workdir)
-        timings.fetch_s = time.perf_counter() - t0
+    fetched = _fetch(job, deps, workdir, timings)
     model = deps.embedder.info
     key = content_key(job, fetched.sha256, model)
     previous = deps.jobs.find_by_content(key)
@@ -247,45 +329,26 @@ def _run(
     reader = deps.frames.open(
         fetched.path, job.sampling, image_size=deps.embedder.input_size, thumbnail_width=thumbnail_width
     )
-    frames: list[Frame] = []
     try:
         video = reader.info
+        if _should_split(job, deps, video):
+            return _split(job, deps, video, fetched.sha256, key)
         deps.jobs.update(job.job_id, video=video, sha256=fetched.sha256, model=model)
-        with deps.tracing.span("index"):
-            deps.index.ensure_collection(model)
-        stop = threading.Event()
-        batches = _prefetch(_batches(iter(reader), deps.batch_size, on_frame), deps.pipeline_queue, stop)
-        source_label = job.source.describe()
-        for number, batch in enumerate(batches, start=1):
-            timings.decode_s += batch.decode_s
-            with deps.tracing.span("embed"):
-                t0 = time.perf_counter()
-                vectors = deps.embedder.embed([f.image for f in batch.frames])
-                timings.embed_s += time.perf_counter() - t0
-            points, new_frames = _points(job, batch.frames, vectors, source_label)
-            with deps.tracing.span("index"):
-                t0 = time.perf_counter()
-                deps.index.upsert(model, points)
-                timings.index_s += time.perf_counter() - t0
-            frames.extend(new_frames)
-            progress = min(0.99, batch.frames[-1].pts_s / video.duration_s) if video.duration_s > 0 else 0.0
-            if on_progress is not None:
-                on_progress(progress)
-            if number % deps.progress_every == 0:
-                _checkpoint(job.job_id, deps, progress)
+        frames = _index_frames(job, deps, reader, timings, on_progress, on_frame, (0.0, video.duration_s))
         shots = reader.shots
+        video = reader.info  # a full pass knows the frame count and whether the rate varies
     finally:
         reader.close()
     timings.total_s = time.perf_counter() - started
-    timings = Timings(**{k: round(v, 4) for k, v in timings.model_dump().items()})
     with deps.tracing.span("notify"):
         done = deps.jobs.transition(
             job.job_id,
             JobStatus.SUCCEEDED,
+            video=video,
             frames_indexed=len(frames),
             shots_detected=len(shots),
             shots=shots,
-            timings=timings,
+            timings=_rounded(timings),
             progress=1.0,
             content_key=key,
         )
@@ -295,6 +358,149 @@ def _run(
     if on_progress is not None:
         on_progress(1.0)
     return AnalysisResult(job=done, frames=frames, shots=shots)
+
+
+def segment_bounds(duration_s: float, segment_s: float) -> list[tuple[float, float | None]]:
+    """[start, end) of each segment; the last one is open-ended so no frame past the probed duration is lost."""
+    count = max(1, math.ceil(duration_s / segment_s - 1e-9))
+    return [(i * segment_s, (i + 1) * segment_s if i < count - 1 else None) for i in range(count)]
+
+
+def _split(job: Job, deps: AnalyzeDeps, video: VideoInfo, sha256: str, key: str) -> AnalysisResult:
+    """Hand the job to parallel segment invocations; the last one to finish finalises it."""
+    assert deps.segment_queue is not None
+    bounds = segment_bounds(video.duration_s, deps.segment_s)
+    deps.jobs.update(job.job_id, video=video, sha256=sha256, model=deps.embedder.info, segments_total=len(bounds),
+                     content_key=key)
+    for segment in range(len(bounds)):
+        deps.segment_queue.send({"job_id": job.job_id, "tenant": job.tenant, "segment": segment})
+    logger.info("job split into %d segments of %.0f s", len(bounds), deps.segment_s, extra={"job_id": job.job_id})
+    deps.metrics.count("jobs_split")
+    current = deps.jobs.get(job.job_id)
+    return AnalysisResult(job=current or job)
+
+
+def _run_segment(
+    job: Job,
+    segment: int,
+    deps: AnalyzeDeps,
+    workdir: Path,
+    on_progress: ProgressFn | None,
+) -> AnalysisResult:
+    if job.video is None or job.segments_total <= 0:
+        raise InvalidRequest(f"job {job.job_id} was not split; no segment {segment}", field="segment")
+    bounds = segment_bounds(job.video.duration_s, deps.segment_s)
+    if not 0 <= segment < len(bounds) or len(bounds) != job.segments_total:
+        raise InvalidRequest(f"job {job.job_id} has no segment {segment}", field="segment")
+    if segment in deps.jobs.segment_results(job.job_id):
+        return AnalysisResult(job=job)  # a redelivered message: this segment is recorded already
+    started = time.perf_counter()
+    timings = Timings()
+    fetched = _fetch(job, deps, workdir, timings)
+    if job.sha256 is not None and fetched.sha256 != job.sha256:
+        raise CorruptMedia(f"the source changed while the job ran (sha256 {fetched.sha256[:12]}…)")
+    start_s, end_s = bounds[segment]
+    reader = deps.frames.open(fetched.path, job.sampling, image_size=deps.embedder.input_size,
+                              start_s=start_s, end_s=end_s)
+    try:
+        frames = _index_frames(job, deps, reader, timings, on_progress, None,
+                               (start_s, end_s if end_s is not None else job.video.duration_s))
+        shots = reader.shots
+        info = reader.info
+    finally:
+        reader.close()
+    timings.total_s = time.perf_counter() - started
+    result = {
+        "segment": segment,
+        "start_s": start_s,
+        "end_s": end_s,
+        "frames": len(frames),
+        "shots": [s.model_dump(mode="json") for s in shots],
+        "timings": _rounded(timings).model_dump(mode="json"),
+        "frame_count": info.frame_count,
+    }
+    recorded = deps.jobs.record_segment(job.job_id, segment, result)
+    if recorded is None:
+        return AnalysisResult(job=job)
+    deps.jobs.update(job.job_id, progress=round(min(0.99, recorded / job.segments_total), 4))
+    if recorded < job.segments_total:
+        return AnalysisResult(job=deps.jobs.get(job.job_id) or job)
+    return _finalize_segments(job, deps)
+
+
+def merge_segment_shots(results: dict[int, dict[str, Any]], duration_s: float, last_frame: int) -> list[Shot]:
+    """Shots of the whole video from each segment's cuts: a segment lists only shots that start inside it."""
+    starts: dict[int, float] = {0: 0.0}
+    for result in results.values():
+        for shot in result["shots"]:
+            starts[int(shot["start_frame"])] = float(shot["start_s"])
+    ordered = sorted(starts.items())
+    shots: list[Shot] = []
+    for i, (frame, start) in enumerate(ordered):
+        nxt = ordered[i + 1] if i + 1 < len(ordered) else None
+        shots.append(Shot(index=i, start_s=start, end_s=nxt[1] if nxt else duration_s, start_frame=frame,
+                          end_frame=nxt[0] - 1 if nxt else last_frame))
+    return shots
+
+
+def _finalize_segments(job: Job, deps: AnalyzeDeps) -> AnalysisResult:
+    """The last segment in: global shots, global sample indexes and shot ids on every point, then succeed once."""
+    assert job.video is not None
+    model = job.model or deps.embedder.info
+    results = deps.jobs.segment_results(job.job_id)
+    points = _all_points(job, deps, model)
+    frame_counts = [r["frame_count"] for r in results.values() if r.get("frame_count")]
+    last_frame = max([int(c) - 1 for c in frame_counts] + [int(p.payload["frame_number"]) for p in points] + [0])
+    shots = merge_segment_shots(results, job.video.duration_s, last_frame)
+    shot_starts = [s.start_frame for s in shots]
+    updates: list[tuple[str, dict[str, Any]]] = []
+    frames: list[Frame] = []
+    for rank, point in enumerate(points):
+        number = int(point.payload["frame_number"])
+        shot = bisect.bisect_right(shot_starts, number) - 1
+        if point.payload.get("index") != rank or point.payload.get("shot") != shot:
+            updates.append((point.id, {"index": rank, "shot": shot}))
+        frames.append(Frame(index=rank, pts_s=float(point.payload["pts_s"]), frame_number=number, shot=shot,
+                            point_id=point.id))
+    if updates:
+        deps.index.set_payloads(model, updates)
+    timings = Timings()
+    for result in results.values():
+        for name, value in result["timings"].items():
+            if name != "total_s":
+                setattr(timings, name, getattr(timings, name) + float(value))
+    timings.total_s = _seconds_since(job.started_at)
+    try:
+        done = deps.jobs.transition(
+            job.job_id, JobStatus.SUCCEEDED, frames_indexed=len(points), shots_detected=len(shots), shots=shots,
+            timings=_rounded(timings), progress=1.0,
+            video=job.video.model_copy(update={"frame_count": last_frame + 1}) if frame_counts else job.video,
+        )
+    except InvalidTransition:
+        current = deps.jobs.get(job.job_id)  # failed or cancelled meanwhile: nothing to finalise
+        return AnalysisResult(job=current or job)
+    _record_success(done, deps)
+    if deps.notifier is not None:
+        deps.notifier.job_finished(done)
+    return AnalysisResult(job=done, frames=frames, shots=shots)
+
+
+def _all_points(job: Job, deps: AnalyzeDeps, model: ModelInfo) -> list[ScoredPoint]:
+    points: list[ScoredPoint] = []
+    after: int | None = None
+    while True:
+        page = deps.index.list_frames(model, job.job_id, job.tenant, after, REUSE_PAGE)
+        points.extend(page)
+        if len(page) < REUSE_PAGE:
+            return points
+        after = int(page[-1].payload["frame_number"])
+
+
+def _seconds_since(timestamp: str | None) -> float:
+    if timestamp is None:
+        return 0.0
+    began = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return max(0.0, (datetime.now(UTC) - began).total_seconds())
 
 
 def content_key(job: Job, sha256: str, model: ModelInfo) -> str:
@@ -372,12 +578,14 @@ def _points(
     return points, out
 
 
-def _checkpoint(job_id: str, deps: AnalyzeDeps, progress: float) -> None:
-    """Write progress; a job deleted meanwhile (DELETE /jobs/{id}) stops at this batch."""
+def _checkpoint(job_id: str, deps: AnalyzeDeps, progress: float | None) -> None:
+    """Write progress (None: a segment, whose progress counts finished segments); a job deleted (DELETE
+    /jobs/{id}) or failed meanwhile stops at this batch."""
     current = deps.jobs.get(job_id)
     if current is None or current.status is not JobStatus.PROCESSING:
         raise _Cancelled()
-    deps.jobs.update(job_id, progress=round(progress, 4))
+    if progress is not None:
+        deps.jobs.update(job_id, progress=round(progress, 4))
 
 
 def _record_success(job: Job, deps: AnalyzeDeps) -> None:
