@@ -155,3 +155,127 @@ def test_sigterm_stops_cleanly_and_frees_the_port(stack: ServeProcess) -> None:
             sock.settimeout(2)
             sock.connect(("127.0.0.1", p))
     assert stack.stderr_matching("stopped")
+
+
+# ---------------------------------------------------------------- the event-source pollers, in-process against moto
+
+
+@pytest.fixture(scope="module")
+def moto_stack() -> Iterator[tuple[Any, Any]]:
+    from moto.server import ThreadedMotoServer
+
+    from video_ai.adapters.aws import AwsClients
+    from video_ai.local.functions import find_project_file
+    from video_ai.local.resources import create_resources
+
+    mp = pytest.MonkeyPatch()
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        mp.setenv(name, value)
+    mp.delenv("AWS_ENDPOINT_URL", raising=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        clients = AwsClients("us-east-1", endpoint_url=f"http://{host}:{port}")
+        yield clients, create_resources(clients, find_project_file("template.yaml"), "pollers")
+    finally:
+        server.stop()
+        mp.undo()
+
+
+def _drain(sqs: Any, url: str, wait_s: int = 1) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                                         WaitTimeSeconds=wait_s).get("Messages", [])
+    for m in messages:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return messages
+
+
+def test_sqs_poller_honours_partial_batch_failures_and_the_dlq_redrive(moto_stack: tuple[Any, Any]) -> None:
+    import threading
+
+    from aws_lambda_powertools.utilities.parser.models import SqsModel
+
+    from video_ai.local.functions import lambda_context
+    from video_ai.local.pollers import SqsPoller
+
+    clients, resources = moto_stack
+    sqs = clients.sqs
+    receives: dict[str, list[int]] = {}
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        SqsModel.model_validate(event)  # the shape Lambda sends, by powertools' strict model
+        assert context.get_remaining_time_in_millis() > 0
+        assert context.invoked_function_arn.endswith(":function:video-ai-pollers-worker")
+        failures = []
+        for record in event["Records"]:
+            receives.setdefault(record["body"], []).append(int(record["attributes"]["ApproximateReceiveCount"]))
+            if record["body"] == "bad":
+                failures.append({"itemIdentifier": record["messageId"]})
+        return {"batchItemFailures": failures}
+
+    stop = threading.Event()
+    poller = SqsPoller("test-worker", sqs, resources.jobs_queue_url,
+                       handler, lambda: lambda_context("worker", "pollers"), stop, batch_size=10,
+                       retry_visibility_s=0)
+    for body in ("good", "bad"):
+        sqs.send_message(QueueUrl=resources.jobs_queue_url, MessageBody=body)
+    poller.start()
+    try:
+        dead = wait_for(lambda: _drain(sqs, resources.jobs_dlq_url), 30, what="the failing record in the DLQ")
+    finally:
+        stop.set()
+        assert poller.join(10)
+    assert [m["Body"] for m in dead] == ["bad"]
+    assert receives["good"] == [1]
+    assert receives["bad"] == [1, 2, 3]  # maxReceiveCount 3 from template.yaml, then the DLQ
+    attributes = sqs.get_queue_attributes(QueueUrl=resources.jobs_queue_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "0"
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_sns_poller_retries_twice_then_sends_to_the_on_failure_queue(moto_stack: tuple[Any, Any]) -> None:
+    import json
+    import threading
+
+    from aws_lambda_powertools.utilities.parser.models import SnsModel
+
+    from video_ai.local.functions import lambda_context
+    from video_ai.local.pollers import SnsAsyncPoller
+    from video_ai.local.serve import subscribe_callback_queue
+
+    clients, resources = moto_stack
+    sqs = clients.sqs
+    url, subscription = subscribe_callback_queue(sqs, clients.sns, resources.topic_arn, "pollers")
+    calls: dict[str, int] = {}
+
+    def handler(event: dict[str, Any], context: Any) -> None:
+        SnsModel.model_validate(event)
+        message = event["Records"][0]["Sns"]["Message"]
+        calls[message] = calls.get(message, 0) + 1
+        if message == "always-fails" or (message == "fails-once" and calls[message] == 1):
+            raise RuntimeError(f"cannot deliver {message}")
+
+    stop = threading.Event()
+    poller = SnsAsyncPoller("test-callback", sqs, url, subscription, handler,
+                            lambda: lambda_context("callback", "pollers"), stop,
+                            on_failure_queue_url=resources.callback_dlq_url,
+                            function_arn="arn:aws:lambda:us-east-1:123456789012:function:callback",
+                            retry_delays_s=(0.1, 0.2))
+    poller.start()
+    try:
+        for message in ("ok", "fails-once", "always-fails"):
+            clients.sns.publish(TopicArn=resources.topic_arn, Message=message,
+                                MessageAttributes={"type": {"DataType": "String", "StringValue": "job.succeeded"}})
+        failed = wait_for(lambda: _drain(sqs, resources.callback_dlq_url), 30, what="the on-failure record")
+    finally:
+        stop.set()
+        assert poller.join(10)
+    assert calls == {"ok": 1, "fails-once": 2, "always-fails": 3}
+    assert len(failed) == 1
+    record = json.loads(failed[0]["Body"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["requestPayload"]["Records"][0]["Sns"]["Message"] == "always-fails"
+    assert record["responsePayload"]["errorType"] == "RuntimeError"

@@ -44,6 +44,9 @@ ALLOW_REMOTE_ENV = "VIDEO_AI_SERVE_ALLOW_REMOTE"
 WORKERS_ENV = "VIDEO_AI_SERVE_WORKERS"
 DEFAULT_WORKERS = 2
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# Real credentials must never reach moto's clients (or, by a mistake, AWS).
+CLEARED_ENV = ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL")
+ENDPOINT_ENV = "VIDEO_AI__AWS__ENDPOINT_URL"
 STOP_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 30.0
 
@@ -251,7 +254,10 @@ def set_log_level(level: str) -> None:
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     """Set variables for the life of `serve` (boto3 and powertools read them) and restore them afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
+    # Also restored: what `serve` removes or sets later (the moto endpoint is known only once moto is up).
+    saved = {k: os.environ.get(k) for k in (*values, *CLEARED_ENV, ENDPOINT_ENV)}
+    for key in CLEARED_ENV:
+        os.environ.pop(key, None)
     os.environ.update(values)
     try:
         yield
@@ -312,7 +318,7 @@ class LocalStack:
         self.moto.start()
         moto_host, moto_port = self.moto.get_host_and_port()
         self.moto_url = f"http://{moto_host}:{moto_port}"
-        os.environ["VIDEO_AI__AWS__ENDPOINT_URL"] = self.moto_url
+        os.environ[ENDPOINT_ENV] = self.moto_url  # for anything that loads settings afresh
         settings = settings.model_copy(update={"aws": settings.aws.model_copy(update={"endpoint_url": self.moto_url})})
 
         clients = AwsClients.from_settings(settings.aws)
@@ -425,7 +431,7 @@ class LocalStack:
 
     def ready_lines(self) -> list[str]:
         return [
-            f"api: http://{self.host}:{self.port}",
+            f"api: http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}",
             f"s3: {self.moto_url}",
             f"api_key: {self.api_key}",
             f"webhook_secret: {self.webhook_secrets[0]}",
@@ -494,8 +500,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config_path: Path | None = 
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
     with _environment(env):
-        os.environ.pop("AWS_SESSION_TOKEN", None)
-        os.environ.pop("AWS_PROFILE", None)
         setup_logging(settings)
         try:
             sock = bind_socket(host, port)
