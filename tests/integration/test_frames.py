@@ -15,7 +15,7 @@ from tests.integration import clips
 from tests.integration.clips import CUTS
 from video_ai import samples
 from video_ai.adapters.frame_source import PyAVFrameSource, PyAVVideoReader
-from video_ai.domain.models import SampledFrame, Sampling
+from video_ai.domain.models import SampledFrame, Sampling, Shot
 from video_ai.samples import ClipInfo
 from video_ai.settings import LimitsSettings, SamplingSettings
 
@@ -222,9 +222,41 @@ def test_limits_duration(cfr_clip: ClipInfo) -> None:
         PyAVFrameSource(limits=LimitsSettings(max_duration_s=5.0)).open(cfr_clip.path, Sampling())
 
 
-def test_segments_are_not_implemented_yet(cfr_clip: ClipInfo) -> None:
-    with pytest.raises(NotImplementedError):
-        PyAVFrameSource().open(cfr_clip.path, Sampling(), start_s=1.0, end_s=2.0)
+@pytest.mark.parametrize("fps", [2.0, 3.0])
+def test_segments_compose_to_the_full_pass(cfr_clip: ClipInfo, fps: float) -> None:
+    full, _ = _read(cfr_clip, Sampling(fps=fps))
+    bounds = [None, 2.5, 3.21, 5.1, None]  # cut points off the keyframes and off the 25 fps grid
+    pieces: list[SampledFrame] = []
+    shots: list[Shot] = []
+    for start, end in itertools.pairwise(bounds):
+        part, reader = _read(cfr_clip, Sampling(fps=fps), start_s=start, end_s=end)
+        assert all((start or 0) <= f.pts_s < (end or 1e9) for f in part)
+        # segments tile: each starts its first shot where the previous one's last shot ended
+        if shots:
+            assert (reader.shots[0].start_s, reader.shots[0].start_frame) == (shots[-1].end_s, shots[-1].end_frame + 1)
+            assert 0 <= reader.shots[0].start_s - (start or 0) < 3 / cfr_clip.fps  # the first decoded frame
+        shots.extend(reader.shots)
+        pieces.extend(part)
+    assert [(f.pts_s, f.frame_number) for f in pieces] == [(f.pts_s, f.frame_number) for f in full]
+    for a, b in zip(pieces, full, strict=True):
+        assert np.array_equal(a.image, b.image)
+
+
+def test_segment_shots_end_where_the_next_segment_starts(cfr_clip: ClipInfo) -> None:
+    # A full decode (no NONREF skipping) sees the exact first frame of the segment and of the next one.
+    _, reader = _read(cfr_clip, Sampling(fps=1.0), PyAVFrameSource(skip_nonref=False), start_s=2.5, end_s=5.1)
+    shots = reader.shots
+    assert [s.start_s for s in shots] == pytest.approx([2.52, 3.2, 4.4])  # segment start, then the true cuts
+    assert shots[-1].end_s == pytest.approx(5.12) and shots[-1].end_frame == 127
+    assert shots[0].start_frame == 63
+
+
+def test_segments_need_a_complete_index(clip_dir: Path) -> None:
+    clip = samples.make_clip(clip_dir / "seg.mkv", duration_s=2.0, fps=25.0, size=(160, 120))
+    with pytest.raises(NotImplementedError, match="index"):
+        PyAVFrameSource().open(clip.path, Sampling(), start_s=1.0, end_s=2.0)
+    with pytest.raises(ValueError):
+        PyAVFrameSource().open(clip.path, Sampling(), start_s=1.0, end_s=1.0)
 
 
 def test_info_before_iteration(cfr_clip: ClipInfo) -> None:

@@ -106,13 +106,10 @@ class PyAVFrameSource:
         end_s: float | None = None,
     ) -> PyAVVideoReader:
         """Probe `path` and prepare a pass. Raises UnsupportedMedia / NoVideoStream / CorruptMedia / EmptyVideo."""
-        if start_s is not None or end_s is not None:
-            # Segments need the true ordinal of the seek keyframe (frame_number feeds point ids); not built yet.
-            raise NotImplementedError("segment decoding (start_s/end_s) is not implemented yet")
         return PyAVVideoReader(
             Path(path), sampling, self.settings, self.limits, self.clock,
             image_size=image_size, thumbnail_width=thumbnail_width,
-            skip_nonref=self.skip_nonref, threads=self.threads,
+            skip_nonref=self.skip_nonref, threads=self.threads, start_s=start_s, end_s=end_s,
         )
 
 
@@ -173,7 +170,13 @@ class PyAVVideoReader:
         thumbnail_width: int | None,
         skip_nonref: bool,
         threads: bool,
+        start_s: float | None = None,
+        end_s: float | None = None,
     ) -> None:
+        if start_s is not None and end_s is not None and end_s <= start_s:
+            raise ValueError("end_s must be after start_s")
+        self.start_s = Fraction(str(start_s)) if start_s else None
+        self.end_s = Fraction(str(end_s)) if end_s is not None else None
         self.path = path
         self.sampling = sampling
         self.settings = settings
@@ -187,6 +190,7 @@ class PyAVVideoReader:
         self._shots: list[Shot] = []
         self._iterated = False
         self._complete = False
+        self._stop: tuple[Fraction, int] | None = None  # first frame past `end_s`
         self._started = clock.monotonic()
         self._container = self._open_container(path)
         try:
@@ -248,6 +252,7 @@ class PyAVVideoReader:
             min_scene_len=float(self.settings.min_shot_s),
             filter_mode=FlashFilter.Mode.SUPPRESS,
         )
+        self._first_ordinal = self._seek_to_segment() if self.start_s is not None else 0
         self._decoded = self._decode_all()
         first = self._next_decoded()
         if first is None:
@@ -271,6 +276,25 @@ class PyAVVideoReader:
             raise UnsupportedMedia(
                 f"{self.path.name}: duration {duration_s:.0f} s exceeds the limit of {self.limits.max_duration_s:.0f} s"
             )
+
+    def _seek_to_segment(self) -> int:
+        """Seek to the last keyframe strictly before `start_s`; return that keyframe's true ordinal.
+
+        The ordinal comes from the container's sample index (decode order; in a closed GOP the frames before a
+        keyframe in decode order are exactly those before it in presentation order), so it needs a complete index:
+        MP4/MOV. Other containers raise NotImplementedError.
+        """
+        stream = self._stream
+        entries = stream.index_entries
+        total = int(stream.frames or 0)
+        if entries is None or total == 0 or len(entries) != total:
+            raise NotImplementedError(f"{self.path.name}: segments need a complete sample index (MP4/MOV)")
+        self._index_dts = [int(e.timestamp) for e in entries]
+        if self._start_pts is None or self.start_s is None:
+            raise NotImplementedError(f"{self.path.name}: segments need a known stream start time")
+        target = self._start_pts + math.ceil(self.start_s / self._time_base) - 1
+        self._container.seek(target, stream=stream, backward=True, any_frame=False)
+        return -1  # resolved from the first packet's dts in _decode_all
 
     def _next_decoded(self) -> _Decoded | None:
         try:
@@ -321,9 +345,16 @@ class PyAVVideoReader:
                 item = self._first if self._first is not None else self._next_decoded()
                 self._first = None
                 if item is None:
-                    self._check_short(last)
+                    if self.start_s is None and self.end_s is None:
+                        self._check_short(last)
                     self._complete = not self.truncated
                     break
+                if self.end_s is not None and item.t >= self.end_s:
+                    self._complete = True  # the next segment owns this frame: shots end where it starts
+                    self._stop = (item.t, item.number)
+                    break
+                if self.start_s is not None and item.t < self.start_s:
+                    continue  # decoded from the keyframe before the segment: the previous segment owns it
                 if last is not None and item.pred_t is not None and self._mode != "keyframes":
                     gap = item.t - item.pred_t
                     if gap > 0:
@@ -408,7 +439,11 @@ class PyAVVideoReader:
             frame_dur = last.frame.duration * self._time_base
         end_t = last.t + frame_dur
         end_frame = self._ordinals_seen - 1 if self._complete or self.truncated else last.number
-        if self._complete:
+        if self._stop is not None:
+            end_t, end_frame = self._stop[0], self._stop[1] - 1
+        elif self.start_s is not None or self.end_s is not None:
+            end_frame = last.number
+        elif self._complete:
             end_t = max(end_t, Fraction(self._max_t) + frame_dur) if self._max_t is not None else end_t
             if not self._duration_known:
                 self._info = self._info.model_copy(update={"duration_s": round(float(end_t), 6)})
@@ -467,7 +502,7 @@ class PyAVVideoReader:
         pending: list[int] = []  # demuxed pts not yet accounted for (min-heap)
         recent: deque[int] = deque(maxlen=_RECENT_PTS)
         recent_sorted: list[int] = []
-        ordinal = 0
+        ordinal = self._first_ordinal
         prev_pts: int | None = None  # largest pts accounted for so far (decoded or skipped)
         packets_have_pts = True
         self._ordinals_seen = 0
@@ -485,6 +520,8 @@ class PyAVVideoReader:
             except av.error.FFmpegError as err:
                 self._damaged(err, produced)
                 break
+            if ordinal < 0 and packet.size:
+                ordinal = self._ordinal_of_packet(packet)
             if packet.pts is not None and packet.size:
                 heapq.heappush(pending, packet.pts)
                 if self._max_pts is None or packet.pts > self._max_pts:
@@ -537,6 +574,13 @@ class PyAVVideoReader:
             # Frames demuxed but never output (skipped at the tail or lost): they still count.
             self._max_t = (max(pending) - (self._start_pts or 0)) * tb
             self._ordinals_seen = ordinal + len(pending)
+
+    def _ordinal_of_packet(self, packet: Any) -> int:
+        """Position of the seek keyframe in the sample index (decode order)."""
+        i = bisect.bisect_left(self._index_dts, packet.dts if packet.dts is not None else packet.pts)
+        if i >= len(self._index_dts) or self._index_dts[i] != (packet.dts if packet.dts is not None else packet.pts):
+            raise NotImplementedError(f"{self.path.name}: the seek landed on a packet missing from the index")
+        return i
 
     def _skippable(self, lower: int | None, pts: int) -> bool:
         """Whether the frame at `pts` can be dropped if non-reference: no sample time falls in (lower, pts]."""
