@@ -15,8 +15,10 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
 * frame_number. The 0-based ordinal of the frame in presentation order among all frames of the stream, skipped ones
   included: every demuxed packet's pts is counted, so it is the true ordinal and the same on every run. Files whose
   packets carry no pts fall back to counting decoded frames (and are decoded without skipping).
-* Shots. PySceneDetect's ContentDetector (SUPPRESS mode, so a cut is reported on the frame where it happens) is fed
-  a ~160 px wide copy of every decoded frame. In `fps` mode that is every reference frame (NONREF-skipped frames
+* Shots. PySceneDetect's ContentDetector (SUPPRESS mode, so a cut is reported on the frame where it happens;
+  `min_shot_s` from settings) is fed a 160 px wide box-averaged copy of every decoded frame (built from the YUV
+  planes with OpenCV: swscale to 160 px cost more than the decode; point sampling aliased fine textures into
+  false cuts). In `fps` mode that is every reference frame (NONREF-skipped frames
   are not seen; encoders put a keyframe at a cut, so a cut lands at most a few frames late); in `shots` mode every
   frame is decoded; in `keyframes` mode only keyframes are seen, so shots are coarse. `shots` mode emits the FIRST
   frame of each shot (the middle one would need the shot's end, i.e. holding frames or a second pass). Shot
@@ -27,7 +29,15 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
 * `info.vfr`: at `open()` a guess from metadata (average rate vs. the stream's base rate); after a full pass, the
   measured answer (largest/smallest PTS gap > 1.1). `frame_count` and (if unknown) `duration_s` are filled then too.
 * Damage. An error before any frame -> CorruptMedia. An error after frames were produced stops the pass there:
-  `reader.truncated` becomes True and a warning is logged and listed in `reader.warnings`.
+  `reader.truncated` becomes True and a warning is logged and listed in `reader.warnings`. A file that simply ends
+  before its declared frame count / duration (a cut-off download) is reported the same way.
+* Watchdog. A pass (open included) longer than `limits.decode_timeout_s` on the injected clock -> DecodeTimeout.
+* Segments (`start_s`/`end_s`, for long videos split across workers): seek to the last keyframe strictly before
+  `start_s`, decode from there, own the frames with start_s <= pts < end_s. The sampling rule and ordinals are the
+  same as in a full pass (the seek keyframe's ordinal comes from the MP4/MOV sample index; other containers raise
+  NotImplementedError), so segments compose to exactly the full pass's frames. Shots are per segment: the first
+  decoded frame of a segment starts a shot, the last shot ends where the next segment's first decoded frame is;
+  whoever merges segments joins the two shots at each boundary when no cut was found there.
 * Empty (0-byte) file -> UnsupportedMedia (nothing identifies it as a video); a video stream without a decodable
   frame -> EmptyVideo.
 """
