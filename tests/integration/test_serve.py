@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import httpx
@@ -117,6 +120,45 @@ def test_s3_upload_creates_a_job_that_succeeds(stack: ServeProcess, clip: Path) 
         done = wait_for(lambda: _finished(client, job["job_id"]), JOB_TIMEOUT_S, what="the upload's job to finish")
         assert done["status"] == "succeeded", done
         assert done["tags"].get("trigger") == "s3-upload"
+
+
+class _Unavailable(BaseHTTPRequestHandler):
+    hits: ClassVar[list[float]] = []
+
+    def do_GET(self) -> None:
+        self.hits.append(time.monotonic())
+        self.send_response(503)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def test_transient_failure_is_retried_then_fails_the_job_and_reaches_the_dlq(stack: ServeProcess) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    sqs = boto3.client("sqs", endpoint_url=stack.info["s3"], region_name="us-east-1", aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    try:
+        with stack.client() as client:
+            url = f"http://127.0.0.1:{server.server_address[1]}/flaky.mp4"
+            job_id = client.post("/analyze", json={"video_url": url}).json()["job_id"]
+            job = wait_for(lambda: _finished(client, job_id), JOB_TIMEOUT_S, what="the flaky job to finish")
+        assert job["status"] == "failed" and job["error"]["code"] == "retries_exhausted", job
+        assert len(_Unavailable.hits) == 3  # maxReceiveCount 3: three worker attempts, each one fetch
+        dlq = next(u for u in sqs.list_queues()["QueueUrls"] if "jobs-dead-letter" in u)
+
+        def in_dlq() -> list[str]:
+            messages = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages", [])
+            return [m["Body"] for m in messages if job_id in m["Body"]]
+
+        assert wait_for(in_dlq, 20, what="the message in the jobs DLQ")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def test_second_serve_on_a_busy_port_fails_with_one_line(stack: ServeProcess, workdir: Path) -> None:

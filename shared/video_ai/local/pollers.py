@@ -183,8 +183,12 @@ class SqsPoller(_PollerThread):
         ids = [m["MessageId"] for m in messages]
         try:
             failed = failed_ids(self.handler(event, self.context_factory()), ids)
-        except Exception:
-            logger.exception("%s: invocation failed; the whole batch will be retried", self.name)
+        except Exception as err:
+            if type(err).__name__ == "BatchProcessingError":
+                # powertools raises this when every record failed; it has already logged each record's error.
+                logger.error("%s: every record of the batch failed", self.name)
+            else:
+                logger.exception("%s: invocation failed; the whole batch will be retried", self.name)
             failed = set(ids)
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
