@@ -77,6 +77,8 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "video_ai_jobs_failed", "JobsFailed", "Count", labels=("error_code",)),
         MetricSpec("jobs_reused", "counter", "Jobs answered from an earlier job's results for the same content.",
                    "video_ai_jobs_reused", "JobsReused", "Count"),
+        MetricSpec("jobs_split", "counter", "Long jobs split into time segments processed in parallel.",
+                   "video_ai_jobs_split", "JobsSplit", "Count"),
         MetricSpec("jobs_deleted", "counter", "Jobs deleted through the API.",
                    "video_ai_jobs_deleted", "JobsDeleted", "Count"),
         MetricSpec("frames_indexed", "counter", "Frames embedded and stored in the vector index.",

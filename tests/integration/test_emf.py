@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,9 +50,14 @@ def _clean_powertools_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     store = Metrics()
     store.clear_metrics()
     store.clear_default_dimensions()
+    library = logging.getLogger("video_ai")
+    saved = (list(library.handlers), library.propagate, library.level)
     yield
     store.clear_metrics()
     store.clear_default_dimensions()
+    # lambda_logger() routes the library loggers to its own handler; give them back to the root logger.
+    library.handlers[:], library.propagate = saved[0], saved[1]
+    library.setLevel(saved[2])
 
 
 def _sqs_event(job_id: str, sent_ago_s: float) -> dict[str, Any]:
