@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import av
 import cv2
@@ -26,7 +27,7 @@ from video_ai.adapters.frame_source import PyAVFrameSource
 from video_ai.domain.models import Sampling
 
 
-def bare_decode(path: Path, threads: bool = False, skip: str | None = None) -> int:
+def bare_decode(path: Path, threads: bool = False, skip: Literal["NONREF", "NONKEY"] | None = None) -> int:
     """Decode every frame, convert none: the floor any reader pays."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -37,9 +38,9 @@ def bare_decode(path: Path, threads: bool = False, skip: str | None = None) -> i
         return sum(1 for _ in container.decode(stream))
 
 
-def reader_pass(path: Path, sampling: Sampling, **source_kw: bool) -> int:
+def reader_pass(path: Path, sampling: Sampling, skip_nonref: bool = True) -> int:
     """PyAVFrameSource as the worker uses it: 224x224 RGB per sample, shots detected in the same pass."""
-    reader = PyAVFrameSource(**source_kw).open(path, sampling, image_size=(224, 224))
+    reader = PyAVFrameSource(skip_nonref=skip_nonref).open(path, sampling, image_size=(224, 224))
     with reader:
         return sum(1 for _ in reader)
 
