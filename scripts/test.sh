@@ -14,6 +14,9 @@ echo "== mypy --strict"
 .venv/bin/mypy
 echo "== cfn-lint"
 .venv/bin/cfn-lint template.yaml
+echo "== promtool"
+# `promtool check metrics` runs in the tests; Debian's prometheus package carries it (installed once, as root).
+bash scripts/promtool-check.sh --install
 echo "== pytest"
 # pytest exits 5 when it collected no test: that is a failure here, and `set -e` makes it one.
 .venv/bin/python -m pytest -q "$@"

@@ -10,6 +10,10 @@ from video_ai.runtime import Runtime, load_secrets, shared_runtime
 from video_ai.settings import load_settings
 
 
+def _build() -> Runtime:
+    settings = load_settings()
+    return Runtime(settings, secrets=load_secrets(), metrics=lambda_metrics(settings))
+
+
 def build_app() -> FastAPI:
-    runtime = shared_runtime(lambda: Runtime(load_settings(), secrets=load_secrets(), metrics=lambda_metrics()))
-    return create_app(runtime.api_context())
+    return create_app(shared_runtime(_build).api_context())

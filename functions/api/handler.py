@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from mangum import Mangum
 
 from bootstrap import build_app
+from video_ai.observability import lambda_logger
 
-logger = Logger()
+logger = lambda_logger()
 tracer = Tracer()
 metrics = Metrics()
 asgi = Mangum(build_app(), lifespan="off", api_gateway_base_path="/")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 
 from bootstrap import build_runtime
+from video_ai.observability import lambda_logger
 from video_ai.services.deliver_callback import budget_from_remaining_ms
 from video_ai.workers import callback_message
 
-logger = Logger()
+logger = lambda_logger()
 tracer = Tracer()
 metrics = Metrics()
 runtime = build_runtime()

@@ -1,4 +1,4 @@
-"""Composition root of the ingest function: the submit service over DynamoDB and SQS."""
+"""Composition root of the ingest function, built once per container."""
 
 from __future__ import annotations
 
@@ -7,5 +7,10 @@ from video_ai.runtime import Runtime, load_secrets, shared_runtime
 from video_ai.settings import load_settings
 
 
+def _build() -> Runtime:
+    settings = load_settings()
+    return Runtime(settings, secrets=load_secrets(), metrics=lambda_metrics(settings))
+
+
 def build_runtime() -> Runtime:
-    return shared_runtime(lambda: Runtime(load_settings(), secrets=load_secrets(), metrics=lambda_metrics()))
+    return shared_runtime(_build)

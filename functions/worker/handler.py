@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from bootstrap import build_runtime
+from video_ai.observability import lambda_logger
 from video_ai.services.analyze_video import analyze_video
 from video_ai.workers import job_record_context
 
-logger = Logger()
+logger = lambda_logger()
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from video_ai.domain.errors import ConfigError, InvalidRequest
-from video_ai.domain.ports import Embedder, Metrics, VectorIndex
-from video_ai.services.analyze_video import NullMetrics
+from video_ai.domain.ports import Embedder, Metrics, Tracing, VectorIndex
+from video_ai.services.analyze_video import NullMetrics, NullTracing
 from video_ai.settings import Settings
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ class Runtime:
         secrets: Secrets | None = None,
         clients: AwsClients | None = None,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
         resolver: Resolver | None = None,
         exempt_endpoints: Collection[tuple[str, int]] = (),
         allow_local_files: bool = False,
@@ -114,6 +115,7 @@ class Runtime:
             settings = settings.model_copy(update={"qdrant": qdrant})
         self.settings = settings
         self.metrics: Metrics = metrics or NullMetrics()
+        self.tracing: Tracing = tracing or NullTracing()
         self.resolver = resolver
         self.exempt_endpoints = tuple(exempt_endpoints)
         self.allow_local_files = allow_local_files
@@ -209,6 +211,7 @@ class Runtime:
         return AnalyzeDeps(
             jobs=self.jobs(), fetcher=fetcher, frames=build_frame_source(settings), embedder=self.embedder(),
             index=self.index(), notifier=self.notifier(), workdir=workdir(settings), metrics=self.metrics,
+            tracing=self.tracing,
             batch_size=settings.model.batch_size, pipeline_queue=settings.scale.pipeline_queue,
             segment_queue=self.queue(), segment_s=settings.scale.segment_s,
         )

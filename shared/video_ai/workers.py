@@ -74,7 +74,8 @@ def job_record_context(
     sent = _sent_at_ms(record)
     if sent is not None and receives == 1:
         runtime.metrics.observe("queue_wait_seconds", max(0.0, time.time() - sent / 1000.0))
-    keys = {"job_id": message.job_id, "tenant": message.tenant or "", "receive_count": receives}
+    keys = {"job_id": message.job_id, "tenant": message.tenant or "", "receive_count": receives,
+            "request_id": record.message_id}
     if log is not None:
         log.append_keys(**keys)
     try:

@@ -1,0 +1,102 @@
+"""API cold import and warm latency (issue 8 item 6), measured in one run.
+
+    python benchmarks/bench_api.py [--quick] [--requests N]
+
+Cold: a fresh interpreter importing the API handler module (which builds the app) vs a bare
+`import fastapi, mangum, boto3` baseline; best of N runs each, interleaved. Target: <= 1.2x the baseline.
+Warm: POST /analyze through the Mangum handler in-process against moto (in-process mock_aws); p50/p99.
+Target: p99 < 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = "import fastapi, mangum, boto3"
+HANDLER = "from video_ai.local.functions import load_function; load_function('api')"
+KEY = "bench-key"
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_NAMESPACE": "VideoAI",
+        "POWERTOOLS_SERVICE_NAME": "video-ai",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "VIDEO_AI__AWS__JOBS_TABLE": "jobs",
+        "VIDEO_AI__AWS__JOBS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs",
+        "VIDEO_AI__AWS__TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:finished",
+        "VIDEO_AI__API__API_KEY_HASHES": json.dumps({hashlib.sha256(KEY.encode()).hexdigest(): "bench"}),
+        "VIDEO_AI_CONFIG": str(ROOT / "config" / "config.yml"),
+    }
+
+
+def cold(code: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), check=True)
+    return time.perf_counter() - started
+
+
+def warm(requests: int) -> list[float]:
+    os.environ.update(_env())
+    import boto3
+    from moto import mock_aws
+
+    from video_ai.local.functions import lambda_context, load_function
+
+    with mock_aws():
+        boto3.client("dynamodb").create_table(
+            TableName="jobs", BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}])
+        boto3.client("sqs").create_queue(QueueName="jobs")
+        module = load_function("api")
+        event = json.loads((ROOT / "events" / "api_post_analyze.json").read_text())
+        event["headers"]["x-api-key"] = KEY
+        event["body"] = json.dumps({"video_url": "https://93.184.216.34/v.mp4"})
+        for _ in range(20):
+            module.handler(event, lambda_context("api"))
+        times = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            response = module.handler(event, lambda_context("api"))
+            times.append(time.perf_counter() - started)
+            assert response["statusCode"] == 202, response
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    runs = 3 if args.quick else args.runs
+    base, handler = [], []
+    for _ in range(runs):
+        base.append(cold(BASELINE))
+        handler.append(cold(HANDLER))
+    print(f"cold import, best of {runs}: baseline {min(base) * 1000:.0f} ms, api handler {min(handler) * 1000:.0f} ms"
+          f" -> ratio {min(handler) / min(base):.2f} (target <= 1.2)")
+    times = sorted(warm(200 if args.quick else args.requests))
+    p50 = statistics.median(times) * 1000
+    p99 = times[int(len(times) * 0.99) - 1] * 1000
+    print(f"warm POST /analyze via Mangum against moto, {len(times)} requests: p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+          f" (target p99 < 20 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
