@@ -15,7 +15,7 @@ from tests.integration import clips
 from tests.integration.clips import CUTS
 from video_ai import samples
 from video_ai.adapters.frame_source import PyAVFrameSource, PyAVVideoReader
-from video_ai.domain.models import SampledFrame, Sampling, Shot
+from video_ai.domain.models import SampledFrame, Sampling
 from video_ai.samples import ClipInfo
 from video_ai.settings import LimitsSettings, SamplingSettings
 
@@ -222,33 +222,44 @@ def test_limits_duration(cfr_clip: ClipInfo) -> None:
         PyAVFrameSource(limits=LimitsSettings(max_duration_s=5.0)).open(cfr_clip.path, Sampling())
 
 
+SEGMENT_BOUNDS = [None, 2.5, 3.2, 5.1, None]  # 3.2 is a cut; 2.5 and 5.1 are off the keyframes and the grid
+
+
 @pytest.mark.parametrize("fps", [2.0, 3.0])
 def test_segments_compose_to_the_full_pass(cfr_clip: ClipInfo, fps: float) -> None:
     full, _ = _read(cfr_clip, Sampling(fps=fps))
-    bounds = [None, 2.5, 3.21, 5.1, None]  # cut points off the keyframes and off the 25 fps grid
     pieces: list[SampledFrame] = []
-    shots: list[Shot] = []
-    for start, end in itertools.pairwise(bounds):
-        part, reader = _read(cfr_clip, Sampling(fps=fps), start_s=start, end_s=end)
+    for start, end in itertools.pairwise(SEGMENT_BOUNDS):
+        part, _ = _read(cfr_clip, Sampling(fps=fps), start_s=start, end_s=end)
         assert all((start or 0) <= f.pts_s < (end or 1e9) for f in part)
-        # segments tile: each starts its first shot where the previous one's last shot ended
-        if shots:
-            assert (reader.shots[0].start_s, reader.shots[0].start_frame) == (shots[-1].end_s, shots[-1].end_frame + 1)
-            assert 0 <= reader.shots[0].start_s - (start or 0) < 3 / cfr_clip.fps  # the first decoded frame
-        shots.extend(reader.shots)
         pieces.extend(part)
     assert [(f.pts_s, f.frame_number) for f in pieces] == [(f.pts_s, f.frame_number) for f in full]
     for a, b in zip(pieces, full, strict=True):
         assert np.array_equal(a.image, b.image)
 
 
-def test_segment_shots_end_where_the_next_segment_starts(cfr_clip: ClipInfo) -> None:
-    # A full decode (no NONREF skipping) sees the exact first frame of the segment and of the next one.
-    _, reader = _read(cfr_clip, Sampling(fps=1.0), PyAVFrameSource(skip_nonref=False), start_s=2.5, end_s=5.1)
-    shots = reader.shots
-    assert [s.start_s for s in shots] == pytest.approx([2.52, 3.2, 4.4])  # segment start, then the true cuts
-    assert shots[-1].end_s == pytest.approx(5.12) and shots[-1].end_frame == 127
-    assert shots[0].start_frame == 63
+def test_segment_shots_are_the_cuts_inside_the_segment(cfr_clip: ClipInfo) -> None:
+    full, full_reader = _read(cfr_clip, Sampling(mode="shots"))
+    starts: set[int] = {0}
+    samples_: list[SampledFrame] = []
+    for start, end in itertools.pairwise(SEGMENT_BOUNDS):
+        part, reader = _read(cfr_clip, Sampling(mode="shots"), start_s=start, end_s=end)
+        samples_.extend(part)
+        for shot in reader.shots:
+            assert (start or 0) <= shot.start_s < (end or 1e9)
+        starts.update(s.start_frame for s in reader.shots)
+    # merged, the segments' shot starts are the full pass's: no false cut at a boundary, the cut at 3.2 s kept
+    assert sorted(starts) == [s.start_frame for s in full_reader.shots] == cfr_clip.shot_start_frames
+    assert [f.frame_number for f in samples_] == [f.frame_number for f in full]
+
+
+def test_a_segment_without_a_cut_continues_the_previous_shot(cfr_clip: ClipInfo) -> None:
+    frames, reader = _read(cfr_clip, Sampling(fps=2.0), start_s=2.0, end_s=3.0)
+    assert reader.shots == [] and frames and all(f.shot == -1 for f in frames)
+    frames, reader = _read(cfr_clip, Sampling(fps=2.0), PyAVFrameSource(skip_nonref=False), start_s=2.5, end_s=5.1)
+    assert [(s.start_s, s.start_frame) for s in reader.shots] == [(3.2, 80), (4.4, 110)]
+    assert reader.shots[-1].end_s == pytest.approx(5.12) and reader.shots[-1].end_frame == 127
+    assert [f.shot for f in frames] == [-1 if f.pts_s < 3.2 else 0 if f.pts_s < 4.4 else 1 for f in frames]
 
 
 def test_segments_need_a_complete_index(clip_dir: Path) -> None:

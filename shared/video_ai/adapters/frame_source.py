@@ -35,9 +35,11 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
 * Segments (`start_s`/`end_s`, for long videos split across workers): seek to the last keyframe strictly before
   `start_s`, decode from there, own the frames with start_s <= pts < end_s. The sampling rule and ordinals are the
   same as in a full pass (the seek keyframe's ordinal comes from the MP4/MOV sample index; other containers raise
-  NotImplementedError), so segments compose to exactly the full pass's frames. Shots are per segment: the first
-  decoded frame of a segment starts a shot, the last shot ends where the next segment's first decoded frame is;
-  whoever merges segments joins the two shots at each boundary when no cut was found there.
+  NotImplementedError), so segments compose to exactly the full pass's frames. `shots` of a segment lists only
+  the shots that start inside it at a detected cut (the detector also sees the pre-roll from the keyframe, so a cut
+  right at start_s is found); the last one ends where the next segment's first decoded frame is. Frames before
+  the segment's first cut continue a shot from an earlier segment: their `shot` is -1 until the merge renumbers.
+  (`min_shot_s` suppression does not reach across a segment boundary.)
 * Empty (0-byte) file -> UnsupportedMedia (nothing identifies it as a video); a video stream without a decodable
   frame -> EmptyVideo.
 """
@@ -364,12 +366,16 @@ class PyAVVideoReader:
                     self._stop = (item.t, item.number)
                     break
                 if self.start_s is not None and item.t < self.start_s:
-                    continue  # decoded from the keyframe before the segment: the previous segment owns it
+                    # Decoded from the keyframe before the segment: the previous segment owns it, but the detector
+                    # sees it so that a cut right at start_s is found.
+                    self._feed_detector(item, False)
+                    continue
                 if last is not None and item.pred_t is not None and self._mode != "keyframes":
                     gap = item.t - item.pred_t
                     if gap > 0:
                         gaps = (min(gaps[0], gap), max(gaps[1], gap)) if gaps else (gap, gap)
-                new_shot = self._feed_detector(item, not shot_starts)
+                # A segment's first frame continues a shot from an earlier segment unless the detector sees a cut.
+                new_shot = self._feed_detector(item, not shot_starts and self.start_s is None)
                 if new_shot:
                     shot_starts.append((item.t, item.number))
                 last = item
@@ -421,7 +427,7 @@ class PyAVVideoReader:
             tw = max(2, self.thumbnail_width)
             thumb = self._rgb(frame, (tw, max(2, round(up_h * tw / up_w))))
         return SampledFrame(
-            index=index, pts_s=float(item.t), frame_number=item.number, shot=max(shot, 0), image=image,
+            index=index, pts_s=float(item.t), frame_number=item.number, shot=shot, image=image,
             thumbnail=thumb,
         )
 
