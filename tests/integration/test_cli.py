@@ -187,3 +187,29 @@ def test_analyze_http_url_records_sha256(env: dict[str, str], http_dir: str, cut
     record = analyze_json(env, f"{http_dir}/{cut_clip.path.name}", "--keyframes")
     assert record["sha256"] == hashlib.sha256(cut_clip.path.read_bytes()).hexdigest()
     assert record["sampling"]["mode"] == "keyframes" and record["frames_indexed"] >= 1
+
+
+def test_search_by_image_of_a_frame_finds_that_moment_first(env: dict[str, str], cut_clip: ClipInfo,
+                                                            tmp_path: Path) -> None:
+    import av
+    from PIL import Image
+
+    record = analyze_json(env, str(cut_clip.path))
+    # A still taken from the clip at 7.0 s (not necessarily a sampled frame), saved as a PNG a user would send.
+    with av.open(str(cut_clip.path)) as container:
+        stream = container.streams.video[0]
+        still = next(f for f in container.decode(stream) if f.time is not None and f.time >= 7.0)
+        Image.fromarray(still.to_ndarray(format="rgb24")).save(tmp_path / "query.png")
+    proc = run(env, "search", "--image", str(tmp_path / "query.png"), "--job-id", record["job_id"], "--top-k", "3",
+               "--json")
+    assert proc.returncode == 0, proc.stderr
+    hits = json.loads(proc.stdout)
+    assert hits[0]["pts_s"] == pytest.approx(7.0, abs=0.5) and hits[0]["shot"] == cut_clip.shot_of(7.0)
+    # Time filters keep results inside the window.
+    windowed = json.loads(run(env, "search", "--image", str(tmp_path / "query.png"), "--job-id", record["job_id"],
+                              "--start-s", "0", "--end-s", "2.5", "--json").stdout)
+    assert windowed and all(h["pts_s"] <= 2.5 for h in windowed)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    refused = run(env, "search", "--image", str(bad))
+    assert refused.returncode == 12 and "image" in refused.stderr and "Traceback" not in refused.stderr

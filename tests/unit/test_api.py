@@ -164,6 +164,12 @@ def test_search_by_frame_and_isolation(client: TestClient, ctx: ApiContext) -> N
                                              "collapse": "shot"}, headers=A).json()["items"]
     assert len({(h["job_id"], h["shot"]) for h in collapsed}) == len(collapsed)
     assert client.post("/search", json={"frame": {"job_id": job_id, "index": 1}}, headers=B).status_code == 404
+    windowed = client.post("/search", json={"frame": {"job_id": job_id, "index": 1}, "top_k": 10, "start_s": 0.5,
+                                            "end_s": 1.7}, headers=A).json()["items"]
+    assert windowed and all(0.5 <= h["pts_s"] <= 1.7 for h in windowed)
+    bad_window = client.post("/search", json={"frame": {"job_id": job_id, "index": 1}, "start_s": 5, "end_s": 1},
+                             headers=A)
+    assert bad_window.status_code == 422 and bad_window.json()["error"]["field"] == "end_s"
 
 
 def test_search_by_image_and_bad_image(client: TestClient, ctx: ApiContext) -> None:
@@ -178,6 +184,9 @@ def test_search_by_image_and_bad_image(client: TestClient, ctx: ApiContext) -> N
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "image_base64"
     both = client.post("/search", json={}, headers=A)
     assert both.status_code == 422
+    # Another tenant searching with an image sees none of tenant A's vectors.
+    other = client.post("/search", json={"image_base64": base64.b64encode(buf.getvalue()).decode()}, headers=B)
+    assert other.status_code == 200 and other.json()["items"] == []
 
 
 def test_delete_removes_vectors_and_record_idempotently(client: TestClient, ctx: ApiContext) -> None:
