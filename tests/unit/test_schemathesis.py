@@ -37,7 +37,8 @@ def _app() -> Any:
     jobs.transition(done.job.job_id, JobStatus.PROCESSING)
     jobs.transition(done.job.job_id, JobStatus.SUCCEEDED, frames_indexed=0)
     JOB_IDS["succeeded"] = done.job.job_id
-    JOB_IDS["queued"] = submit_job(SubmitJob(source=Source(url="https://e.com/w.mp4"), tenant="t", sampling=Sampling()), deps).job.job_id
+    queued = submit_job(SubmitJob(source=Source(url="https://e.com/w.mp4"), tenant="t", sampling=Sampling()), deps)
+    JOB_IDS["queued"] = queued.job.job_id
     return create_app(ctx)
 
 
@@ -46,7 +47,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-def test_api_conforms_to_its_own_schema(case: schemathesis.Case) -> None:
+def test_api_conforms_to_its_own_schema(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(headers=AUTH, checks=[not_a_server_error, response_schema_conformance])
 
 
