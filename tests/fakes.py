@@ -60,6 +60,12 @@ class FakeReader:
     def shots(self) -> list[Shot]:
         return self._shots
 
+    @property
+    def segmentable(self) -> bool:
+        return self.segments_supported
+
+    segments_supported = True
+
     def close(self) -> None:
         self.closed = True
 

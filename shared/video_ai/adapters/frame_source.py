@@ -320,6 +320,13 @@ class PyAVVideoReader:
         return self._info
 
     @property
+    def segmentable(self) -> bool:
+        """Whether `open(start_s=..., end_s=...)` works on this file: it needs a complete sample index (MP4/MOV)."""
+        entries = self._stream.index_entries
+        total = int(self._stream.frames or 0)
+        return entries is not None and total > 0 and len(entries) == total and self._start_pts is not None
+
+    @property
     def shots(self) -> list[Shot]:
         """Complete once iteration has finished (covers the decoded part if the pass stopped early)."""
         return list(self._shots)

@@ -54,6 +54,11 @@ class VideoReader(Protocol):
         """Complete once iteration has finished."""
         ...
 
+    @property
+    def segmentable(self) -> bool:
+        """Whether this file can be decoded in independent time segments (FrameSource.open with start_s/end_s)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -300,10 +300,12 @@ def _rounded(timings: Timings) -> Timings:
     return Timings(**{k: round(v, 4) for k, v in timings.model_dump().items()})
 
 
-def _should_split(job: Job, deps: AnalyzeDeps, video: VideoInfo) -> bool:
+def _should_split(job: Job, deps: AnalyzeDeps, reader: VideoReader) -> bool:
     # max_frames counts across the whole video, so only an unbounded pass can be cut in independent pieces.
+    video = reader.info
     return (
         deps.segment_queue is not None
+        and reader.segmentable
         and job.sampling.max_frames is None
         and job.sampling.mode != "keyframes"
         and video.duration_s > deps.segment_s
@@ -331,7 +333,7 @@ def _run(
     )
     try:
         video = reader.info
-        if _should_split(job, deps, video):
+        if _should_split(job, deps, reader):
             return _split(job, deps, video, fetched.sha256, key)
         deps.jobs.update(job.job_id, video=video, sha256=fetched.sha256, model=model)
         frames = _index_frames(job, deps, reader, timings, on_progress, on_frame, (0.0, video.duration_s))
