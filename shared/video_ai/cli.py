@@ -293,7 +293,12 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from video_ai.local.serve import serve
 
-    return serve(host=args.host, port=args.port, config_path=Path(args.config) if args.config else None)
+    if args.workers is not None:
+        if not 1 <= args.workers <= 16:
+            raise VideoAIError("--workers takes 1 to 16", field="workers")
+        os.environ["VIDEO_AI_SERVE_WORKERS"] = str(args.workers)
+    return serve(host=args.host, port=args.port, config_path=Path(args.config) if args.config else None,
+                 allow_remote=True if args.allow_remote else None)
 
 
 # ---------------------------------------------------------------- parser
@@ -341,7 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the whole stack on this machine")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port (the printed URL shows it)")
+    serve.add_argument("--workers", type=int, help="worker pollers running jobs at once (default 2)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="bind a non-loopback --host (inside a container only: plain http, development key)")
     with_config(serve)
     serve.set_defaults(func=cmd_serve)
 
