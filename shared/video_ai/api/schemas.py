@@ -4,13 +4,33 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from video_ai.domain.models import Frame, SamplingMode, SearchHit, Shot
 
 
+def _utf8(value: Any) -> None:
+    if isinstance(value, str):
+        value.encode("utf-8")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _utf8(key)
+            _utf8(item)
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_lone_surrogates(cls, value: Any) -> Any:
+        # JSON escapes can spell lone surrogates ("\ud800"); they are not UTF-8, and DynamoDB, SNS and the callback
+        # body would fail on them later (a 5xx at submit, or a job that can never be stored).
+        try:
+            _utf8(value)
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+        return value
 
 
 class SamplingIn(_Body):
