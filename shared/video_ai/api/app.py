@@ -187,6 +187,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        if err.status_code == 400:
+            # FastAPI's body parser raises a bare 400 for anything but a JSON syntax error, e.g. RecursionError on
+            # 10,000 nested arrays: for the client that is invalid JSON like any other.
+            return _error(422, "invalid_json", "request body is not JSON we can parse (nested too deeply?)", "body")
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         return _error(err.status_code, codes.get(err.status_code, "http_error"), str(err.detail))
 
