@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from mangum import Mangum
 
 from bootstrap import build_runtime
+from video_ai.api.app import create_app
 from video_ai.observability import lambda_logger
 from video_ai.services.analyze_video import analyze_video
 from video_ai.workers import job_record_context
@@ -31,3 +34,16 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+# SearchFunction runs this image with CMD handler.http_handler: the API app for the routes that need the model or
+# Qdrant (search, frames, delete), sharing this container's composition root.
+http = Mangum(create_app(runtime.api_context()), lifespan="off", api_gateway_base_path="/")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def http_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    response: dict[str, Any] = http(event, context)
+    return response

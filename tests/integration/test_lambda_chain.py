@@ -191,6 +191,16 @@ def test_post_analyze_to_signed_callback(chain: Chain) -> None:
     status, job = _api(chain, "GET", f"/jobs/{job_id}")
     assert job["callback"]["status"] == "delivered" and job["callback"]["attempts"] == 1
 
+    # The routes that need Qdrant or the model run on the worker image (SearchFunction -> handler.http_handler).
+    search_event = copy.deepcopy(_event("api_post_analyze.json"))
+    search_event.update(rawPath="/search", routeKey="POST /search", isBase64Encoded=False,
+                        body=json.dumps({"frame": {"job_id": job_id, "index": 4}, "top_k": 2}))
+    search_event["requestContext"]["http"]["path"] = "/search"
+    search_event["headers"]["x-api-key"] = API_KEY
+    response = chain.fn["worker"].http_handler(search_event, lambda_context("worker"))
+    hits = json.loads(response["body"])["items"]
+    assert response["statusCode"] == 200 and hits[0]["pts_s"] == pytest.approx(4.0, abs=0.04)
+
     # Redelivery of the same job message: no duplicate points, the job stays succeeded.
     chain.runtime.queue().send({"job_id": job_id, "tenant": "t1"})
     assert _run_worker(chain) == {"batchItemFailures": []}

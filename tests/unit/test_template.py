@@ -444,3 +444,14 @@ def test_worker_dockerfile_installs_shared_and_bakes_the_model() -> None:
     assert 'CMD ["handler.handler"]' in dockerfile
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignore and {"!pyproject.toml", "!shared/video_ai/", "!functions/worker/*.py"} <= set(ignore)
+
+
+def test_search_routes_run_on_the_worker_image(resources: dict[str, Any]) -> None:
+    search = resources["SearchFunction"]
+    worker = resources["WorkerFunction"]
+    assert search["Properties"]["PackageType"] == "Image"
+    assert search["Metadata"] == worker["Metadata"]  # one image, two commands
+    assert search["Properties"]["ImageConfig"]["Command"] == ["handler.http_handler"]
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in search["Properties"]["Events"].values()}
+    assert routes == {("POST", "/search"), ("GET", "/jobs/{job_id}/frames"), ("DELETE", "/jobs/{job_id}")}
+    assert "def http_handler" in (ROOT / "functions" / "worker" / "handler.py").read_text()
