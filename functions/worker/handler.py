@@ -19,7 +19,6 @@ from video_ai.workers import job_record_context
 logger = lambda_logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
 runtime = build_runtime()
 
 
@@ -33,6 +32,9 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # A processor per invocation: it keeps the batch's outcomes on itself, and `serve` runs several invocations of
+    # this module at once (one per worker poller), where a shared one mixed up their failures.
+    processor = BatchProcessor(event_type=EventType.SQS)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
 
 
