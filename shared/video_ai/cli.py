@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from video_ai.domain.errors import ConfigError, VideoAIError
-from video_ai.domain.models import Job, JobStatus, SampledFrame, Sampling, Source
+from video_ai.domain.models import Job, JobStatus, ModelInfo, SampledFrame, Sampling, SearchFilter, Source
 from video_ai.settings import Settings, load_settings
 
 logger = logging.getLogger("video_ai.cli")
@@ -36,6 +36,7 @@ EXIT_CODES: dict[str, int] = {
     "index_unavailable": 13,
 }
 EXIT_OTHER = 1
+CLI_JOB_NAMESPACE = uuid.UUID("3d6f4b0e-9c1a-4f7e-8b2d-5a0c7e9f1d24")
 
 
 def exit_code_for(code: str) -> int:
@@ -160,8 +161,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     sampling = _sampling_from_args(args, settings)
     source = _source_from_arg(args.source)
     jobs = FileJobRepository(settings.data_dir)
-    job = jobs.create(Job(job_id=str(uuid.uuid4()), tenant="local", source=source, sampling=sampling))
     index = composition.build_index(settings)
+    # The same source with the same sampling is the same local job: a re-run replaces its frames, never adds copies.
+    job_id = str(uuid.uuid5(CLI_JOB_NAMESPACE, json.dumps(
+        {"source": source.model_dump(mode="json"), "sampling": sampling.model_dump(mode="json")}, sort_keys=True)))
+    previous = jobs.get(job_id)
+    if previous is not None:
+        stale_model = previous.model or ModelInfo(name=settings.model.name, version=settings.model.version,
+                                                  dim=settings.model.dim)
+        index.delete(stale_model, SearchFilter(tenant="local", job_id=job_id))
+        jobs.delete(job_id)
+    job = jobs.create(Job(job_id=job_id, tenant="local", source=source, sampling=sampling))
     thumbs: list[SampledFrame] = []
     try:
         deps = AnalyzeDeps(
@@ -222,8 +232,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         if not job_id or not index.isdigit():
             raise VideoAIError("--frame takes JOB:INDEX, e.g. 3f2a…:12", field="frame")
         frame = FrameRef(job_id=job_id, index=int(index))
-    from video_ai.domain.models import ModelInfo
-
     model = ModelInfo(name=settings.model.name, version=settings.model.version, dim=settings.model.dim)
     index_store = composition.build_index(settings)
     try:

@@ -69,13 +69,13 @@ def test_rerun_leaves_the_same_number_of_points_and_search_finds_own_shot(env: d
     assert hits[0]["frame_number"] == query["frame_number"] and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert all(h["shot"] == 2 for h in hits), hits  # shot 2 has 5 frames at 2 fps: the top 4 are all its own
 
-    # The same source analyzed again as a new job reuses the vectors: same count, no decoding.
+    # Analyzing the same input again replaces the job's frames: the index holds the same number of points.
     second = analyze_json(env, str(cut_clip.path), "--fps", "2")
-    assert second["reused_from"] == job_id and second["frames_indexed"] == first["frames_indexed"]
+    assert second["job_id"] == job_id and second["frames_indexed"] == first["frames_indexed"]
     proc = run(env, "search", "--frame", f"{job_id}:{query['index']}", "--top-k", "100", "--json")
-    hits = json.loads(proc.stdout)
-    per_job = {jid: sum(1 for h in hits if h["job_id"] == jid) for jid in (job_id, second["job_id"])}
-    assert per_job == {job_id: first["frames_indexed"], second["job_id"]: first["frames_indexed"]}
+    hits = [h for h in json.loads(proc.stdout) if h["job_id"] == job_id]
+    assert len(hits) == first["frames_indexed"]
+    assert len({h["frame_number"] for h in hits}) == len(hits)
 
 
 def test_same_shot_frames_are_closer_than_other_shots(cut_clip: ClipInfo, model_path: Path) -> None:
