@@ -134,7 +134,6 @@ def health_baseline(api: str, total: int, concurrency: int) -> list[float]:
 
 
 def _start_serve(data: Path, model: Path) -> Any:
-    sys.path.insert(0, str(ROOT))
     from tests.integration.serve_helpers import ServeProcess, write_config
 
     config = data / "config.yml"
@@ -153,6 +152,7 @@ def main() -> int:
     parser.add_argument("--drain-timeout", type=float, default=600.0)
     args = parser.parse_args()
     total, concurrency = (40, 8) if args.quick else (args.requests, args.concurrency)
+    sys.path.insert(0, str(ROOT))  # the serve subprocess and file server helpers live with the tests
 
     from tests.integration.serve_helpers import FileServer
     from video_ai.model import build_model
