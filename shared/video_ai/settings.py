@@ -36,6 +36,18 @@ class QdrantSettings(_Section):
     )
     timeout_s: float = Field(default=10.0, gt=0)
     upsert_batch: int = Field(default=256, ge=1, le=10_000)
+    # Embedded engine (backend: edge) search index; measured in BENCHMARKS.md "Vector store".
+    exact_search: bool = Field(default=False, description="edge: always brute force, never build HNSW")
+    index_after: int = Field(
+        default=20_000, ge=0, description="edge: build HNSW once this many points are not in a graph (0: never)"
+    )
+    hnsw_m: int = Field(default=16, ge=4, le=128, description="edge: HNSW edges per node")
+    hnsw_ef_construct: int = Field(default=100, ge=8, le=1000, description="edge: HNSW build candidates")
+    hnsw_ef: int = Field(default=64, ge=10, le=1000, description="edge: HNSW search candidates (recall vs speed)")
+    quantization: Literal["none", "int8"] = Field(
+        default="none", description="edge: int8 scalar quantisation (lower recall on real embeddings, see BENCHMARKS)"
+    )
+    oversampling: float = Field(default=4.0, ge=1.0, le=32.0, description="edge: int8 candidates rescored per hit")
 
     def server_url(self) -> str:
         if self.url:

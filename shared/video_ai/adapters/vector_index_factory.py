@@ -14,6 +14,14 @@ def build_vector_index(settings: Settings) -> VectorIndex:
 
         api_key = qdrant.api_key.get_secret_value() if qdrant.api_key is not None else None
         return QdrantServerIndex(qdrant.server_url(), api_key, qdrant.timeout_s)
-    from video_ai.adapters.qdrant_edge_index import QdrantEdgeIndex
+    from video_ai.adapters.qdrant_edge_index import HnswSettings, QdrantEdgeIndex
 
-    return QdrantEdgeIndex(settings.data_dir)
+    hnsw = HnswSettings(
+        index_after=qdrant.index_after,
+        m=qdrant.hnsw_m,
+        ef_construct=qdrant.hnsw_ef_construct,
+        ef=qdrant.hnsw_ef,
+        quantization=qdrant.quantization,
+        oversampling=qdrant.oversampling,
+    )
+    return QdrantEdgeIndex(settings.data_dir, exact=qdrant.exact_search, hnsw=hnsw)
