@@ -48,6 +48,7 @@ from video_ai.domain.models import FramePoint, ModelInfo, ScoredPoint, SearchFil
 logger = logging.getLogger(__name__)
 
 UPSERT_CHUNK = 256
+_DEFAULT_SEGMENT_POINTS = 20_000  # segment cap when automatic builds are off (index_after=0)
 _CONFIG_FILE = "edge_config.json"  # written by EdgeShard.create: its presence means "load, don't create"
 
 # Payload indexes (DESIGN §3). `tenant` is marked as the tenant key so the engine can co-locate a tenant's points.
@@ -81,12 +82,11 @@ class HnswSettings:
 
     def segment_kb(self, dim: int) -> int:
         """Largest segment, in KB of float32 vectors: `index_after` points, so a build only indexes new points."""
-        return max(1, self.index_after * dim * 4 // 1024)
+        return max(1, (self.index_after or _DEFAULT_SEGMENT_POINTS) * dim * 4 // 1024)
 
     def edge_config(self, dim: int) -> EdgeConfig:
         segment_kb = self.segment_kb(dim)
-        # Segments (and filter matches) under half a segment are scanned exactly: the graph only pays off above it,
-        # and a job's frames (payload index on job_id) stay an exact scan.
+        # Segments (and filter matches) under half a segment are scanned exactly: the graph only pays off above it.
         exact_kb = max(1, segment_kb // 2)
         quantization = (
             ScalarQuantizationConfig(ScalarType.Int8, always_ram=True) if self.quantization == "int8" else None
@@ -175,6 +175,7 @@ class QdrantEdgeIndex:
         self._exact = exact
         self._params = SearchParams(exact=True) if exact else self._hnsw.search_params()
         self._exact_params = SearchParams(exact=True)
+        self.build_seconds = 0.0  # total time spent building HNSW (benchmarks and logs)
         # A flush costs tens of ms (measured ~70 ms under load): once per 256-point batch it halves upsert speed.
         self._flush_every_s = flush_every_s
         self._shards: dict[str, _Shard] = {}
@@ -260,6 +261,7 @@ class QdrantEdgeIndex:
         handle.unindexed = max(0, info.points_count - info.indexed_vectors_count)
         handle.shard.flush()
         handle.flushed_at = time.monotonic()
+        self.build_seconds += handle.flushed_at - began
         logger.info(
             "qdrant-edge %s: HNSW built in %.1f s (%d of %d points indexed, %d segments)",
             collection_name(model), handle.flushed_at - began, info.indexed_vectors_count, info.points_count,
