@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from video_ai.adapters.qdrant_edge_index import QdrantEdgeIndex
+from video_ai.adapters.qdrant_edge_index import HnswSettings, QdrantEdgeIndex
 from video_ai.adapters.qdrant_server_index import QdrantServerIndex
 from video_ai.domain.errors import IndexUnavailable
 from video_ai.domain.models import FramePoint, ModelInfo, SearchFilter, point_id
@@ -287,7 +287,7 @@ def test_edge_points_survive_a_crash_between_flushes(tmp_path: Path) -> None:
     code = f"""
 import os, numpy as np
 from pathlib import Path
-from video_ai.adapters.qdrant_edge_index import QdrantEdgeIndex
+from video_ai.adapters.qdrant_edge_index import HnswSettings, QdrantEdgeIndex
 from video_ai.domain.models import FramePoint, ModelInfo, point_id
 index = QdrantEdgeIndex(Path({str(tmp_path)!r}), flush_every_s=3600)
 model = ModelInfo(name="test-model", version="1", dim={DIM})
@@ -322,3 +322,102 @@ def test_set_payloads_merges_keys_and_skips_missing_points(index: VectorIndex) -
     assert page[0].payload["pts_s"] == points[296].payload["pts_s"]  # other keys stay
     assert index.count(MODEL, NO_FILTER) == 300
     assert index.search(MODEL, points[3].vector, 1, NO_FILTER)[0].id == points[3].id  # vectors stay
+
+
+# -- HNSW in the embedded engine ---------------------------------------------------------------------------------
+def clustered(n: int, seed: int, centres: int = 40) -> np.ndarray:
+    """Real-embedding-like: tight clusters (frames of a shot) around a few centres, plus a shared offset."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((centres, DIM)).astype(np.float32) + 2.0
+    v = base[rng.integers(0, centres, n)] + 0.3 * rng.standard_normal((n, DIM)).astype(np.float32)
+    out: np.ndarray = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
+
+
+def clustered_frames(vectors: np.ndarray, per_job: int = 500) -> list[FramePoint]:
+    return [
+        FramePoint(
+            id=point_id(f"job-{i // per_job}", i % per_job),
+            vector=vectors[i],
+            payload={"job_id": f"job-{i // per_job}", "tenant": "t1", "pts_s": float(i % per_job),
+                     "frame_number": i % per_job},
+        )
+        for i in range(len(vectors))
+    ]
+
+
+def _upsert_in_calls(index: VectorIndex, points: list[FramePoint]) -> None:
+    for start in range(0, len(points), 256):
+        index.upsert(MODEL, points[start : start + 256])
+
+
+def _graph_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and "graph" in p.name]
+
+
+HNSW_SMALL = HnswSettings(index_after=1_500, ef=64)
+
+
+def test_hnsw_is_built_after_index_after_points_and_keeps_recall(tmp_path: Path) -> None:
+    vectors = clustered(3_000, seed=1)
+    queries = clustered(30, seed=1)[:30] + 0.05  # near the same centres, not stored points
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    points = clustered_frames(vectors)
+    index = QdrantEdgeIndex(tmp_path, hnsw=HNSW_SMALL)
+    try:
+        _upsert_in_calls(index, points[:1_400])
+        assert index.build_seconds == 0.0 and _graph_files(tmp_path) == []  # below index_after: exact scans only
+        _upsert_in_calls(index, points[1_400:])
+        assert index.build_seconds > 0.0
+        assert _graph_files(tmp_path)
+
+        found = 0
+        for q in queries:
+            truth = {points[i].id for i in np.argsort(-(vectors @ q))[:10]}
+            found += len(truth & {h.id for h in index.search(MODEL, q, 10, NO_FILTER)})
+        assert found / (10 * len(queries)) >= 0.95
+
+        # Filtered by job: an exact scan of that job's points, whatever the graph says.
+        for k, q in enumerate(queries[:10]):
+            job = k % 6
+            lo = job * 500
+            truth_ids = [points[lo + int(i)].id for i in np.argsort(-(vectors[lo : lo + 500] @ q))[:10]]
+            hits = index.search(MODEL, q, 10, SearchFilter(job_id=f"job-{job}"))
+            assert [h.id for h in hits] == truth_ids
+        assert index.count(MODEL, NO_FILTER) == 3_000
+    finally:
+        index.close()
+
+
+def test_hnsw_index_persists_across_reopen(tmp_path: Path) -> None:
+    vectors = clustered(2_000, seed=2)
+    points = clustered_frames(vectors)
+    first = QdrantEdgeIndex(tmp_path, hnsw=HNSW_SMALL)
+    _upsert_in_calls(first, points)
+    assert first.build_seconds > 0.0
+    before = [[h.id for h in first.search(MODEL, vectors[i], 10, NO_FILTER)] for i in range(0, 2_000, 200)]
+    first.close()
+    graphs = _graph_files(tmp_path)
+    assert graphs
+
+    reopened = QdrantEdgeIndex(tmp_path, hnsw=HNSW_SMALL)
+    try:
+        assert reopened.count(MODEL, NO_FILTER) == 2_000
+        after = [[h.id for h in reopened.search(MODEL, vectors[i], 10, NO_FILTER)] for i in range(0, 2_000, 200)]
+        assert after == before
+        assert all(hits[0] == points[i].id for hits, i in zip(after, range(0, 2_000, 200), strict=True))
+        reopened.upsert(MODEL, points[:10])  # re-upserting a few points does not trigger a rebuild
+        assert reopened.build_seconds == 0.0
+        assert sorted(_graph_files(tmp_path)) == sorted(graphs)
+    finally:
+        reopened.close()
+
+
+def test_exact_mode_never_builds_a_graph(tmp_path: Path) -> None:
+    index = QdrantEdgeIndex(tmp_path, exact=True, hnsw=HNSW_SMALL)
+    try:
+        _upsert_in_calls(index, clustered_frames(clustered(1_800, seed=3)))
+        assert index.build_seconds == 0.0
+        assert _graph_files(tmp_path) == []
+    finally:
+        index.close()
