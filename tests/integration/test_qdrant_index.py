@@ -34,7 +34,8 @@ NO_FILTER = SearchFilter()
 def unit_vectors(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     v = rng.standard_normal((n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    out: np.ndarray = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
 
 
 def frames(job_id: str, n: int, tenant: str = "t1", seed: int = 0, fps: float = 2.0) -> list[FramePoint]:
