@@ -432,32 +432,6 @@ def test_create_idempotent_over_plain_create_conflicts(repo: DynamoDBJobReposito
 # -- segment counter ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("atomic_moto")
-def test_segment_counter_is_atomic_under_threads(repo: DynamoDBJobRepository) -> None:
-    repo.create(make_job())
-    results: list[int] = []
-    lock = threading.Lock()
-
-    def bump() -> None:
-        value = repo.increment_segments_done("job-1", 8)
-        with lock:
-            results.append(value)
-
-    threads = [threading.Thread(target=bump) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=10)
-    assert sorted(results) == list(range(1, 9))
-    assert repo.increment_segments_done("job-1", 8) == 9
-    assert repo.get("job-1") is not None
-
-
-def test_segment_counter_on_missing_job(repo: DynamoDBJobRepository) -> None:
-    with pytest.raises(JobNotFound):
-        repo.increment_segments_done("ghost", 2)
-
-
 # -- SDK error mapping -------------------------------------------------------------------------------------------
 
 

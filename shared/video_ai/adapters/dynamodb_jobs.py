@@ -429,26 +429,6 @@ class DynamoDBJobRepository:
             if name.startswith("segment_") and name.removeprefix("segment_").isdigit() and "B" in value
         }
 
-    def increment_segments_done(self, job_id: str, total: int) -> int:
-        """Atomically count one more finished segment; the caller that sees `total` finalises the job."""
-        try:
-            with transient_errors("DynamoDB UpdateItem"):
-                response = self._clients.dynamodb.update_item(
-                    TableName=self.table_name,
-                    Key={"job_id": {"S": job_id}},
-                    UpdateExpression="ADD segments_done :one SET segments_total = :total",
-                    ConditionExpression="attribute_exists(job_id)",
-                    ExpressionAttributeValues={":one": {"N": "1"}, ":total": {"N": str(int(total))}},
-                    ReturnValues="UPDATED_NEW",
-                )
-        except ClientError as err:
-            if error_code(err) == "ConditionalCheckFailedException":
-                raise JobNotFound(f"job {job_id} does not exist") from None
-            raise
-        return int(response["Attributes"]["segments_done"]["N"])
-
-    # -- page tokens --------------------------------------------------------------------------------------------
-
     def _mac(self, tenant: str, body: bytes) -> bytes:
         return hmac.new(self._token_key, tenant.encode() + b"\x00" + body, hashlib.sha256).digest()[:16]
 

@@ -52,7 +52,6 @@ class InMemoryJobRepository:
 
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = {}
-        self._segments_done: dict[str, int] = {}
         self._segment_results: dict[str, dict[int, dict[str, Any]]] = {}
         self._lock = threading.RLock()
 
@@ -141,15 +140,6 @@ class InMemoryJobRepository:
         if not matches:
             return None
         return Job.model_validate(max(matches, key=lambda i: i["updated_at"]))
-
-    def increment_segments_done(self, job_id: str, total: int) -> int:
-        with self._locked():
-            item = self._load(job_id)
-            if item is None:
-                raise JobNotFound(f"job {job_id} does not exist")
-            done = self._segments_done.get(job_id, 0) + 1
-            self._segments_done[job_id] = done
-            return done
 
     def record_segment(self, job_id: str, segment: int, result: dict[str, Any]) -> int | None:
         with self._locked():

@@ -6,10 +6,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    # Only annotations use numpy: the API's cold path (which never touches pixels) does not pay ~0.25 s for it.
+    import numpy as np
 
 # Fixed namespace so point ids are the same on every machine and every run.
 POINT_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4d6b-9a57-2f4e2b7c9e10")

@@ -6,9 +6,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from video_ai.domain.models import (
     FramePoint,
@@ -23,6 +21,9 @@ from video_ai.domain.models import (
     Source,
     VideoInfo,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Embedder(Protocol):
@@ -149,10 +150,6 @@ class JobRepository(Protocol):
 
     def delete(self, job_id: str) -> None:
         """Remove the record; idempotent."""
-        ...
-
-    def increment_segments_done(self, job_id: str, total: int) -> int:
-        """Atomically count one more finished segment and return the new count."""
         ...
 
     def record_segment(self, job_id: str, segment: int, result: dict[str, Any]) -> int | None:

@@ -16,9 +16,7 @@ from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from video_ai.domain.errors import (
     CorruptMedia,
@@ -58,6 +56,9 @@ from video_ai.domain.ports import (
     VideoFetcher,
     VideoReader,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
