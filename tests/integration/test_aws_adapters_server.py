@@ -24,9 +24,11 @@ from video_ai.adapters.sns_notifier import SnsNotifier
 from video_ai.adapters.sqs_queue import SqsJobQueue
 from video_ai.domain.errors import FetchFailed, InvalidTransition, TransientError
 from video_ai.domain.models import Job, JobStatus, S3Location, Source
+from video_ai.local.resources import create_jobs_table as create_table_from_template
 
 REGION = "us-east-1"
-TABLE = "video-ai-jobs-it"
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = "video-ai-jobs-table-it"  # the template's default name for JobsTable at stage "it"
 
 
 @pytest.fixture(scope="module")
@@ -51,32 +53,7 @@ def clients(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClien
 
 
 def create_jobs_table(clients: AwsClients) -> None:
-    clients.dynamodb.create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "job_id", "AttributeType": "S"},
-            {"AttributeName": "tenant", "AttributeType": "S"},
-            {"AttributeName": "created_at", "AttributeType": "S"},
-            {"AttributeName": "content_key", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by_tenant",
-                "KeySchema": [
-                    {"AttributeName": "tenant", "KeyType": "HASH"},
-                    {"AttributeName": "created_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": "by_content",
-                "KeySchema": [{"AttributeName": "content_key", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-    )
+    assert create_table_from_template(clients, ROOT / "template.yaml", stage="it") == TABLE
 
 
 def queue_with_arn(clients: AwsClients, name: str) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -37,42 +38,18 @@ from video_ai.domain.models import (
     Timings,
     VideoInfo,
 )
+from video_ai.local.resources import create_jobs_table as create_table_from_template
 
-TABLE = "video-ai-jobs-test"
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = "video-ai-jobs-table-unit"  # the template's default name for JobsTable at stage "unit"
 REGION = "us-east-1"
 
 
-def create_jobs_table(clients: AwsClients, name: str = TABLE) -> None:
-    """The schema template.yaml fixes: key job_id; GSIs by_tenant (tenant, created_at) and by_content; TTL."""
-    clients.dynamodb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "job_id", "AttributeType": "S"},
-            {"AttributeName": "tenant", "AttributeType": "S"},
-            {"AttributeName": "created_at", "AttributeType": "S"},
-            {"AttributeName": "content_key", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by_tenant",
-                "KeySchema": [
-                    {"AttributeName": "tenant", "KeyType": "HASH"},
-                    {"AttributeName": "created_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": "by_content",
-                "KeySchema": [{"AttributeName": "content_key", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-    )
-    clients.dynamodb.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-    )
+def create_jobs_table(clients: AwsClients) -> str:
+    """The table exactly as template.yaml declares it (key, GSIs, TTL): tests and infrastructure cannot drift."""
+    name = create_table_from_template(clients, ROOT / "template.yaml", stage="unit")
+    assert name == TABLE
+    return name
 
 
 @pytest.fixture(scope="module")

@@ -175,6 +175,11 @@ def create_resources(
     )
 
 
+def create_jobs_table(clients: AwsClients, template_path: Path = Path("template.yaml"), stage: str = "local") -> str:
+    """Only the jobs table, from the template's own properties (repository tests need nothing else); its name."""
+    return _StackBuilder(clients, load_template(template_path), stage).ref(JOBS_TABLE)
+
+
 class _StackBuilder:
     """Creates supported resources on demand and resolves the intrinsic functions that point at them."""
 
