@@ -4,12 +4,7 @@
 # embedded engine under ./.video-ai/. Extra arguments go to `video-ai analyze` (e.g. a path or URL instead of --sample).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[local]'
+. scripts/venv.sh local
 if [ "$#" -eq 0 ]; then
   set -- --sample --contact-sheet .video-ai/demo-contact-sheet.png
 fi

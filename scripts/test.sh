@@ -2,12 +2,7 @@
 # Set up a virtualenv (first run only) and run every check CI runs: ruff, mypy --strict, cfn-lint, pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+. scripts/venv.sh dev
 echo "== ruff"
 .venv/bin/ruff check shared functions tests benchmarks
 echo "== mypy --strict"
