@@ -87,8 +87,15 @@ class ModelSettings(_Section):
     input_name: str | None = None
     output_name: str = "embedding"
     dim: int = Field(default=1280, ge=1)
-    batch_size: int = Field(default=32, ge=1, le=1024)
-    threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0 = one per core")
+    batch_size: int = Field(
+        default=8, ge=1, le=1024,
+        description="Frames per session.run; small batches let embedding follow the decode and leave a short tail",
+    )
+    threads: int = Field(
+        default=1, ge=0,
+        description="onnxruntime intra-op threads; 0 = one per core. 1: analyze overlaps embedding with a decode that "
+        "uses the other cores, and one thread costs the least CPU per image",
+    )
 
 
 class LimitsSettings(_Section):
