@@ -199,6 +199,61 @@ def chain(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
             files.close()
 
 
+# ---------------------------------------------------------------- moto's server restarted (runs first: no mock_aws yet)
+
+
+def test_moto_server_down_then_restarted_api_answers_and_new_jobs_work() -> None:
+    """What `serve` sees if its moto server stops and starts again on the same port.
+
+    `serve` has no hook to restart moto, so this drives the same parts in-process: moto's ThreadedMotoServer, the
+    AWS adapters pointed at it, the API app. While moto is down the API answers 503 `transient_error` at once (no
+    hang); once it is back the jobs are still there (moto keeps its state in the process, not in the server
+    object; a restart of `serve` itself loses them, as the README says) and new jobs are accepted.
+    """
+    from fastapi.testclient import TestClient
+    from moto.server import ThreadedMotoServer
+
+    from video_ai.api.app import create_app
+
+    first = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    first.start()
+    host, port = first.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    clients = AwsClients("us-east-1", endpoint_url=endpoint)
+    resources = create_resources(clients, ROOT / "template.yaml", "restart")
+    settings = Settings.model_validate({
+        "api": {"api_key_hashes": {hash_key(API_KEY): "t1"}},
+        "aws": {"endpoint_url": endpoint, "jobs_table": resources.table_name,
+                "jobs_queue_url": resources.jobs_queue_url, "topic_arn": resources.topic_arn},
+    }).development()
+    runtime = Runtime(settings, secrets=Secrets(webhook=[generate_secret()]), clients=clients)
+    client = TestClient(create_app(runtime.api_context()), raise_server_exceptions=False)
+    headers = {"x-api-key": API_KEY}
+    body = {"video_url": "http://127.0.0.1:8080/v.mp4"}
+    second: ThreadedMotoServer | None = None
+    try:
+        before = client.post("/analyze", json=body, headers=headers)
+        assert before.status_code == 202, before.text
+        first.stop()
+        started = time.monotonic()
+        down = client.post("/analyze", json=body, headers=headers)
+        assert down.status_code == 503 and down.json()["error"]["code"] == "transient_error", down.text
+        assert time.monotonic() - started < 10
+        assert client.get("/health").status_code == 200
+        second = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        second.start()
+        assert client.get(f"/jobs/{before.json()['job_id']}", headers=headers).json()["status"] == "queued"
+        after = client.post("/analyze", json=body, headers=headers)
+        assert after.status_code == 202, after.text
+        messages = clients.sqs.receive_message(QueueUrl=resources.jobs_queue_url, MaxNumberOfMessages=10)
+        assert {json.loads(m["Body"])["job_id"] for m in messages.get("Messages", [])} == {
+            before.json()["job_id"], after.json()["job_id"]}
+    finally:
+        client.close()
+        if second is not None:
+            second.stop()
+
+
 # ---------------------------------------------------------------- helpers
 
 
