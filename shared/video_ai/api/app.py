@@ -171,7 +171,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         title="video-ai",
         version="0.1.0",
         description="Per-frame video embeddings with exact timestamps; signed callbacks.",
-        responses={422: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+        # Every error the app answers has this body; documented so clients (and schemathesis) can rely on it.
+        responses={status: {"model": ErrorResponse} for status in (401, 404, 409, 413, 422, 503)},
     )
     app.state.ctx = ctx
 
