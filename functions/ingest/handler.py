@@ -15,7 +15,6 @@ from video_ai.workers import ingest_record
 logger = lambda_logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
 runtime = build_runtime()
 
 
@@ -27,4 +26,6 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # A processor per invocation, as in the worker: it holds the batch's outcomes, and invocations may overlap.
+    processor = BatchProcessor(event_type=EventType.SQS)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -51,3 +51,16 @@ def build_fetcher(settings: Settings, *, allow_local_files: bool, clients: AwsCl
 
 def workdir(settings: Settings) -> Path:
     return settings.data_dir / "tmp"
+
+
+def clean_workdir(path: Path) -> int:
+    """Remove job directories left by a process that was killed mid-job (a Lambda timeout keeps /tmp for the next
+    invocation in the same container). Call once per process, before its first job; returns how many went."""
+    import shutil
+
+    removed = 0
+    if path.is_dir():
+        for stale in path.glob("job-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+            removed += 1
+    return removed

@@ -199,10 +199,11 @@ class Runtime:
     def analyze_deps(self) -> AnalyzeDeps:
         from video_ai.adapters.http_fetch import HttpVideoFetcher
         from video_ai.adapters.s3_store import S3VideoFetcher
-        from video_ai.composition import build_frame_source, workdir
+        from video_ai.composition import build_frame_source, clean_workdir, workdir
         from video_ai.services.analyze_video import AnalyzeDeps
 
         settings = self.settings
+        self._once("workdir", lambda: clean_workdir(workdir(settings)))
         fetcher = HttpVideoFetcher(
             settings.network, settings.limits, self.resolver,
             s3_fetcher=S3VideoFetcher(self.clients, settings.limits.max_source_bytes),

@@ -203,3 +203,32 @@ def test_segment_message_for_an_unsplit_job_is_refused(tmp_path: Path) -> None:
     result = analyze_video("job-1", deps, segment=2)
     assert result.job.status is JobStatus.FAILED and result.job.error is not None
     assert result.job.error.code == "invalid_request"
+
+
+def test_duplicate_delivery_losing_the_start_race_returns_quietly(tmp_path: Path) -> None:
+    deps = _deps(tmp_path)
+    queued = _queued(deps)
+    deps.jobs.transition("job-1", JobStatus.PROCESSING)  # the other worker won
+    jobs = deps.jobs
+    real_get = jobs.get
+    stale = iter([queued])  # ...but this worker read the job just before that
+
+    def get(job_id: str) -> Job | None:
+        return next(stale, None) or real_get(job_id)
+
+    jobs.get = get  # type: ignore[method-assign]
+    result = analyze_video("job-1", deps)
+    assert result.job.status is JobStatus.PROCESSING
+    assert isinstance(deps.frames, FakeFrameSource) and deps.frames.opened == 0
+
+
+def test_stale_job_directories_are_cleaned_once_per_process(tmp_path: Path) -> None:
+    from video_ai.composition import clean_workdir
+
+    work = tmp_path / "tmp"
+    (work / "job-dead1234-x").mkdir(parents=True)
+    (work / "job-dead1234-x" / "video.mp4").write_bytes(b"0" * 100)
+    (work / "other").mkdir()
+    assert clean_workdir(work) == 1
+    assert [p.name for p in work.iterdir()] == ["other"]
+    assert clean_workdir(tmp_path / "missing") == 0

@@ -31,7 +31,7 @@ from video_ai.api.schemas import (
     ShotsPage,
 )
 from video_ai.domain.errors import Conflict, InvalidRequest, JobNotFound, VideoAIError
-from video_ai.domain.models import Frame, Job, ModelInfo, Sampling, SearchFilter, Source
+from video_ai.domain.models import PRIVATE_JOB_FIELDS, Frame, Job, ModelInfo, Sampling, SearchFilter, Source
 from video_ai.domain.ports import Embedder, JobQueue, JobRepository, Metrics, Notifier, VectorIndex
 from video_ai.services.analyze_video import NullMetrics
 from video_ai.services.submit_job import AllowAll, SubmitDeps, SubmitJob, UrlGuard, submit_job
@@ -255,9 +255,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
         jobs, token = ctx.jobs.list_for_tenant(tenant_id, limit, next_token)
         return JobsPage(items=[j.public() for j in jobs], next_token=token)
 
-    @app.get("/jobs/{job_id}")
-    def get_job(job: OwnedJob) -> dict[str, Any]:
-        return job.public()
+    @app.get("/jobs/{job_id}", response_model=Job, response_model_exclude=set(PRIVATE_JOB_FIELDS))
+    def get_job(job: OwnedJob) -> Job:
+        return job
 
     @app.get("/jobs/{job_id}/frames", response_model=FramesPage)
     def list_frames(

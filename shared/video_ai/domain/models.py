@@ -123,7 +123,7 @@ class Shot(_Model):
     end_frame: int
 
 
-_PRIVATE_JOB_FIELDS = {"shots", "request_hash", "content_key"}
+PRIVATE_JOB_FIELDS = frozenset({"shots", "request_hash", "content_key"})
 
 
 class Job(_Model):
@@ -155,7 +155,7 @@ class Job(_Model):
 
     def public(self) -> dict[str, Any]:
         """The JSON a client sees (API, `--json`, callback `data`)."""
-        return self.model_dump(mode="json", exclude=_PRIVATE_JOB_FIELDS)
+        return self.model_dump(mode="json", exclude=set(PRIVATE_JOB_FIELDS))
 
 
 class Frame(_Model):

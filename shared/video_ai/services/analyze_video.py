@@ -196,7 +196,14 @@ def analyze_video(
         logger.info("job already %s; nothing to do", job.status.value, extra={"job_id": job_id})
         return AnalysisResult(job=job, shots=job.shots)
     if job.status is JobStatus.QUEUED:
-        job = deps.jobs.transition(job_id, JobStatus.PROCESSING, started_at=utc_now())
+        try:
+            job = deps.jobs.transition(job_id, JobStatus.PROCESSING, started_at=utc_now())
+        except InvalidTransition:
+            # A duplicate delivery raced us and another worker owns the job now; its own message copy stays on the
+            # queue until it finishes, so this one can go without retrying.
+            logger.info("job taken by another worker", extra={"job_id": job_id})
+            current = deps.jobs.get(job_id)
+            return AnalysisResult(job=current or job)
         deps.metrics.count("jobs_started")
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix=f"job-{job_id[:8]}-", dir=_ensure_dir(deps.workdir)))
