@@ -1,6 +1,6 @@
 """Embedding throughput: fp32 (baseline) vs int8, and bare `session.run` vs `OnnxEmbedder.embed` on the same batches.
 
-    .venv/bin/python benchmarks/bench_embed.py [--quick] [--threads 2] [--batch 32] [--data-dir DIR] [--no-int8]
+    .venv/bin/python benchmarks/bench_embed.py [--quick] [--threads N] [--batch N] [--data-dir DIR] [--no-int8]
 
 Every ratio compares runs made in this process on the same machine, so it survives a noisy, shared host better
 than the absolute img/s figures do.
@@ -56,8 +56,8 @@ def _frames(count: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and calibration frames (<60 s)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=ModelSettings().threads, help="default: model.threads")
+    parser.add_argument("--batch", type=int, default=ModelSettings().batch_size, help="default: model.batch_size")
     parser.add_argument("--data-dir", type=Path, default=None, help="reuse built models from here")
     parser.add_argument("--no-int8", action="store_true")
     args = parser.parse_args()
