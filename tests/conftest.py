@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,3 +29,18 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("model") / "efficientnet-lite0.onnx"
     build_model(path)
     yield path
+
+
+_LIBRARY = logging.getLogger("video_ai")
+_LIBRARY_BASELINE = (list(_LIBRARY.handlers), _LIBRARY.propagate, _LIBRARY.level)
+
+
+@pytest.fixture(autouse=True)
+def _library_logging_restored() -> Iterator[None]:
+    """Loading a Lambda handler in-process reroutes the `video_ai` loggers through powertools (as in Lambda), and
+    module-scoped fixtures do that before any per-test fixture runs: after each test, put back the logging the
+    session started with."""
+    yield
+    _LIBRARY.handlers[:] = _LIBRARY_BASELINE[0]
+    _LIBRARY.propagate = _LIBRARY_BASELINE[1]
+    _LIBRARY.setLevel(_LIBRARY_BASELINE[2])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -106,16 +105,11 @@ def chain(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
         for name in FUNCTION_NAMES:
             sys.modules.pop(f"video_ai_fn_{name}_handler", None)
         install_runtime(runtime)
-        # The handlers route the `video_ai` loggers through powertools, as in Lambda; later tests get them back.
-        library = logging.getLogger("video_ai")
-        saved_logging = (list(library.handlers), library.propagate, library.level)
         try:
             fn = {name: load_function(name) for name in FUNCTION_NAMES}
             yield Chain(runtime, fn, resources, session, f"{files_url}/clip.mp4", receiver, f"{hook_url}/hook",
                         secret)
         finally:
-            library.handlers[:], library.propagate = saved_logging[0], saved_logging[1]
-            library.setLevel(saved_logging[2])
             install_runtime(None)
             for name in FUNCTION_NAMES:
                 sys.modules.pop(f"video_ai_fn_{name}_handler", None)
