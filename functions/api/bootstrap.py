@@ -16,4 +16,5 @@ def _build() -> Runtime:
 
 
 def build_app() -> FastAPI:
-    return create_app(shared_runtime(_build).api_context())
+    # No Prometheus endpoint in Lambda: metrics leave as CloudWatch EMF.
+    return create_app(shared_runtime(_build).api_context(), prometheus=False)

@@ -40,7 +40,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 # SearchFunction runs this image with CMD handler.http_handler: the API app for the routes that need the model or
 # Qdrant (search, frames, delete), sharing this container's composition root.
-http = Mangum(create_app(runtime.api_context()), lifespan="off", api_gateway_base_path="/")
+http = Mangum(create_app(runtime.api_context(), prometheus=False), lifespan="off", api_gateway_base_path="/")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

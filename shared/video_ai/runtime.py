@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from video_ai.domain.errors import ConfigError, InvalidRequest
-from video_ai.domain.ports import Embedder, Metrics, Tracing, VectorIndex
-from video_ai.services.analyze_video import NullMetrics, NullTracing
+from video_ai.domain.ports import Embedder, Metrics, NullMetrics, NullTracing, Tracing, VectorIndex
 from video_ai.settings import Settings
 
 if TYPE_CHECKING:

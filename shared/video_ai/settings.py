@@ -5,12 +5,12 @@ Secrets (Qdrant API key, webhook secrets, API keys) come only from the environme
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from video_ai.domain.errors import ConfigError
@@ -177,6 +177,27 @@ class Settings(_Section):
         return Settings.model_validate(data)
 
 
+def _yaml() -> Any:
+    # Imported on first use: a Lambda reads only environment variables, and yaml costs ~20 ms of its cold start.
+    import yaml
+
+    return yaml
+
+
+def _env_value(raw: str) -> Any:
+    """An environment value: JSON for lists and maps, `null` for None, else the string (pydantic coerces numbers and
+    booleans in lax mode). Not YAML: a Lambda's cold start would import a parser for a handful of scalars."""
+    text = raw.strip()
+    if text in ("null", "~"):
+        return None
+    if text[:1] in ("[", "{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return raw  # let validation name the field
+    return raw
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, value in environ.items():
@@ -186,7 +207,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         node = tree
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value) if value else value
+        node[parts[-1]] = _env_value(value)
     if "QDRANT_API_KEY" in environ:
         tree.setdefault("qdrant", {}).setdefault("api_key", environ["QDRANT_API_KEY"])
     return tree
@@ -228,8 +249,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
+        data = _yaml().safe_load(text)
+    except _yaml().YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} not valid YAML: {getattr(err, 'problem', err)}") from None

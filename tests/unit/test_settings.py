@@ -81,3 +81,15 @@ def test_cli_config_check_prints_one_line_and_exits_2(tmp_path: Path, content: s
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and str(cfg) in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_environment_values_json_null_and_scalars() -> None:
+    settings = load_settings(
+        ROOT / "config" / "config.yml",
+        environ={"VIDEO_AI__NETWORK__ALLOWED_PORTS": "[443, 8443]", "VIDEO_AI__SAMPLING__MAX_FRAMES": "null",
+                 "VIDEO_AI__QDRANT__HTTPS": "true", "VIDEO_AI__API__API_KEY_HASHES": '{"ab12": "tenant-a"}'},
+    )
+    assert settings.network.allowed_ports == [443, 8443] and settings.sampling.max_frames is None
+    assert settings.qdrant.https is True and settings.api.api_key_hashes == {"ab12": "tenant-a"}
+    with pytest.raises(ConfigError, match=r"network\.allowed_ports"):
+        load_settings(ROOT / "config" / "config.yml", environ={"VIDEO_AI__NETWORK__ALLOWED_PORTS": "[443,"})

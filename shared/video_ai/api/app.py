@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -32,8 +32,7 @@ from video_ai.api.schemas import (
 )
 from video_ai.domain.errors import Conflict, InvalidRequest, JobNotFound, VideoAIError
 from video_ai.domain.models import PRIVATE_JOB_FIELDS, Frame, Job, ModelInfo, Sampling, SearchFilter, Source
-from video_ai.domain.ports import Embedder, JobQueue, JobRepository, Metrics, Notifier, VectorIndex
-from video_ai.services.analyze_video import NullMetrics
+from video_ai.domain.ports import Embedder, JobQueue, JobRepository, Metrics, Notifier, NullMetrics, VectorIndex
 from video_ai.services.submit_job import AllowAll, SubmitDeps, SubmitJob, UrlGuard, submit_job
 from video_ai.settings import Settings
 
@@ -133,7 +132,72 @@ def _check_tags(tags: dict[str, str] | None, max_tags: int) -> dict[str, str]:
     return tags
 
 
-def get_ctx(request: Request) -> ApiContext:
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class BodyLimit:
+    """413 for bodies over the limit: by Content-Length before reading, or while reading a chunked body.
+
+    Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware adds a task and a stream copy to
+    every request, a large share of a warm POST /analyze.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: Callable[[], int]) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit()
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > limit:
+                await self._refuse(scope, receive, send, limit)
+                return
+            await self.app(scope, receive, send)
+            return
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        # Chunked: read it whole, bounded (API Gateway caps bodies at 10 MB in AWS anyway), then replay it.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = _error(413, "payload_too_large", f"request body is larger than {limit} bytes", "body")
+        await response(scope, receive, send)
+
+
+async def get_ctx(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
@@ -141,7 +205,7 @@ def get_ctx(request: Request) -> ApiContext:
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
 
 
-def tenant(
+async def tenant(
     ctx: Ctx,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
@@ -166,7 +230,9 @@ def owned_job(job_id: str, tenant_id: Tenant, ctx: Ctx) -> Job:
 OwnedJob = Annotated[Job, Depends(owned_job)]
 
 
-def create_app(ctx: ApiContext) -> FastAPI:
+def create_app(ctx: ApiContext, *, prometheus: bool = True) -> FastAPI:
+    """The app. `prometheus=False` (Lambda: metrics go out as EMF, nothing scrapes a function) leaves out GET
+    /metrics and the per-request instrumentation, and their imports."""
     app = FastAPI(
         title="video-ai",
         version="0.1.0",
@@ -200,17 +266,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         logger.exception("unhandled error")
         return _error(500, "internal_error", "internal error")
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        limit = ctx.settings.api.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return _error(413, "payload_too_large", f"request body is larger than {limit} bytes", "body")
-        if request.method in ("POST", "PUT", "PATCH") and declared is None:
-            body = await request.body()  # chunked: read it (bounded by API Gateway's own 10 MB cap in AWS)
-            if len(body) > limit:
-                return _error(413, "payload_too_large", f"request body is larger than {limit} bytes", "body")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=lambda: ctx.settings.api.max_body_bytes)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -319,7 +375,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         )
         return SearchResponse(items=hits)
 
-    _mount_metrics(app)
+    if prometheus:
+        _mount_metrics(app)
     return app
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -184,3 +184,18 @@ class Metrics(Protocol):
 
 class Tracing(Protocol):
     def span(self, name: str) -> AbstractContextManager[Any]: ...
+
+
+class NullMetrics:
+    """Metrics that go nowhere: the default where no sink is wired (unit tests, the CLI)."""
+
+    def count(self, name: str, value: float = 1.0, **labels: str) -> None:
+        return None
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        return None
+
+
+class NullTracing:
+    def span(self, name: str) -> AbstractContextManager[Any]:
+        return nullcontext()

@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,8 @@ from video_ai.domain.ports import (
     JobRepository,
     Metrics,
     Notifier,
+    NullMetrics,
+    NullTracing,
     Tracing,
     VectorIndex,
     VideoFetcher,
@@ -64,19 +66,6 @@ logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float], None]
 FrameHook = Callable[[SampledFrame], None]
-
-
-class NullMetrics:
-    def count(self, name: str, value: float = 1.0, **labels: str) -> None:
-        return None
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        return None
-
-
-class NullTracing:
-    def span(self, name: str) -> Any:
-        return nullcontext()
 
 
 @dataclass(slots=True)

@@ -11,8 +11,7 @@ from typing import Protocol
 
 from video_ai.domain.errors import TransientError, VideoAIError
 from video_ai.domain.models import ErrorInfo, Job, JobStatus, Sampling, Source
-from video_ai.domain.ports import JobQueue, JobRepository, Metrics
-from video_ai.services.analyze_video import NullMetrics
+from video_ai.domain.ports import JobQueue, JobRepository, Metrics, NullMetrics
 
 logger = logging.getLogger(__name__)
 
