@@ -130,8 +130,9 @@ def main() -> int:
     if args.whole:
         rows.append(("whole (unsplit)", child(video, model, work / "data-whole", args.segment_s, "whole")))
     for name, r in rows:
-        print(f"  {name:16s} frames {int(r['frames']):5d}  wall {r['wall_s']:7.1f} s  peak RSS {r['peak_rss_mb']:6.0f} MB"
-              f"  (probe + fan-out {r['fan_out_s']:.2f} s, {int(r['segments'])} segments)")
+        print(f"  {name:16s} frames {int(r['frames']):5d}  wall {r['wall_s']:7.1f} s"
+              f"  peak RSS {r['peak_rss_mb']:6.0f} MB  (probe + fan-out {r['fan_out_s']:.2f} s,"
+              f" {int(r['segments'])} segments)")
     slowest = max(r["wall_s"] for name, r in rows if name.startswith("segment"))
     print(f"split job, {segments} segments in parallel: ~{slowest + rows[0][1]['fan_out_s']:.0f} s wall "
           f"for {args.minutes:g} min of video (Lambda limit 900 s per invocation)")
