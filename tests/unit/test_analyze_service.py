@@ -15,7 +15,7 @@ def _deps(tmp_path: Path, **overrides: object) -> AnalyzeDeps:
     values: dict[str, object] = dict(
         jobs=InMemoryJobRepository(), fetcher=FakeFetcher(), frames=FakeFrameSource(), embedder=FakeEmbedder(),
         index=FakeIndex(), notifier=RecordingNotifier(), workdir=tmp_path / "work", metrics=RecordingMetrics(),
-        batch_size=3, progress_every=1,
+        batch_size=3, progress_every=3,
     )
     values.update(overrides)
     return AnalyzeDeps(**values)  # type: ignore[arg-type]

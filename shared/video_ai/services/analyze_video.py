@@ -84,8 +84,8 @@ class AnalyzeDeps:
     # Long videos: split into segments of this length, each a message of its own on this queue (None: never split).
     segment_queue: JobQueue | None = None
     segment_s: float = 300.0
-    # How often (in batches) progress is written and cancellation checked.
-    progress_every: int = 4
+    # How often (in sampled frames, whatever the batch size) progress is written and cancellation checked.
+    progress_every: int = 128
 
 
 @dataclass(slots=True)
@@ -272,7 +272,8 @@ def _index_frames(
     batches = _prefetch(_batches(iter(reader), deps.batch_size, on_frame), deps.pipeline_queue, stop)
     source_label = job.source.describe()
     span_start, span_end = span
-    for number, batch in enumerate(batches, start=1):
+    since_checkpoint = 0
+    for batch in batches:
         timings.decode_s += batch.decode_s
         with deps.tracing.span("embed"):
             t0 = time.perf_counter()
@@ -288,7 +289,9 @@ def _index_frames(
         progress = min(0.99, covered / (span_end - span_start)) if span_end > span_start else 0.0
         if on_progress is not None:
             on_progress(progress)
-        if number % deps.progress_every == 0:
+        since_checkpoint += len(batch.frames)
+        if since_checkpoint >= deps.progress_every:
+            since_checkpoint = 0
             _checkpoint(job.job_id, deps, progress if job.segments_total == 0 else None)
     return frames
 
