@@ -29,6 +29,7 @@ from standardwebhooks import Webhook
 
 from tests.conftest import ROOT
 from tests.integration.serve_helpers import FileServer
+from tests.lambda_events import api_event
 from video_ai.adapters.aws import AwsClients
 from video_ai.adapters.webhook_sender import generate_secret
 from video_ai.api.auth import hash_key
@@ -258,15 +259,7 @@ def test_moto_server_down_then_restarted_api_answers_and_new_jobs_work() -> None
 
 
 def _api(chain: Chain, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    event = json.loads((ROOT / "events" / "api_post_analyze.json").read_text())
-    event["rawPath"] = path
-    event["routeKey"] = f"{method} {path}"
-    event["requestContext"]["http"]["method"] = method
-    event["requestContext"]["http"]["path"] = path
-    event["headers"]["x-api-key"] = API_KEY
-    event["body"] = json.dumps(body) if body is not None else None
-    event["isBase64Encoded"] = False
-    response = chain.fn["api"].handler(event, lambda_context("api"))
+    response = chain.fn["api"].handler(api_event(method, path, body, API_KEY), lambda_context("api"))
     return int(response["statusCode"]), json.loads(response["body"]) if response.get("body") else None
 
 

@@ -23,6 +23,7 @@ from moto import mock_aws
 from standardwebhooks import Webhook
 
 from tests.conftest import ROOT
+from tests.lambda_events import api_event, load_event
 from video_ai.adapters.aws import AwsClients
 from video_ai.adapters.webhook_sender import generate_secret
 from video_ai.api.auth import hash_key
@@ -34,7 +35,6 @@ from video_ai.samples import make_clip
 from video_ai.settings import Settings
 
 API_KEY = "chain-test-key"
-EVENTS = ROOT / "events"
 
 
 @dataclass
@@ -118,21 +118,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
             hook.shutdown()
 
 
-def _event(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((EVENTS / name).read_text())
-    return data
-
-
 def _api(chain: Chain, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    event = copy.deepcopy(_event("api_post_analyze.json"))
-    event["rawPath"] = path
-    event["routeKey"] = f"{method} {path}"
-    event["requestContext"]["http"]["method"] = method
-    event["requestContext"]["http"]["path"] = path
-    event["headers"]["x-api-key"] = API_KEY
-    event["body"] = json.dumps(body) if body is not None else None
-    event["isBase64Encoded"] = False
-    response = chain.fn["api"].handler(event, lambda_context("api"))
+    response = chain.fn["api"].handler(api_event(method, path, body, API_KEY), lambda_context("api"))
     payload = json.loads(response["body"]) if response.get("body") else None
     return int(response["statusCode"]), payload
 
@@ -141,7 +128,7 @@ def _sqs_event(chain: Chain, queue_url: str, template: str, max_messages: int = 
     sqs = chain.session.client("sqs")
     got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=max_messages, AttributeNames=["All"],
                               WaitTimeSeconds=0)
-    base = _event(template)["Records"][0]
+    base = load_event(template)["Records"][0]
     records = []
     for message in got.get("Messages", []):
         record = copy.deepcopy(base)
@@ -179,7 +166,7 @@ def test_post_analyze_to_signed_callback(chain: Chain) -> None:
     assert chain.runtime.index().count(model, SearchFilter(job_id=job_id)) == 6
 
     envelope = json.loads(sqs.receive_message(QueueUrl=tap, WaitTimeSeconds=1)["Messages"][0]["Body"])
-    sns_event = _event("sns_job_finished.json")
+    sns_event = load_event("sns_job_finished.json")
     sns_event["Records"][0]["Sns"]["Message"] = envelope["Message"]
     sns_event["Records"][0]["Sns"]["MessageId"] = envelope["MessageId"]
     chain.fn["callback"].handler(sns_event, lambda_context("callback"))
@@ -192,11 +179,7 @@ def test_post_analyze_to_signed_callback(chain: Chain) -> None:
     assert job["callback"]["status"] == "delivered" and job["callback"]["attempts"] == 1
 
     # The routes that need Qdrant or the model run on the worker image (SearchFunction -> handler.http_handler).
-    search_event = copy.deepcopy(_event("api_post_analyze.json"))
-    search_event.update(rawPath="/search", routeKey="POST /search", isBase64Encoded=False,
-                        body=json.dumps({"frame": {"job_id": job_id, "index": 4}, "top_k": 2}))
-    search_event["requestContext"]["http"]["path"] = "/search"
-    search_event["headers"]["x-api-key"] = API_KEY
+    search_event = api_event("POST", "/search", {"frame": {"job_id": job_id, "index": 4}, "top_k": 2}, API_KEY)
     response = chain.fn["worker"].http_handler(search_event, lambda_context("worker"))
     hits = json.loads(response["body"])["items"]
     assert response["statusCode"] == 200 and hits[0]["pts_s"] == pytest.approx(4.0, abs=0.04)
