@@ -33,6 +33,7 @@ def _env() -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "x",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": "video-ai-api-bench",  # the handler builds the app as it does in Lambda
         "POWERTOOLS_METRICS_NAMESPACE": "VideoAI",
         "POWERTOOLS_SERVICE_NAME": "video-ai",
         "POWERTOOLS_LOG_LEVEL": "WARNING",

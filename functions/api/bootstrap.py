@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 
 from video_ai.api.app import create_app
@@ -16,5 +18,7 @@ def _build() -> Runtime:
 
 
 def build_app() -> FastAPI:
-    # No Prometheus endpoint in Lambda: metrics leave as CloudWatch EMF.
-    return create_app(shared_runtime(_build).api_context(), prometheus=False)
+    # In Lambda nothing scrapes /metrics (metrics leave as CloudWatch EMF), so it and its imports stay out; `serve`
+    # runs this same module outside Lambda and keeps them.
+    in_lambda = "AWS_LAMBDA_FUNCTION_NAME" in os.environ
+    return create_app(shared_runtime(_build).api_context(), prometheus=not in_lambda)

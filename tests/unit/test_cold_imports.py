@@ -9,7 +9,9 @@ import sys
 
 from tests.conftest import ROOT
 
-HEAVY = ["cv2", "av", "onnxruntime", "onnx", "qdrant_client", "qdrant_edge", "scenedetect", "PIL"]
+HEAVY = ["cv2", "av", "onnxruntime", "onnx", "qdrant_client", "qdrant_edge", "scenedetect", "PIL",
+         # In Lambda metrics leave as EMF: no Prometheus endpoint, instrumentation or X-Ray SDK on this path either.
+         "prometheus_client", "prometheus_fastapi_instrumentator", "aws_xray_sdk"]
 
 PROBE = """
 import json, sys
@@ -42,6 +44,7 @@ def test_api_handler_cold_path_imports_no_worker_stack() -> None:
         "VIDEO_AI__AWS__TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:jobs-finished",
         "VIDEO_AI__API__API_KEY_HASHES": json.dumps({__import__("hashlib").sha256(b"cold-key").hexdigest(): "t"}),
         "VIDEO_AI_CONFIG": str(ROOT / "config" / "config.yml"),
+        "AWS_LAMBDA_FUNCTION_NAME": "video-ai-api-test",
     }
     env.pop("AWS_ENDPOINT_URL", None)
     proc = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,)], cwd=ROOT, env=env, capture_output=True,
