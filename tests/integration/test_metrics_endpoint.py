@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes import FakeEmbedder, FakeFetcher, FakeFrameSource, FakeIndex, RecordingNotifier, RecordingQueue
+from tests.prom import delta as _delta
+from tests.prom import samples as _samples
 from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.api.app import ApiContext, create_app
 from video_ai.api.auth import ApiKeyAuth, hash_key
@@ -28,23 +29,6 @@ KEY = "metrics-test-key-0123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 ROOT = Path(__file__).resolve().parents[2]
 N_FRAMES = 7
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def _samples(text: str) -> Samples:
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def _delta(after: Samples, before: Samples, name: str, **labels: str) -> float:
-    key = (name, tuple(sorted(labels.items())))
-    assert key in after, f"{name}{labels} missing from /metrics"
-    return after[key] - before.get(key, 0.0)
-
 
 class _Record:
     """The fields job_record_context reads from an SQS record."""

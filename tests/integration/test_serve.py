@@ -16,6 +16,9 @@ import pytest
 from botocore.config import Config
 
 from tests.integration.serve_helpers import FileServer, Receiver, ServeProcess, wait_for, write_config
+from tests.prom import Samples
+from tests.prom import delta as _delta
+from tests.prom import samples as _samples
 from video_ai.samples import make_clip
 
 JOB_TIMEOUT_S = 90.0
@@ -88,6 +91,7 @@ def test_analyze_delivers_a_signed_callback_and_the_job_succeeds(
     stack: ServeProcess, files: FileServer, receiver: Receiver
 ) -> None:
     with stack.client() as client:
+        before = _samples(client.get("/metrics").text)
         response = client.post("/analyze", json={"video_url": files.url("clip.mp4"), "callback_url": receiver.url})
         assert response.status_code == 202, response.text
         job_id = response.json()["job_id"]
@@ -101,6 +105,16 @@ def test_analyze_delivers_a_signed_callback_and_the_job_succeeds(
         assert job["tenant"] == "dev"
         frames = client.get(f"/jobs/{job_id}/frames").json()["items"]
         assert len(frames) == job["frames_indexed"]
+        # The domain series on serve's /metrics counted this job (deltas: other tests share the stack).
+        def delivered() -> Samples | None:
+            now = _samples(client.get("/metrics").text)
+            return now if _delta(now, before, "video_ai_callback_deliveries_total", outcome="delivered") >= 1 else None
+
+        after = wait_for(delivered, 20, what="the delivery metric")
+        assert _delta(after, before, "video_ai_jobs_accepted_total") >= 1
+        assert _delta(after, before, "video_ai_jobs_succeeded_total") >= 1
+        assert _delta(after, before, "video_ai_frames_indexed_total") >= job["frames_indexed"]
+        assert _delta(after, before, "video_ai_job_seconds_count") >= 1
 
 
 def test_s3_upload_creates_a_job_that_succeeds(stack: ServeProcess, clip: Path) -> None:
