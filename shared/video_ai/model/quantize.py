@@ -70,6 +70,10 @@ def quantize_int8(
     *,
     method: str = "minmax",
     fp32_nodes: Sequence[str] = FP32_NODES,
+    per_channel: bool = True,
+    reduce_range: bool = False,
+    quant_format: str = "qdq",
+    percentile: float = 99.999,
 ) -> Path:
     """Write a QDQ int8 copy of `fp32_path` (per-channel int8 weights, uint8 activations) calibrated on `images`.
 
@@ -82,13 +86,14 @@ def quantize_int8(
         str(fp32_path),
         str(out_path),
         reader,
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
+        quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=_METHODS[method],
         nodes_to_exclude=list(fp32_nodes),
-        extra_options={"CalibPercentile": 99.999},
+        extra_options={"CalibPercentile": percentile},
     )
     return out_path
 

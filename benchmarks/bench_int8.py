@@ -1,0 +1,239 @@
+"""int8 vs fp32 on real frames: cosine, top-1/top-5 neighbour agreement and throughput, in one run.
+
+    .venv/bin/python benchmarks/bench_int8.py [--quick] [--clips DIR] [--variants NAME,...] [--speed-variant NAME]
+
+Frames: 1 fps plus every 10th frame of every clip in --clips (default ../shared/clips), resized to 224x224 once.
+Frames whose time t has (t mod 10 s) < 5 s calibrate the "real" variants; the others (disjoint times) are the
+evaluation set. Each evaluation frame queries all other evaluation frames (exact cosine search) in an fp32 index
+and in an int8 index; agreement = same top-1, same top-5 set. Throughput ratios are int8 over fp32 on the same
+tensors, all sessions taking turns round by round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from video_ai.adapters.onnx_embedder import OnnxEmbedder, create_session
+from video_ai.model import ensure_model
+from video_ai.model.quantize import FP32_NODES, default_calibration_images, quantize_int8
+from video_ai.settings import ModelSettings
+
+HEAD = ("_conv_head", "pool")
+BLOCK1 = ("_blocks.1._expand_conv", "_blocks.1._depthwise_conv", "_blocks.1._project_conv")
+BLOCK2 = ("_blocks.2._expand_conv", "_blocks.2._depthwise_conv", "_blocks.2._project_conv", "_blocks.2.add")
+# Near-duplicate frames (a still shot, 3 frames a second) tie in fp32; their order is noise, so "tolerant" top-5
+# also accepts an int8 neighbour whose fp32 score is within TIE of fp32's 5th best.
+TIE = 0.005
+
+
+@dataclass
+class Variant:
+    """One way of quantising: calibration source and quantize_int8 keyword options."""
+
+    calibration: str  # "generated" | "real"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+VARIANTS: dict[str, Variant] = {
+    "gen-minmax": Variant("generated"),
+    "real-minmax": Variant("real"),
+    "gen-minmax-head": Variant("generated", {"fp32_nodes": FP32_NODES + HEAD}),
+    "real-minmax-head": Variant("real", {"fp32_nodes": FP32_NODES + HEAD}),
+    "gen-pct-head": Variant(
+        "generated", {"method": "percentile", "percentile": 99.99, "fp32_nodes": FP32_NODES + HEAD}
+    ),
+    "gen-entropy-head": Variant("generated", {"method": "entropy", "fp32_nodes": FP32_NODES + HEAD}),
+    "gen-minmax-head-reduce": Variant("generated", {"fp32_nodes": FP32_NODES + HEAD, "reduce_range": True}),
+    "gen-minmax-head-tensor": Variant("generated", {"fp32_nodes": FP32_NODES + HEAD, "per_channel": False}),
+    "gen-minmax-head-qop": Variant("generated", {"fp32_nodes": FP32_NODES + HEAD, "quant_format": "qoperator"}),
+    "gen-minmax-all": Variant("generated", {"fp32_nodes": ()}),
+    "gen-minmax-head-b1": Variant("generated", {"fp32_nodes": FP32_NODES + HEAD + BLOCK1}),
+    "gen-minmax-head-b12": Variant("generated", {"fp32_nodes": FP32_NODES + HEAD + BLOCK1 + BLOCK2}),
+    "real-minmax-head-b1": Variant("real", {"fp32_nodes": FP32_NODES + HEAD + BLOCK1}),
+    "real-entropy-head": Variant("real", {"method": "entropy", "fp32_nodes": FP32_NODES + HEAD}),
+}
+QUICK_VARIANTS = ("gen-minmax", "real-minmax", "gen-minmax-head")
+
+
+def decode_frames(clips: list[Path], every: int = 10) -> tuple[list[np.ndarray], list[float], list[str]]:
+    """224x224 RGB frames at 1 fps plus every `every`-th frame, with their times and clip names."""
+    import av
+
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    names: list[str] = []
+    for clip in clips:
+        with av.open(str(clip)) as container:
+            stream = container.streams.video[0]
+            next_second = 0.0
+            for n, frame in enumerate(container.decode(stream)):
+                t = float(frame.time or 0.0)
+                if n % every and t < next_second:
+                    continue
+                if t >= next_second:
+                    next_second = float(int(t)) + 1.0
+                rgb = frame.to_ndarray(format="rgb24")
+                frames.append(cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_AREA))
+                times.append(t)
+                names.append(clip.name)
+    return frames, times, names
+
+
+def neighbours(vectors: np.ndarray, k: int) -> np.ndarray:
+    """Indices of each row's k nearest other rows by cosine (rows are unit length)."""
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+
+
+def agreement(ref: np.ndarray, test: np.ndarray) -> dict[str, float]:
+    """Cosine per row and neighbour agreement of `test` vectors against `ref` ones."""
+    cos = (ref * test).sum(axis=1)
+    ref5, test5 = neighbours(ref, 5), neighbours(test, 5)
+    same5 = [set(a) == set(b) for a, b in zip(ref5.tolist(), test5.tolist(), strict=True)]
+    sims = ref @ ref.T
+    fifth = np.take_along_axis(sims, ref5[:, 4:5], axis=1)
+    tolerant = (np.take_along_axis(sims, test5, axis=1) >= fifth - TIE).all(axis=1)
+    overlap = [len(set(a) & set(b)) / 5 for a, b in zip(ref5.tolist(), test5.tolist(), strict=True)]
+    return {
+        "mean": float(cos.mean()),
+        "min": float(cos.min()),
+        "p05": float(np.percentile(cos, 5)),
+        "top1": float(np.mean(ref5[:, 0] == test5[:, 0])),
+        "top5": float(np.mean(same5)),
+        "overlap5": float(np.mean(overlap)),
+        "tol5": float(np.mean(tolerant)),
+    }
+
+
+def _rates(fns: dict[str, Callable[[], object]], images: int, repeats: int) -> dict[str, list[float]]:
+    for fn in fns.values():
+        fn()
+    rates: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            rates[name].append(images / (time.perf_counter() - start))
+    return rates
+
+
+def _ratio(rates: dict[str, list[float]], name: str, base: str) -> float:
+    return statistics.median(a / b for a, b in zip(rates[name], rates[base], strict=True))
+
+
+def speed(fp32_path: Path, int8_path: Path, frames: list[np.ndarray], repeats: int) -> None:
+    """session.run and embed, int8 over fp32, for batch 8/32 and 1/2 threads (plus int8 at basic graph opts)."""
+    import onnxruntime as ort
+
+    print(f"\nthroughput, median of {repeats} interleaved rounds (img/s; ratio int8/fp32 per round, median)")
+    print(
+        f"{'threads,batch':<14}{'fp32 run':>10}{'int8 run':>10}{'ratio':>7}{'fp32 emb':>10}{'int8 emb':>10}"
+        f"{'ratio':>7}{'int8 run basic-opt':>20}"
+    )
+    for threads in (1, 2):
+        fp32_session = create_session(fp32_path, threads)
+        int8_session = create_session(int8_path, threads)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        basic = ort.InferenceSession(str(int8_path), sess_options=options, providers=["CPUExecutionProvider"])
+        for batch in (8, 32):
+            images = frames[:batch]
+            fp32 = OnnxEmbedder(ModelSettings(threads=threads, batch_size=batch), fp32_path, fp32_session)
+            int8 = OnnxEmbedder(ModelSettings(threads=threads, batch_size=batch), int8_path, int8_session)
+            tensor = fp32.preprocess(images)
+            fns: dict[str, Callable[[], object]] = {
+                "fp32 run": lambda s=fp32_session, x=tensor: s.run(["embedding"], {"input": x}),  # type: ignore[misc]
+                "int8 run": lambda s=int8_session, x=tensor: s.run(["embedding"], {"input": x}),  # type: ignore[misc]
+                "fp32 embed": lambda e=fp32, x=images: e.embed(x),  # type: ignore[misc]
+                "int8 embed": lambda e=int8, x=images: e.embed(x),  # type: ignore[misc]
+                "basic run": lambda s=basic, x=tensor: s.run(["embedding"], {"input": x}),  # type: ignore[misc]
+            }
+            r = _rates(fns, batch, repeats)
+            med = {k: statistics.median(v) for k, v in r.items()}
+            print(
+                f"{f'{threads}, {batch}':<14}{med['fp32 run']:>10.1f}{med['int8 run']:>10.1f}"
+                f"{_ratio(r, 'int8 run', 'fp32 run'):>7.2f}{med['fp32 embed']:>10.1f}{med['int8 embed']:>10.1f}"
+                f"{_ratio(r, 'int8 embed', 'fp32 embed'):>7.2f}"
+                f"{med['basic run']:>11.1f} ({_ratio(r, 'basic run', 'fp32 run'):.2f})",
+                flush=True,
+            )
+
+
+def _row(name: str, seconds: float, stats: dict[str, float]) -> None:
+    print(
+        f"{name:<26}{seconds:>8.1f}{stats['mean']:>8.4f}{stats['min']:>8.4f}{stats['p05']:>8.4f}"
+        f"{stats['top1']:>7.2f}{stats['top5']:>7.2f}{stats['overlap5']:>7.2f}{stats['tol5']:>7.2f}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 variants, 32 calibration frames, 2 rounds (<60 s)")
+    parser.add_argument("--clips", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "clips")
+    parser.add_argument("--variants", default=None, help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument("--speed-variant", default=None, help="variant timed (default: best mean cosine)")
+    parser.add_argument("--calibration-frames", type=int, default=None, help="default 64 (--quick: 32)")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args()
+    names = args.variants.split(",") if args.variants else list(QUICK_VARIANTS if args.quick else VARIANTS)
+    count = args.calibration_frames or (32 if args.quick else 64)
+    repeats = 2 if args.quick else 5
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-int8-"))
+
+    clips = sorted([*args.clips.glob("*.mp4"), *args.clips.glob("*.webm")])
+    frames, times, clip_names = decode_frames(clips)
+    is_eval = np.array([(t % 10.0) >= 5.0 for t in times])
+    evaluation = [f for f, e in zip(frames, is_eval, strict=True) if e]
+    real_pool = [f for f, e in zip(frames, is_eval, strict=True) if not e]
+    real_calibration = [real_pool[i] for i in np.linspace(0, len(real_pool) - 1, count).astype(int)]
+    generated = default_calibration_images(count)
+    per_clip = {c: sum(1 for n, e in zip(clip_names, is_eval, strict=True) if n == c and e) for c in set(clip_names)}
+    print(
+        f"{len(frames)} frames from {len(clips)} clips; evaluation {len(evaluation)} {per_clip}; "
+        f"calibration {count} real (disjoint times) or {count} generated"
+    )
+
+    settings = ModelSettings(threads=2, batch_size=8)
+    fp32_path = ensure_model(settings, data_dir)
+    fp32 = OnnxEmbedder(settings, fp32_path)
+    fp32_vectors = fp32.embed(evaluation)
+    print(f"\n{'variant':<26}{'quant s':>8}{'mean':>8}{'min':>8}{'p05':>8}{'top1':>7}{'top5':>7}{'ovl5':>7}{'tol5':>7}")
+    # Noise floor: fp32 itself on the same frames after an (invisible) JPEG q95 round trip.
+    jpeg = [
+        cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1], cv2.IMREAD_UNCHANGED)
+        for f in evaluation
+    ]
+    _row("fp32 on JPEG q95 (floor)", 0.0, agreement(fp32_vectors, fp32.embed(jpeg)))
+    results: dict[str, tuple[Path, dict[str, float]]] = {}
+    for name in names:
+        variant = VARIANTS[name]
+        path = data_dir / f"{name}.onnx"
+        start = time.perf_counter()
+        calibration = real_calibration if variant.calibration == "real" else generated
+        quantize_int8(fp32_path, path, calibration, settings, **variant.options)
+        quant_s = time.perf_counter() - start
+        stats = agreement(fp32_vectors, OnnxEmbedder(settings, path).embed(evaluation))
+        results[name] = (path, stats)
+        _row(name, quant_s, stats)
+    chosen = args.speed_variant or max(results, key=lambda n: results[n][1]["mean"])
+    print(f"\ntimed variant: {chosen}")
+    speed(fp32_path, results[chosen][0], evaluation, repeats)
+
+
+if __name__ == "__main__":
+    main()
