@@ -25,11 +25,12 @@ import numpy as np
 
 from video_ai.adapters.onnx_embedder import OnnxEmbedder, create_session
 from video_ai.model import ensure_model
-from video_ai.model.quantize import FP32_NODES, default_calibration_images, quantize_int8
+from video_ai.model.quantize import FP32_NODES_V1, default_calibration_images, quantize_int8
 from video_ai.settings import ModelSettings
 
 HEAD = ("_conv_head", "pool")
 BLOCK1 = ("_blocks.1._expand_conv", "_blocks.1._depthwise_conv", "_blocks.1._project_conv")
+FP32_NODES = FP32_NODES_V1  # the variants below are named relative to the first cut (stem + block 0)
 BLOCK2 = ("_blocks.2._expand_conv", "_blocks.2._depthwise_conv", "_blocks.2._project_conv", "_blocks.2.add")
 # Near-duplicate frames (a still shot, 3 frames a second) tie in fp32; their order is noise, so "tolerant" top-5
 # also accepts an int8 neighbour whose fp32 score is within TIE of fp32's 5th best.
@@ -45,8 +46,9 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "gen-minmax": Variant("generated"),
-    "real-minmax": Variant("real"),
+    "default": Variant("generated"),  # what ensure_model builds: quantize_int8's defaults, generated frames
+    "gen-minmax": Variant("generated", {"fp32_nodes": FP32_NODES}),
+    "real-minmax": Variant("real", {"fp32_nodes": FP32_NODES}),
     "gen-minmax-head": Variant("generated", {"fp32_nodes": FP32_NODES + HEAD}),
     "real-minmax-head": Variant("real", {"fp32_nodes": FP32_NODES + HEAD}),
     "gen-pct-head": Variant(
@@ -62,7 +64,7 @@ VARIANTS: dict[str, Variant] = {
     "real-minmax-head-b1": Variant("real", {"fp32_nodes": FP32_NODES + HEAD + BLOCK1}),
     "real-entropy-head": Variant("real", {"method": "entropy", "fp32_nodes": FP32_NODES + HEAD}),
 }
-QUICK_VARIANTS = ("gen-minmax", "real-minmax", "gen-minmax-head")
+QUICK_VARIANTS = ("default", "gen-minmax", "real-minmax-head-b1")
 
 
 def decode_frames(clips: list[Path], every: int = 10) -> tuple[list[np.ndarray], list[float], list[str]]:
@@ -132,45 +134,43 @@ def _ratio(rates: dict[str, list[float]], name: str, base: str) -> float:
     return statistics.median(a / b for a, b in zip(rates[name], rates[base], strict=True))
 
 
-def speed(fp32_path: Path, int8_path: Path, frames: list[np.ndarray], repeats: int) -> None:
+def speed(fp32_path: Path, int8_paths: dict[str, Path], frames: list[np.ndarray], repeats: int) -> None:
     """session.run and embed, int8 over fp32, for batch 8/32 and 1/2 threads (plus int8 at basic graph opts)."""
     import onnxruntime as ort
 
-    print(f"\nthroughput, median of {repeats} interleaved rounds (img/s; ratio int8/fp32 per round, median)")
-    print(
-        f"{'threads,batch':<14}{'fp32 run':>10}{'int8 run':>10}{'ratio':>7}{'fp32 emb':>10}{'int8 emb':>10}"
-        f"{'ratio':>7}{'int8 run basic-opt':>20}"
-    )
+    print(f"\nthroughput, median of {repeats} interleaved rounds (img/s; ratio = int8/fp32 per round, median)")
     for threads in (1, 2):
-        fp32_session = create_session(fp32_path, threads)
-        int8_session = create_session(int8_path, threads)
+        sessions = {"fp32": create_session(fp32_path, threads)}
+        sessions.update({name: create_session(path, threads) for name, path in int8_paths.items()})
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        basic = ort.InferenceSession(str(int8_path), sess_options=options, providers=["CPUExecutionProvider"])
+        first = next(iter(int8_paths))
+        basic = ort.InferenceSession(str(int8_paths[first]), sess_options=options, providers=["CPUExecutionProvider"])
         for batch in (8, 32):
             images = frames[:batch]
-            fp32 = OnnxEmbedder(ModelSettings(threads=threads, batch_size=batch), fp32_path, fp32_session)
-            int8 = OnnxEmbedder(ModelSettings(threads=threads, batch_size=batch), int8_path, int8_session)
-            tensor = fp32.preprocess(images)
-            fns: dict[str, Callable[[], object]] = {
-                "fp32 run": lambda s=fp32_session, x=tensor: s.run(["embedding"], {"input": x}),  # type: ignore[misc]
-                "int8 run": lambda s=int8_session, x=tensor: s.run(["embedding"], {"input": x}),  # type: ignore[misc]
-                "fp32 embed": lambda e=fp32, x=images: e.embed(x),  # type: ignore[misc]
-                "int8 embed": lambda e=int8, x=images: e.embed(x),  # type: ignore[misc]
-                "basic run": lambda s=basic, x=tensor: s.run(["embedding"], {"input": x}),  # type: ignore[misc]
-            }
+            settings = ModelSettings(threads=threads, batch_size=batch)
+            embedders = {name: OnnxEmbedder(settings, fp32_path, session) for name, session in sessions.items()}
+            tensor = embedders["fp32"].preprocess(images)
+            fns: dict[str, Callable[[], object]] = {}
+            for name, session in sessions.items():
+                fns[f"{name} run"] = lambda s=session, x=tensor: s.run(["embedding"], {"input": x})  # type: ignore[misc]
+                fns[f"{name} embed"] = lambda e=embedders[name], x=images: e.embed(x)  # type: ignore[misc]
+            fns["basic run"] = lambda s=basic, x=tensor: s.run(["embedding"], {"input": x})  # type: ignore[misc]
             r = _rates(fns, batch, repeats)
             med = {k: statistics.median(v) for k, v in r.items()}
-            print(
-                f"{f'{threads}, {batch}':<14}{med['fp32 run']:>10.1f}{med['int8 run']:>10.1f}"
-                f"{_ratio(r, 'int8 run', 'fp32 run'):>7.2f}{med['fp32 embed']:>10.1f}{med['int8 embed']:>10.1f}"
-                f"{_ratio(r, 'int8 embed', 'fp32 embed'):>7.2f}"
-                f"{med['basic run']:>11.1f} ({_ratio(r, 'basic run', 'fp32 run'):.2f})",
-                flush=True,
+            line = (
+                f"threads {threads}, batch {batch:>2}: fp32 run {med['fp32 run']:6.1f} embed {med['fp32 embed']:6.1f}"
             )
+            for name in int8_paths:
+                line += (
+                    f" | {name}: run {med[f'{name} run']:6.1f} ({_ratio(r, f'{name} run', 'fp32 run'):.2f})"
+                    f" embed {med[f'{name} embed']:6.1f} ({_ratio(r, f'{name} embed', 'fp32 embed'):.2f})"
+                )
+            line += f" | {first} basic-opt run ({_ratio(r, 'basic run', 'fp32 run'):.2f})"
+            print(line, flush=True)
 
 
 def _row(name: str, seconds: float, stats: dict[str, float]) -> None:
@@ -186,7 +186,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 variants, 32 calibration frames, 2 rounds (<60 s)")
     parser.add_argument("--clips", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "clips")
     parser.add_argument("--variants", default=None, help=f"comma-separated, from: {', '.join(VARIANTS)}")
-    parser.add_argument("--speed-variant", default=None, help="variant timed (default: best mean cosine)")
+    parser.add_argument(
+        "--speed-variant", default=None, help="comma-separated variants timed (default: best mean cosine)"
+    )
     parser.add_argument("--calibration-frames", type=int, default=None, help="default 64 (--quick: 32)")
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args()
@@ -214,12 +216,12 @@ def main() -> None:
     fp32_vectors = fp32.embed(evaluation)
     print(f"\n{'variant':<26}{'quant s':>8}{'mean':>8}{'min':>8}{'p05':>8}{'top1':>7}{'top5':>7}{'ovl5':>7}{'tol5':>7}")
     # Noise floor: fp32 itself on the same frames after an (invisible) JPEG q95 round trip.
-    jpeg = [
-        cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1], cv2.IMREAD_UNCHANGED)
+    jpeg: list[np.ndarray] = [
+        np.asarray(cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1], cv2.IMREAD_UNCHANGED))
         for f in evaluation
     ]
     _row("fp32 on JPEG q95 (floor)", 0.0, agreement(fp32_vectors, fp32.embed(jpeg)))
-    results: dict[str, tuple[Path, dict[str, float]]] = {}
+    results: dict[str, tuple[Path, dict[str, float], np.ndarray]] = {}
     for name in names:
         variant = VARIANTS[name]
         path = data_dir / f"{name}.onnx"
@@ -227,12 +229,19 @@ def main() -> None:
         calibration = real_calibration if variant.calibration == "real" else generated
         quantize_int8(fp32_path, path, calibration, settings, **variant.options)
         quant_s = time.perf_counter() - start
-        stats = agreement(fp32_vectors, OnnxEmbedder(settings, path).embed(evaluation))
-        results[name] = (path, stats)
+        vectors = OnnxEmbedder(settings, path).embed(evaluation)
+        stats = agreement(fp32_vectors, vectors)
+        results[name] = (path, stats, vectors)
         _row(name, quant_s, stats)
-    chosen = args.speed_variant or max(results, key=lambda n: results[n][1]["mean"])
-    print(f"\ntimed variant: {chosen}")
-    speed(fp32_path, results[chosen][0], evaluation, repeats)
+    timed = args.speed_variant.split(",") if args.speed_variant else [max(results, key=lambda n: results[n][1]["mean"])]
+    chosen = timed[0]
+    print(f"\ntimed variant: {chosen}; its search agreement with each clip's evaluation frames as the only index:")
+    eval_clips = np.array([n for n, e in zip(clip_names, is_eval, strict=True) if e])
+    for clip in sorted(set(eval_clips.tolist())):
+        rows = eval_clips == clip
+        if rows.sum() > 5:
+            _row(clip[:26], 0.0, agreement(fp32_vectors[rows], results[chosen][2][rows]))
+    speed(fp32_path, {name: results[name][0] for name in timed}, evaluation, repeats)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,18 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_BATCH = 8
 # Built-in model nodes left in fp32 (see the module docstring); names absent from another model are ignored.
-FP32_NODES: tuple[str, ...] = ("_conv_stem", "_blocks.0._depthwise_conv", "_blocks.0._project_conv")
+# Measured on real frames (benchmarks/bench_int8.py, BENCHMARKS.md "int8"): stem + block 0 only -> mean cosine
+# 0.977; adding block 1 and the head (last conv + pooling, whose int8 output would be the embedding itself on a
+# 256-level grid) -> 0.984.
+FP32_NODES_V1: tuple[str, ...] = ("_conv_stem", "_blocks.0._depthwise_conv", "_blocks.0._project_conv")
+FP32_NODES: tuple[str, ...] = (
+    *FP32_NODES_V1,
+    "_blocks.1._expand_conv",
+    "_blocks.1._depthwise_conv",
+    "_blocks.1._project_conv",
+    "_conv_head",
+    "pool",
+)
 _METHODS = {
     "minmax": CalibrationMethod.MinMax,
     "percentile": CalibrationMethod.Percentile,
@@ -126,5 +137,3 @@ def default_calibration_images(count: int = DEFAULT_CALIBRATION_FRAMES, seed: in
     with tempfile.TemporaryDirectory(prefix="video-ai-calib-") as tmp:
         clip = samples.make_clip(Path(tmp) / "calibration.mp4", shots=shots, size=(320, 240), seed=seed)
         return frames_from_clip(clip.path, count)
-
-
