@@ -11,7 +11,12 @@ echo "== cfn-lint"
 .venv/bin/cfn-lint template.yaml
 echo "== promtool"
 # `promtool check metrics` runs in the tests; Debian's prometheus package carries it (installed once, as root).
-bash scripts/promtool-check.sh --install
+# Required in CI; on a laptop without root or apt the promtool checks are skipped (the tests say so).
+if [ "${CI:-}" = "true" ]; then
+  bash scripts/promtool-check.sh --install
+else
+  bash scripts/promtool-check.sh --install || echo "promtool unavailable here: its checks will be skipped"
+fi
 echo "== pytest"
 # pytest exits 5 when it collected no test: that is a failure here, and `set -e` makes it one.
 .venv/bin/python -m pytest -q "$@"
