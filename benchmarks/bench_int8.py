@@ -60,11 +60,12 @@ VARIANTS: dict[str, Variant] = {
     "gen-minmax-head-qop": Variant("generated", {"fp32_nodes": FP32_NODES + HEAD, "quant_format": "qoperator"}),
     "gen-minmax-all": Variant("generated", {"fp32_nodes": ()}),
     "gen-minmax-head-b1": Variant("generated", {"fp32_nodes": FP32_NODES + HEAD + BLOCK1}),
+    "gen-minmax-b1": Variant("generated", {"fp32_nodes": FP32_NODES + BLOCK1}),
     "gen-minmax-head-b12": Variant("generated", {"fp32_nodes": FP32_NODES + HEAD + BLOCK1 + BLOCK2}),
     "real-minmax-head-b1": Variant("real", {"fp32_nodes": FP32_NODES + HEAD + BLOCK1}),
     "real-entropy-head": Variant("real", {"method": "entropy", "fp32_nodes": FP32_NODES + HEAD}),
 }
-QUICK_VARIANTS = ("default", "gen-minmax", "real-minmax-head-b1")
+QUICK_VARIANTS = ("default", "gen-minmax")
 
 
 def decode_frames(clips: list[Path], every: int = 10) -> tuple[list[np.ndarray], list[float], list[str]]:
@@ -183,7 +184,7 @@ def _row(name: str, seconds: float, stats: dict[str, float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 variants, 32 calibration frames, 2 rounds (<60 s)")
+    parser.add_argument("--quick", action="store_true", help="2 variants, 32 calibration frames, 2 rounds (<60 s)")
     parser.add_argument("--clips", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "clips")
     parser.add_argument("--variants", default=None, help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument(

@@ -91,9 +91,10 @@ def test_int8_stays_close_to_fp32(model_path: Path, int8_path: Path) -> None:
     int8 = OnnxEmbedder(ModelSettings(threads=2, precision="int8"), int8_path)
     photos = _variants(_load("chelsea_224.png")) + _variants(_load("coffee_300x200.jpg"))
     cos = (fp32.embed(photos) * int8.embed(photos)).sum(axis=1)
-    assert cos.mean() >= 0.98 and cos.min() >= 0.95, cos  # measured: mean 0.991, min 0.986
-    # Frames of a clip the calibration never saw (other seed). Synthetic patterns are far from ImageNet and
-    # quantise worse than photos (measured: mean 0.970, min 0.913), hence the looser bar.
+    assert cos.mean() >= 0.98 and cos.min() >= 0.95, cos  # measured: mean 0.991, min 0.987
+    # Frames of a generated clip the calibration never saw (other seed). Synthetic patterns are far from ImageNet and
+    # quantise worse than photos or real video frames (measured: mean 0.968, min 0.903; real frames in
+    # benchmarks/bench_int8.py: mean 0.983, min 0.958), hence the looser bar.
     frames = default_calibration_images(24, seed=5)
     cos = (fp32.embed(frames) * int8.embed(frames)).sum(axis=1)
     assert cos.mean() >= 0.95 and cos.min() >= 0.88, cos
@@ -101,3 +102,29 @@ def test_int8_stays_close_to_fp32(model_path: Path, int8_path: Path) -> None:
     int8_top3 = np.argsort(-int8.logits(photos[:1])[0])[:3].tolist()
     assert int(fp32.logits(photos[:1])[0].argmax()) in int8_top3
     assert int8_top3[0] in range(281, 286)
+
+
+@pytest.mark.slow
+def test_int8_search_finds_the_fp32_neighbours(model_path: Path, int8_path: Path) -> None:
+    from video_ai.model.quantize import default_calibration_images
+
+    fp32 = OnnxEmbedder(ModelSettings(threads=2), model_path)
+    int8 = OnnxEmbedder(ModelSettings(threads=2, precision="int8"), int8_path)
+    # An index of photo crops and frames of a generated clip the calibration never saw (other seed)
+    images = _variants(_load("chelsea_224.png")) + _variants(_load("coffee_300x200.jpg"))
+    images += default_calibration_images(24, seed=5)
+    ref, test = fp32.embed(images), int8.embed(images)
+    sims = ref @ ref.T
+    np.fill_diagonal(sims, -np.inf)
+    test_sims = test @ test.T
+    np.fill_diagonal(test_sims, -np.inf)
+    ref5 = np.argsort(-sims, axis=1)[:, :5]
+    test5 = np.argsort(-test_sims, axis=1)[:, :5]
+    # Near-duplicate frames tie in fp32 and their order is noise: an int8 neighbour counts when its fp32 score is
+    # within 0.005 of fp32's 5th best (the rule benchmarks/bench_int8.py reports as "tol5").
+    fifth = np.take_along_axis(sims, ref5[:, 4:5], axis=1)
+    tolerant = (np.take_along_axis(sims, test5, axis=1) >= fifth - 0.005).all(axis=1)
+    top1 = np.take_along_axis(sims, test5[:, :1], axis=1)[:, 0] >= sims.max(axis=1) - 0.005
+    # measured: top-1 1.00, tolerant top-5 0.84 (strict set equality 0.56: ties); quantising every layer drops
+    # tolerant top-5 to ~0.6 on real frames
+    assert top1.mean() >= 0.9 and tolerant.mean() >= 0.75, (top1.mean(), tolerant.mean())
