@@ -135,7 +135,9 @@ def _ratio(rates: dict[str, list[float]], name: str, base: str) -> float:
     return statistics.median(a / b for a, b in zip(rates[name], rates[base], strict=True))
 
 
-def speed(fp32_path: Path, int8_paths: dict[str, Path], frames: list[np.ndarray], repeats: int) -> None:
+def speed(
+    fp32_path: Path, int8_paths: dict[str, Path], frames: list[np.ndarray], repeats: int, *, basic_opt: bool = True
+) -> None:
     """session.run and embed, int8 over fp32, for batch 8/32 and 1/2 threads (plus int8 at basic graph opts)."""
     import onnxruntime as ort
 
@@ -159,7 +161,8 @@ def speed(fp32_path: Path, int8_paths: dict[str, Path], frames: list[np.ndarray]
             for name, session in sessions.items():
                 fns[f"{name} run"] = lambda s=session, x=tensor: s.run(["embedding"], {"input": x})  # type: ignore[misc]
                 fns[f"{name} embed"] = lambda e=embedders[name], x=images: e.embed(x)  # type: ignore[misc]
-            fns["basic run"] = lambda s=basic, x=tensor: s.run(["embedding"], {"input": x})  # type: ignore[misc]
+            if basic_opt:
+                fns["basic run"] = lambda s=basic, x=tensor: s.run(["embedding"], {"input": x})  # type: ignore[misc]
             r = _rates(fns, batch, repeats)
             med = {k: statistics.median(v) for k, v in r.items()}
             line = (
@@ -170,7 +173,8 @@ def speed(fp32_path: Path, int8_paths: dict[str, Path], frames: list[np.ndarray]
                     f" | {name}: run {med[f'{name} run']:6.1f} ({_ratio(r, f'{name} run', 'fp32 run'):.2f})"
                     f" embed {med[f'{name} embed']:6.1f} ({_ratio(r, f'{name} embed', 'fp32 embed'):.2f})"
                 )
-            line += f" | {first} basic-opt run ({_ratio(r, 'basic run', 'fp32 run'):.2f})"
+            if basic_opt:
+                line += f" | {first} basic-opt run ({_ratio(r, 'basic run', 'fp32 run'):.2f})"
             print(line, flush=True)
 
 
@@ -242,7 +246,7 @@ def main() -> None:
         rows = eval_clips == clip
         if rows.sum() > 5:
             _row(clip[:26], 0.0, agreement(fp32_vectors[rows], results[chosen][2][rows]))
-    speed(fp32_path, {name: results[name][0] for name in timed}, evaluation, repeats)
+    speed(fp32_path, {name: results[name][0] for name in timed}, evaluation, repeats, basic_opt=not args.quick)
 
 
 if __name__ == "__main__":

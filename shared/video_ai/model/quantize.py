@@ -1,8 +1,10 @@
 """Static per-channel int8 (QDQ) quantisation of an fp32 image model, calibrated on frames.
 
 Dynamic int8 is slower and less accurate for convolutions here, so only static QDQ is offered. Quantising every
-layer of EfficientNet-Lite0 gave cosine ~0.93 to fp32 on photos; keeping the stem and the first block in fp32
-(the 112x112 layers, where quantisation error enters and is then carried by every later layer) gave ~0.99.
+layer of EfficientNet-Lite0 gave cosine ~0.93 to fp32 on photos (0.86 on real video frames); keeping the stem and
+blocks 0-1 in fp32 (the layers fed 112x112 maps, where quantisation error enters and is then carried by every later
+layer) gives ~0.99 on photos and 0.983 on real frames. Calibration data is generated frames (no shipped or downloaded
+data): on real frames they calibrate as well as real frames of other scenes do (BENCHMARKS.md "int8").
 """
 
 from __future__ import annotations
