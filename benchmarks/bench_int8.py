@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from bench_embed import _rates  # run as `python benchmarks/bench_int8.py`: benchmarks/ is on sys.path
 from video_ai.adapters.onnx_embedder import OnnxEmbedder, create_session
 from video_ai.model import ensure_model
 from video_ai.model.quantize import FP32_NODES_V1, default_calibration_images, quantize_int8
@@ -117,18 +118,6 @@ def agreement(ref: np.ndarray, test: np.ndarray) -> dict[str, float]:
         "overlap5": float(np.mean(overlap)),
         "tol5": float(np.mean(tolerant)),
     }
-
-
-def _rates(fns: dict[str, Callable[[], object]], images: int, repeats: int) -> dict[str, list[float]]:
-    for fn in fns.values():
-        fn()
-    rates: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            rates[name].append(images / (time.perf_counter() - start))
-    return rates
 
 
 def _ratio(rates: dict[str, list[float]], name: str, base: str) -> float:

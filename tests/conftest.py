@@ -21,6 +21,20 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VideoAI")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "video-ai-tests")
 
 
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server on loopback (an ephemeral port) for the module's tests."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The real EfficientNet-Lite0 ONNX model, built once per test session from the packaged weights."""

@@ -15,7 +15,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from moto.server import ThreadedMotoServer
 
 from video_ai.adapters.aws import AwsClients
 from video_ai.adapters.dynamodb_jobs import DynamoDBJobRepository
@@ -31,23 +30,12 @@ ROOT = Path(__file__).resolve().parents[2]
 TABLE = "video-ai-jobs-table-it"  # the template's default name for JobsTable at stage "it"
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def clients(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClients]:
+def clients(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClients]:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    yield AwsClients(REGION, endpoint_url=endpoint, session=session)
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    yield AwsClients(REGION, endpoint_url=moto_endpoint, session=session)
+    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
 

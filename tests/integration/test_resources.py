@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from video_ai.local.resources import LocalResources, create_resources, load_template
 
@@ -20,34 +18,23 @@ TEMPLATE = ROOT / "template.yaml"
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def session() -> boto3.session.Session:
     return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
 
 
 @pytest.fixture(scope="module")
-def resources(session: boto3.session.Session, endpoint: str) -> LocalResources:
-    return create_resources(session, TEMPLATE, stage="test", endpoint_url=endpoint)
+def resources(session: boto3.session.Session, moto_endpoint: str) -> LocalResources:
+    return create_resources(session, TEMPLATE, stage="test", endpoint_url=moto_endpoint)
 
 
 @pytest.fixture(scope="module")
-def sqs(session: boto3.session.Session, endpoint: str) -> Any:
-    return session.client("sqs", endpoint_url=endpoint)
+def sqs(session: boto3.session.Session, moto_endpoint: str) -> Any:
+    return session.client("sqs", endpoint_url=moto_endpoint)
 
 
 @pytest.fixture(scope="module")
-def s3(session: boto3.session.Session, endpoint: str) -> Any:
-    return session.client("s3", endpoint_url=endpoint)
+def s3(session: boto3.session.Session, moto_endpoint: str) -> Any:
+    return session.client("s3", endpoint_url=moto_endpoint)
 
 
 def _template_properties(logical_id: str) -> dict[str, Any]:
@@ -90,9 +77,9 @@ def test_names_follow_the_stage(resources: LocalResources) -> None:
 
 
 def test_table_has_the_templates_keys_indexes_and_ttl(
-    resources: LocalResources, session: boto3.session.Session, endpoint: str
+    resources: LocalResources, session: boto3.session.Session, moto_endpoint: str
 ) -> None:
-    ddb = session.client("dynamodb", endpoint_url=endpoint)
+    ddb = session.client("dynamodb", endpoint_url=moto_endpoint)
     table = ddb.describe_table(TableName=resources.table_name)["Table"]
     props = _template_properties("JobsTable")
     assert table["KeySchema"] == props["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
@@ -166,9 +153,9 @@ def test_a_job_message_moves_to_the_dlq_after_three_receives(resources: LocalRes
 
 
 def test_the_job_finished_topic_delivers_to_an_sqs_subscriber(
-    resources: LocalResources, sqs: Any, session: boto3.session.Session, endpoint: str
+    resources: LocalResources, sqs: Any, session: boto3.session.Session, moto_endpoint: str
 ) -> None:
-    sns = session.client("sns", endpoint_url=endpoint)
+    sns = session.client("sns", endpoint_url=moto_endpoint)
     probe_url = sqs.create_queue(QueueName="job-finished-probe")["QueueUrl"]
     probe_arn = sqs.get_queue_attributes(QueueUrl=probe_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=resources.topic_arn, Protocol="sqs", Endpoint=probe_arn)
@@ -182,6 +169,6 @@ def test_the_job_finished_topic_delivers_to_an_sqs_subscriber(
 
 
 def test_creating_again_finds_the_same_resources(
-    resources: LocalResources, session: boto3.session.Session, endpoint: str
+    resources: LocalResources, session: boto3.session.Session, moto_endpoint: str
 ) -> None:
-    assert create_resources(session, TEMPLATE, stage="test", endpoint_url=endpoint) == resources
+    assert create_resources(session, TEMPLATE, stage="test", endpoint_url=moto_endpoint) == resources
