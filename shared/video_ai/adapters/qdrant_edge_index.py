@@ -6,7 +6,6 @@ import array
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
+from video_ai.adapters.qdrant_common import as_list, plain, valid_uuid
 from video_ai.domain.errors import IndexUnavailable
 from video_ai.domain.models import FramePoint, ModelInfo, ScoredPoint, SearchFilter, collection_name
 
@@ -120,33 +120,12 @@ def _filter(flt: SearchFilter, after_frame: int | None = None) -> Filter | None:
     return Filter(must=must) if must else None
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars would not serialise into the payload store."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _as_list(vector: np.ndarray, dim: int) -> list[float]:
-    flat = np.asarray(vector, dtype=np.float32).reshape(-1)
-    if flat.shape[0] != dim:
-        raise ValueError(f"vector has {flat.shape[0]} dimensions, the collection expects {dim}")
-    values: list[float] = flat.tolist()
-    return values
-
-
 def _as_floats(vector: np.ndarray, dim: int) -> Any:
     """A float32 array.array: the binding reads it ~2.5x faster than `tolist()` + list (no list of floats built)."""
     flat = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
     if flat.shape[0] != dim:
         raise ValueError(f"vector has {flat.shape[0]} dimensions, the collection expects {dim}")
     return array.array("f", flat.tobytes())
-
-
-def _valid_uuid(point_id: str) -> bool:
-    try:
-        uuid.UUID(point_id)
-    except ValueError:
-        return False
-    return True
 
 
 class QdrantEdgeIndex:
@@ -239,7 +218,7 @@ class QdrantEdgeIndex:
         dim = model.dim
         chunks = [
             [
-                Point(p.id, _as_floats(p.vector, dim), {k: _plain(v) for k, v in p.payload.items()})
+                Point(p.id, _as_floats(p.vector, dim), {k: plain(v) for k, v in p.payload.items()})
                 for p in points[start : start + UPSERT_CHUNK]
             ]
             for start in range(0, len(points), UPSERT_CHUNK)
@@ -294,7 +273,7 @@ class QdrantEdgeIndex:
     def search(self, model: ModelInfo, vector: np.ndarray, limit: int, flt: SearchFilter) -> list[ScoredPoint]:
         if limit <= 0:
             return []
-        query = Query.Nearest(_as_list(vector, model.dim))
+        query = Query.Nearest(as_list(vector, model.dim))
         # One job's frames: the payload index finds them and an exact scan of a few thousand vectors is sub-ms.
         params = self._exact_params if flt.job_id is not None else self._params
         request = QueryRequest(limit=limit, query=query, filter=_filter(flt), with_payload=True, params=params)
@@ -305,7 +284,7 @@ class QdrantEdgeIndex:
         return [ScoredPoint(id=str(h.id), score=float(h.score), payload=dict(h.payload or {})) for h in hits]
 
     def get_vector(self, model: ModelInfo, point_id: str) -> np.ndarray | None:
-        if not _valid_uuid(point_id):
+        if not valid_uuid(point_id):
             return None
         with self._locked(model, create=False) as handle:
             if handle is None:
@@ -340,11 +319,11 @@ class QdrantEdgeIndex:
             if handle is None:
                 return
             for start in range(0, len(updates), UPSERT_CHUNK):
-                chunk = [(pid, keys) for pid, keys in updates[start : start + UPSERT_CHUNK] if _valid_uuid(pid)]
+                chunk = [(pid, keys) for pid, keys in updates[start : start + UPSERT_CHUNK] if valid_uuid(pid)]
                 present = {str(r.id) for r in handle.shard.retrieve([pid for pid, _ in chunk], False, False)}
                 for pid, keys in chunk:
                     if pid in present:
-                        handle.shard.update(UpdateOperation.set_payload([pid], {k: _plain(v) for k, v in keys.items()}))
+                        handle.shard.update(UpdateOperation.set_payload([pid], {k: plain(v) for k, v in keys.items()}))
             self._flush_if_due(handle)
 
     def list_frames(

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from video_ai.adapters.qdrant_common import as_list, plain, valid_uuid
 from video_ai.domain.errors import IndexUnavailable
 from video_ai.domain.models import FramePoint, ModelInfo, ScoredPoint, SearchFilter, collection_name
 
@@ -76,26 +76,6 @@ def _filter(flt: SearchFilter, after_frame: int | None = None) -> qm.Filter | No
         must.append(m.FieldCondition(key="frame_number", range=m.Range(gt=after_frame)))
     result: qm.Filter | None = m.Filter(must=must) if must else None
     return result
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _as_list(vector: np.ndarray, dim: int) -> list[float]:
-    flat = np.asarray(vector, dtype=np.float32).reshape(-1)
-    if flat.shape[0] != dim:
-        raise ValueError(f"vector has {flat.shape[0]} dimensions, the collection expects {dim}")
-    values: list[float] = flat.tolist()
-    return values
-
-
-def _valid_uuid(point_id: str) -> bool:
-    try:
-        uuid.UUID(point_id)
-    except ValueError:
-        return False
-    return True
 
 
 class QdrantServerIndex:
@@ -177,7 +157,7 @@ class QdrantServerIndex:
         for start in range(0, len(points), UPSERT_CHUNK):
             chunk = [
                 m.PointStruct(
-                    id=p.id, vector=_as_list(p.vector, model.dim), payload={k: _plain(v) for k, v in p.payload.items()}
+                    id=p.id, vector=as_list(p.vector, model.dim), payload={k: plain(v) for k, v in p.payload.items()}
                 )
                 for p in points[start : start + UPSERT_CHUNK]
             ]
@@ -203,7 +183,7 @@ class QdrantServerIndex:
     def search(self, model: ModelInfo, vector: np.ndarray, limit: int, flt: SearchFilter) -> list[ScoredPoint]:
         if limit <= 0:
             return []
-        query = _as_list(vector, model.dim)
+        query = as_list(vector, model.dim)
         query_filter = _filter(flt)
 
         def run(name: str) -> list[ScoredPoint]:
@@ -216,7 +196,7 @@ class QdrantServerIndex:
         return self._read(model, run, [])
 
     def get_vector(self, model: ModelInfo, point_id: str) -> np.ndarray | None:
-        if not _valid_uuid(point_id):
+        if not valid_uuid(point_id):
             return None
 
         def run(name: str) -> np.ndarray | None:
@@ -248,12 +228,12 @@ class QdrantServerIndex:
 
         def run(name: str) -> None:
             for start in range(0, len(updates), UPSERT_CHUNK):
-                chunk = [(pid, keys) for pid, keys in updates[start : start + UPSERT_CHUNK] if _valid_uuid(pid)]
+                chunk = [(pid, keys) for pid, keys in updates[start : start + UPSERT_CHUNK] if valid_uuid(pid)]
                 found = self._client.retrieve(name, [pid for pid, _ in chunk], with_payload=False, with_vectors=False)
                 present = {str(r.id) for r in found}
                 operations = [
                     m.SetPayloadOperation(
-                        set_payload=m.SetPayload(payload={k: _plain(v) for k, v in keys.items()}, points=[pid])
+                        set_payload=m.SetPayload(payload={k: plain(v) for k, v in keys.items()}, points=[pid])
                     )
                     for pid, keys in chunk
                     if pid in present
