@@ -17,6 +17,7 @@ import pytest
 import trustme
 
 from tests.fixtures.hostile_urls import HOSTILE_URLS, FakeResolver
+from tests.loopback import running
 from video_ai.adapters.http_fetch import HttpVideoFetcher
 from video_ai.domain.errors import FetchFailed, ForbiddenAddress, InvalidRequest, SourceTooLarge, VideoNotFound
 from video_ai.domain.models import S3Location, Source
@@ -86,21 +87,9 @@ class Server(ThreadingHTTPServer):
         return int(self.server_address[1])
 
 
-def _serve(server: Server) -> Iterator[Server]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 @pytest.fixture
 def server() -> Iterator[Server]:
-    yield from _serve(Server())
+    yield from running(Server())
 
 
 def _fetcher(server: Server, **kw: Any) -> HttpVideoFetcher:
@@ -257,7 +246,7 @@ def test_https_is_pinned_with_sni_and_verified_for_the_original_name(
     ca.issue_cert(cert_name).configure_cert(server_ctx)
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    for srv in _serve(Server(tls=server_ctx)):
+    for srv in running(Server(tls=server_ctx)):
         fetcher = _fetcher(srv, network=NetworkSettings(), ssl_context=client_ctx)
         url = f"https://safe.test:{srv.port}/video.mp4"
         if ok:

@@ -16,6 +16,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from tests.fixtures.hostile_urls import FakeResolver
+from tests.loopback import running
 from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.adapters.webhook_sender import WebhookSender, generate_secret, parse_retry_after, sign
 from video_ai.domain.errors import ConfigError, ForbiddenAddress
@@ -65,16 +66,7 @@ class ReceiverHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    yield from running(Receiver())
 
 
 @pytest.fixture(scope="module")
