@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from video_ai.domain.errors import InvalidRequest, VideoAIError
-from video_ai.domain.models import Job, Source
+from video_ai.domain.models import Job, Sampling, Source
 from video_ai.runtime import JobMessage, Runtime, parse_job_message
 
 logger = logging.getLogger(__name__)
@@ -105,8 +105,6 @@ def ingest_record(body: str, runtime: Runtime) -> list[Job]:
     jobs: list[Job] = []
     deps = runtime.submit_deps()
     defaults = runtime.settings.sampling
-    from video_ai.domain.models import Sampling
-
     for location in locations:
         # The same object (and version) always maps to the same job: S3 and SQS may both deliver twice.
         identity = f"s3://{location.bucket}/{location.key}#{location.version or ''}"
