@@ -69,6 +69,11 @@ class SamplingSettings(_Section):
     max_frames: int | None = Field(default=None, ge=1, le=100_000)
     shot_threshold: float = Field(default=27.0, gt=0, description="PySceneDetect ContentDetector threshold")
     min_shot_s: float = Field(default=0.5, ge=0, description="Shortest shot; cuts closer than this are merged")
+    shot_stride: int = Field(
+        default=4, ge=1, le=64,
+        description="The shot detector scores every Nth decoded frame and examines the frames between only where a "
+        "cut may be (same cuts, ~N times cheaper); 1 = score every frame",
+    )
 
 
 class ModelSettings(_Section):

@@ -103,6 +103,20 @@ def test_every_cut_is_found(cfr_clip: ClipInfo, mode: str) -> None:
             assert f.shot == true_shot or (f.shot == true_shot - 1 and f.pts_s - cfr_clip.shot_starts[true_shot] < 1)
 
 
+@pytest.mark.parametrize("mode", ["fps", "shots"])
+def test_coarse_to_fine_detection_gives_the_same_shots_and_frames_as_scoring_every_frame(
+    cfr_clip: ClipInfo, vfr_clip: ClipInfo, mode: str
+) -> None:
+    for clip in (cfr_clip, vfr_clip):
+        sampling = Sampling(mode=mode, fps=2.0)  # type: ignore[arg-type]
+        every, full = _read(clip, sampling, PyAVFrameSource(SamplingSettings(shot_stride=1)))
+        strided, coarse = _read(clip, sampling, PyAVFrameSource(SamplingSettings(shot_stride=4)))
+        assert coarse.shots == full.shots and len(full.shots) > 1
+        assert [(f.frame_number, f.shot) for f in strided] == [(f.frame_number, f.shot) for f in every]
+        assert full.frames_scored == full.frames_decoded
+        assert coarse.frames_scored < full.frames_decoded / 2
+
+
 def test_a_clip_without_cuts_has_one_shot_covering_it(long_gop_clip: ClipInfo, clip_dir: Path) -> None:
     clip = samples.make_clip(clip_dir / "oneshot.mp4", duration_s=2.0, fps=25.0, size=(160, 120))
     frames, reader = _read(clip, Sampling(mode="shots"))

@@ -15,14 +15,16 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
 * frame_number. The 0-based ordinal of the frame in presentation order among all frames of the stream, skipped ones
   included: every demuxed packet's pts is counted, so it is the true ordinal and the same on every run. Files whose
   packets carry no pts fall back to counting decoded frames (and are decoded without skipping).
-* Shots. PySceneDetect's ContentDetector (SUPPRESS mode, so a cut is reported on the frame where it happens;
-  `min_shot_s` from settings) is fed a 160 px wide box-averaged copy of every decoded frame (built from the YUV
-  planes with OpenCV: swscale to 160 px cost more than the decode; point sampling aliased fine textures into
-  false cuts). In `fps` mode that is every reference frame (NONREF-skipped frames
+* Shots. PySceneDetect's ContentDetector score and SUPPRESS rule (so a cut is reported on the frame where it happens;
+  `min_shot_s` from settings), checked coarse to fine by `shot_cuts.CutDetector`: every `shot_stride`-th decoded frame
+  is scored against the previous checkpoint and the frames between are scored only when that could hide a cut; frames
+  wait in that window until it is judged, so a sampled frame's shot is known. The detector sees a 160 px wide
+  box-averaged copy (built from the YUV planes with OpenCV: swscale to 160 px cost more than the decode; point
+  sampling aliased fine textures into false cuts). In `fps` mode that is every reference frame (NONREF-skipped frames
   are not seen; encoders put a keyframe at a cut, so a cut lands at most a few frames late); in `shots` mode every
-  frame is decoded; in `keyframes` mode only keyframes are seen, so shots are coarse. `shots` mode emits the FIRST
-  frame of each shot (the middle one would need the shot's end, i.e. holding frames or a second pass). Shot
-  `end_s` is exclusive (the next shot's start or the end of the video), `end_frame` is inclusive.
+  frame is decoded; in `keyframes` mode only keyframes are seen (each one scored), so shots are coarse. `shots` mode
+  emits the FIRST frame of each shot (the middle one would need the shot's end, i.e. holding frames or a second
+  pass). Shot `end_s` is exclusive (the next shot's start or the end of the video), `end_frame` is inclusive.
 * Geometry. `info.width/height` are the coded size; `info.rotation` is the clockwise angle (0/90/180/270) a player
   turns the picture (like the mp4 `rotate` tag), read from the display matrix. Sampled images are upright:
   `image_size=(w, h)` is the upright size; swscale scales and converts to RGB in one call, numpy rotates.
@@ -60,10 +62,8 @@ from typing import Any
 import av
 import cv2
 import numpy as np
-from scenedetect import ContentDetector, FrameTimecode
-from scenedetect.common import Timecode
-from scenedetect.detector import FlashFilter
 
+from video_ai.adapters.shot_cuts import CutDetector
 from video_ai.domain.errors import (
     CorruptMedia,
     DecodeTimeout,
@@ -259,10 +259,11 @@ class PyAVVideoReader:
         self._duration_known = duration_s > 0
         detector_w = min(DETECTOR_WIDTH, width or DETECTOR_WIDTH)
         self._detector_size = (max(2, detector_w // 2 * 2), max(2, round(height * detector_w / max(width, 1)) // 2 * 2))
-        self._detector = ContentDetector(
-            threshold=self.settings.shot_threshold,
-            min_scene_len=float(self.settings.min_shot_s),
-            filter_mode=FlashFilter.Mode.SUPPRESS,
+        self._cuts: CutDetector[av.VideoFrame] = CutDetector(
+            self.settings.shot_threshold,
+            Fraction(str(self.settings.min_shot_s)),
+            self._small_hsv,
+            stride=1 if self._mode == "keyframes" else self.settings.shot_stride,
         )
         self._first_ordinal = self._seek_to_segment() if self.start_s is not None else 0
         self._decoded = self._decode_all()
@@ -332,6 +333,11 @@ class PyAVVideoReader:
         return list(self._shots)
 
     @property
+    def frames_scored(self) -> int:
+        """How many decoded frames the shot detector made its small copy of (its cost; see `shot_stride`)."""
+        return self._cuts.frames_scored
+
+    @property
     def complete(self) -> bool:
         """True when the pass reached the end of the stream."""
         return self._complete
@@ -359,30 +365,19 @@ class PyAVVideoReader:
         emitted = 0
         last: _Decoded | None = None
         gaps: tuple[Fraction, Fraction] | None = None
+        frames = self._with_cuts()
         try:
-            while True:
-                item = self._first if self._first is not None else self._next_decoded()
-                self._first = None
-                if item is None:
-                    if self.start_s is None and self.end_s is None:
-                        self._check_short(last)
-                    self._complete = not self.truncated
-                    break
-                if self.end_s is not None and item.t >= self.end_s:
-                    self._complete = True  # the next segment owns this frame: shots end where it starts
-                    self._stop = (item.t, item.number)
-                    break
+            for item, cut in frames:
                 if self.start_s is not None and item.t < self.start_s:
                     # Decoded from the keyframe before the segment: the previous segment owns it, but the detector
-                    # sees it so that a cut right at start_s is found.
-                    self._feed_detector(item, False)
+                    # saw it so that a cut right at start_s is found.
                     continue
                 if last is not None and item.pred_t is not None and self._mode != "keyframes":
                     gap = item.t - item.pred_t
                     if gap > 0:
                         gaps = (min(gaps[0], gap), max(gaps[1], gap)) if gaps else (gap, gap)
                 # A segment's first frame continues a shot from an earlier segment unless the detector sees a cut.
-                new_shot = self._feed_detector(item, not shot_starts and self.start_s is None)
+                new_shot = cut or (not shot_starts and self.start_s is None)
                 if new_shot:
                     shot_starts.append((item.t, item.number))
                 last = item
@@ -392,8 +387,40 @@ class PyAVVideoReader:
                 emitted += 1
                 if max_frames is not None and emitted >= max_frames:
                     break
+            else:
+                if self._stop is not None:
+                    self._complete = True  # the next segment owns the frame at _stop: shots end where it starts
+                else:
+                    if self.start_s is None and self.end_s is None:
+                        self._check_short(last)
+                    self._complete = not self.truncated
         finally:
+            frames.close()
             self._finish(shot_starts, last, gaps)
+
+    def _with_cuts(self) -> Generator[tuple[_Decoded, bool], None, None]:
+        """The decoded frames up to the end (or `end_s`), each with whether the detector finds a cut on it.
+
+        Frames are held in windows of the detector's stride and released once the window is judged, so a frame's
+        shot is known when it is sampled.
+        """
+        window: list[_Decoded] = []
+        stride = self._cuts.stride
+        while True:
+            item = self._first if self._first is not None else self._next_decoded()
+            self._first = None
+            end = item is None
+            if item is not None and self.end_s is not None and item.t >= self.end_s:
+                self._stop = (item.t, item.number)
+                end = True
+            elif item is not None:
+                window.append(item)
+            if window and (end or len(window) >= stride):
+                flags = self._cuts.cuts([(w.t, w.frame) for w in window])
+                yield from zip(window, flags, strict=True)
+                window = []
+            if end:
+                return
 
     def _is_sample(self, item: _Decoded, new_shot: bool) -> bool:
         if self._mode == "keyframes":
@@ -402,16 +429,8 @@ class PyAVVideoReader:
             return new_shot
         return item.t >= 0 and grid_point_in(item.pred_t, item.t, self._fps_q)
 
-    def _feed_detector(self, item: _Decoded, first: bool) -> bool:
-        """Feed the shot detector; True when this frame starts a shot (the first frame always does)."""
-        small = self._small_bgr(item.frame)
-        ticks = max(0, int(item.t / self._time_base))
-        timecode = FrameTimecode(Timecode(ticks, self._time_base), fps=self._avg_fps)
-        cuts = self._detector.process_frame(timecode, small)
-        return first or bool(cuts)
-
-    def _small_bgr(self, frame: av.VideoFrame) -> np.ndarray:
-        """A ~160 px BGR copy for the detector: area-averaged YUV planes (several times cheaper than swscale)."""
+    def _small_hsv(self, frame: av.VideoFrame) -> np.ndarray:
+        """A ~160 px HSV copy for the detector: area-averaged YUV planes (several times cheaper than swscale)."""
         size = self._detector_size
         if frame.format.name in ("yuv420p", "yuvj420p"):
             h, w = frame.height, frame.width
@@ -422,8 +441,10 @@ class PyAVVideoReader:
             )
             # Area averaging matters: point sampling aliases fine textures into false cuts. Full-range YCrCb is
             # not the video's exact matrix; the detector only compares frames with each other.
-            return cv2.cvtColor(cv2.merge((y, v, u)), cv2.COLOR_YCrCb2BGR)
-        return frame.to_ndarray(width=size[0], height=size[1], format="bgr24", interpolation="AREA")
+            bgr = cv2.cvtColor(cv2.merge((y, v, u)), cv2.COLOR_YCrCb2BGR)
+        else:
+            bgr = frame.to_ndarray(width=size[0], height=size[1], format="bgr24", interpolation="AREA")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
 
     def _convert(self, item: _Decoded, index: int, shot: int) -> SampledFrame:
         frame = item.frame
