@@ -221,7 +221,7 @@ def main() -> int:
     parser.add_argument("--random-points", type=int, help="random worst case, HNSW (default 5,000; quick 0)")
     parser.add_argument("--queries", type=int, help="timed queries per case (default 200; quick 40)")
     parser.add_argument("--sigma", type=float, default=0.1, help="noise of the realistic mixes, x per-dim std")
-    parser.add_argument("--index-after", type=int, help="HNSW build step (default 20,000; quick 5,000)")
+    parser.add_argument("--index-after", type=int, help="HNSW build step (default: the settings' 5,000; quick 4,000)")
     parser.add_argument("--ef", type=int, default=HnswSettings().ef)
     parser.add_argument("--clips", type=Path, default=Path("/work/shared/clips"))
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "video-ai-bench")
@@ -233,7 +233,7 @@ def main() -> int:
     n_random = args.random_points if args.random_points is not None else (0 if args.quick else 5_000)
     n_queries = args.queries or (40 if args.quick else 200)
     n_recall = 20 if args.quick else 100
-    index_after = args.index_after or (4_000 if args.quick else 20_000)
+    index_after = args.index_after or (4_000 if args.quick else HnswSettings().index_after)
     skip = set(filter(None, args.skip.split(",")))
 
     began = time.perf_counter()

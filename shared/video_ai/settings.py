@@ -39,7 +39,9 @@ class QdrantSettings(_Section):
     # Embedded engine (backend: edge) search index; measured in BENCHMARKS.md "Vector store".
     exact_search: bool = Field(default=False, description="edge: always brute force, never build HNSW")
     index_after: int = Field(
-        default=20_000, ge=0, description="edge: build HNSW once this many points are not in a graph (0: never)"
+        default=5_000, ge=0,
+        description="edge: build HNSW once this many points are not in a graph (0: never). The points not yet in a "
+        "graph are scanned exactly by every search: 5,000 keeps that scan near 1-2 ms (BENCHMARKS.md)",
     )
     hnsw_m: int = Field(default=16, ge=4, le=128, description="edge: HNSW edges per node")
     hnsw_ef_construct: int = Field(default=100, ge=8, le=1000, description="edge: HNSW build candidates")

@@ -73,7 +73,7 @@ class _Shard:
 class HnswSettings:
     """When and how the adapter builds HNSW; `index_after=0` never builds it automatically (`optimize()` still does)."""
 
-    index_after: int = 20_000
+    index_after: int = 5_000
     m: int = 16
     ef_construct: int = 100
     ef: int = 64
