@@ -5,7 +5,7 @@
 Cold: a fresh interpreter importing the API handler module (which builds the app) vs a bare
 `import fastapi, mangum, boto3` baseline; best of N runs each, interleaved. Target: <= 1.2x the baseline.
 Warm: POST /analyze through the Mangum handler in-process against moto (in-process mock_aws); p50/p99.
-Target: p99 < 20 ms.
+Target: p99 < 20 ms. The jobs queue is drained between requests, outside the clock, as the worker drains it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "import fastapi, mangum, boto3"
@@ -53,6 +54,16 @@ def cold(code: str) -> float:
     return time.perf_counter() - started
 
 
+def drain(sqs: Any, queue_url: str) -> None:
+    """Receive and delete everything queued (bounded: at most 100 receives)."""
+    for _ in range(100):
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)])
+
+
 def warm(requests: int) -> tuple[list[float], list[float]]:
     os.environ.update(_env())
     import boto3
@@ -72,9 +83,11 @@ def warm(requests: int) -> tuple[list[float], list[float]]:
         event["body"] = json.dumps({"video_url": "https://93.184.216.34/v.mp4"})
         for _ in range(20):
             module.handler(event, lambda_context("api"))
+        sqs = boto3.client("sqs")
+        drain(sqs, sqs.get_queue_url(QueueName="jobs")["QueueUrl"])
         times = []
         floor = []
-        ddb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
+        ddb = boto3.client("dynamodb")
         queue_url = sqs.get_queue_url(QueueName="jobs")["QueueUrl"]
         for i in range(requests):
             started = time.perf_counter()
@@ -87,6 +100,10 @@ def warm(requests: int) -> tuple[list[float], list[float]]:
                          ConditionExpression="attribute_not_exists(job_id)")
             sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"job_id": f"floor-{i}"}))
             floor.append(time.perf_counter() - started)
+            # Outside the clock, the queue is drained as the worker drains it: moto's send_message walks every
+            # message in the queue (to compute the queue's attributes), so an undrained queue makes each send
+            # O(queued messages) (18 ms per send at ~1,000 messages), which real SQS is not.
+            drain(sqs, queue_url)
     return times, floor
 
 
