@@ -21,4 +21,5 @@ def build_app() -> FastAPI:
     # In Lambda nothing scrapes /metrics (metrics leave as CloudWatch EMF), so it and its imports stay out; `serve`
     # runs this same module outside Lambda and keeps them.
     in_lambda = "AWS_LAMBDA_FUNCTION_NAME" in os.environ
-    return create_app(shared_runtime(_build).api_context(), prometheus=not in_lambda)
+    # In Lambda POST /search, GET /jobs/{id}/frames and DELETE /jobs/{id} are the SearchFunction's (template.yaml).
+    return create_app(shared_runtime(_build).api_context(), prometheus=not in_lambda, index_routes=not in_lambda)

@@ -212,3 +212,17 @@ def test_callback_replay_needs_a_finished_job_with_a_callback(client: TestClient
     assert client.post(f"/jobs/{job_id}/callback", headers=B).status_code == 404
     r = client.post(f"/jobs/{job_id}/callback", headers=A)
     assert r.status_code == 202 and notifier.replays == 1 and notifier.finished[0].job_id == job_id
+
+
+def test_without_index_routes_the_search_function_paths_are_not_served_and_the_rest_are(ctx: ApiContext) -> None:
+    app = create_app(ctx, prometheus=False, index_routes=False)
+    served = {(m, r.path) for r in app.routes for m in getattr(r, "methods", ())}
+    from video_ai.api.app import INDEX_ROUTES
+
+    assert not served & INDEX_ROUTES
+    assert {("POST", "/analyze"), ("GET", "/jobs/{job_id}"), ("GET", "/jobs/{job_id}/shots")} <= served
+    with TestClient(app, raise_server_exceptions=False) as c:
+        job_id = c.post("/analyze", json={"video_url": "https://example.com/v.mp4"}, headers=A).json()["job_id"]
+        assert c.get(f"/jobs/{job_id}", headers=A).status_code == 200
+        assert c.post("/search", json={"frame": {"job_id": job_id, "index": 0}}, headers=A).status_code == 404
+        assert c.delete(f"/jobs/{job_id}", headers=A).status_code == 405

@@ -230,9 +230,14 @@ def owned_job(job_id: str, tenant_id: Tenant, ctx: Ctx) -> Job:
 OwnedJob = Annotated[Job, Depends(owned_job)]
 
 
-def create_app(ctx: ApiContext, *, prometheus: bool = True) -> FastAPI:
+INDEX_ROUTES = frozenset({("POST", "/search"), ("GET", "/jobs/{job_id}/frames"), ("DELETE", "/jobs/{job_id}")})
+
+
+def create_app(ctx: ApiContext, *, prometheus: bool = True, index_routes: bool = True) -> FastAPI:
     """The app. `prometheus=False` (Lambda: metrics go out as EMF, nothing scrapes a function) leaves out GET
-    /metrics and the per-request instrumentation, and their imports."""
+    /metrics and the per-request instrumentation, and their imports. `index_routes=False` leaves out the routes that
+    need the vector index (INDEX_ROUTES): in AWS the SearchFunction serves them (template.yaml), and the API
+    function, which has neither the model nor a Qdrant client, builds three routes fewer at cold start."""
     app = FastAPI(
         title="video-ai",
         version="0.1.0",
@@ -315,6 +320,29 @@ def create_app(ctx: ApiContext, *, prometheus: bool = True) -> FastAPI:
     def get_job(job: OwnedJob) -> Job:
         return job
 
+    @app.get("/jobs/{job_id}/shots", response_model=ShotsPage)
+    def list_shots(job: OwnedJob) -> ShotsPage:
+        return ShotsPage(items=job.shots)
+
+    @app.post("/jobs/{job_id}/callback", status_code=202, response_model=Accepted)
+    def replay_callback(job: OwnedJob) -> Accepted:
+        if not job.status.terminal:
+            raise Conflict(f"job {job.job_id} is {job.status.value}; callbacks are sent when it ends")
+        if job.callback_url is None:
+            raise Conflict(f"job {job.job_id} has no callback_url")
+        if ctx.notifier_factory is None:
+            raise Conflict("callback replay is not configured here")
+        ctx.notifier_factory().job_finished(job, replay=True)
+        return Accepted(job_id=job.job_id, status=job.status.value)
+
+    if index_routes:
+        _index_routes(app, ctx)
+    if prometheus:
+        _mount_metrics(app)
+    return app
+
+
+def _index_routes(app: FastAPI, ctx: ApiContext) -> None:
     @app.get("/jobs/{job_id}/frames", response_model=FramesPage)
     def list_frames(
         job: OwnedJob,
@@ -334,10 +362,6 @@ def create_app(ctx: ApiContext, *, prometheus: bool = True) -> FastAPI:
         token = _encode_frames_token(items[-1].frame_number) if more and items else None
         return FramesPage(items=items, next_token=token)
 
-    @app.get("/jobs/{job_id}/shots", response_model=ShotsPage)
-    def list_shots(job: OwnedJob) -> ShotsPage:
-        return ShotsPage(items=job.shots)
-
     @app.delete("/jobs/{job_id}", status_code=204)
     def delete_job(job_id: str, tenant_id: Tenant) -> Response:
         job = ctx.jobs.get(job_id) if len(job_id) <= 128 else None
@@ -346,17 +370,6 @@ def create_app(ctx: ApiContext, *, prometheus: bool = True) -> FastAPI:
             ctx.jobs.delete(job_id)
             ctx.metrics.count("jobs_deleted")
         return Response(status_code=204)
-
-    @app.post("/jobs/{job_id}/callback", status_code=202, response_model=Accepted)
-    def replay_callback(job: OwnedJob) -> Accepted:
-        if not job.status.terminal:
-            raise Conflict(f"job {job.job_id} is {job.status.value}; callbacks are sent when it ends")
-        if job.callback_url is None:
-            raise Conflict(f"job {job.job_id} has no callback_url")
-        if ctx.notifier_factory is None:
-            raise Conflict("callback replay is not configured here")
-        ctx.notifier_factory().job_finished(job, replay=True)
-        return Accepted(job_id=job.job_id, status=job.status.value)
 
     @app.post("/search", response_model=SearchResponse)
     def search(body: SearchRequest, tenant_id: Tenant) -> SearchResponse:
@@ -374,10 +387,6 @@ def create_app(ctx: ApiContext, *, prometheus: bool = True) -> FastAPI:
             SearchDeps(index=ctx.index(), model=ctx.model(), embedder=ctx.embedder, jobs=ctx.jobs),
         )
         return SearchResponse(items=hits)
-
-    if prometheus:
-        _mount_metrics(app)
-    return app
 
 
 def _mount_metrics(app: FastAPI) -> None:
