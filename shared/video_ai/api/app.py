@@ -230,6 +230,26 @@ def owned_job(job_id: str, tenant_id: Tenant, ctx: Ctx) -> Job:
 OwnedJob = Annotated[Job, Depends(owned_job)]
 
 
+ERROR_STATUSES = (401, 404, 409, 413, 422, 503)
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+
+
+def _document_error_body(app: FastAPI) -> None:
+    """Put ErrorResponse (and what it references) into the OpenAPI components, once, when the schema is built."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(error.pop("$defs", {}))
+            components["ErrorResponse"] = error
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 INDEX_ROUTES = frozenset({("POST", "/search"), ("GET", "/jobs/{job_id}/frames"), ("DELETE", "/jobs/{job_id}")})
 
 
@@ -242,10 +262,13 @@ def create_app(ctx: ApiContext, *, prometheus: bool = True, index_routes: bool =
         title="video-ai",
         version="0.1.0",
         description="Per-frame video embeddings with exact timestamps; signed callbacks.",
-        # Every error the app answers has this body; documented so clients (and schemathesis) can rely on it.
-        responses={status: {"model": ErrorResponse} for status in (401, 404, 409, 413, 422, 503)},
+        # Every error the app answers has this body; documented so clients (and schemathesis) can rely on it. By
+        # reference, not as {"model": ErrorResponse}: that builds a pydantic TypeAdapter per route and status
+        # (36 for the API function), ~20 ms of cold start for a body the app never validates on the way out.
+        responses={status: {"content": _ERROR_CONTENT} for status in ERROR_STATUSES},
     )
     app.state.ctx = ctx
+    _document_error_body(app)
 
     @app.exception_handler(VideoAIError)
     async def _domain_error(request: Request, err: VideoAIError) -> JSONResponse:
