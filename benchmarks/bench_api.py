@@ -136,6 +136,12 @@ def main() -> int:
     print(f"cold import, best of {runs}: baseline {min(base) * 1000:.0f} ms, api handler {min(handler) * 1000:.0f} ms"
           f" -> ratio {min(handler) / min(base):.2f} (target <= 1.2); for scale, a one-route FastAPI app behind Mangum"
           f" {min(one_route) * 1000:.0f} ms ({min(one_route) / min(base):.2f})")
+    # The host drifts between interpreters by more than the difference measured: per-round ratios of neighbouring
+    # runs are steadier than a ratio of minima taken minutes apart.
+    paired = sorted(h / b for h, b in zip(handler, base, strict=True))
+    print(f"  per-round ratio handler/baseline: median {statistics.median(paired):.2f}, range {paired[0]:.2f}-"
+          f"{paired[-1]:.2f}; one-route app median "
+          f"{statistics.median(o / b for o, b in zip(one_route, base, strict=True)):.2f}")
     times, floor = (sorted(t) for t in warm(200 if args.quick else args.requests))
     p50 = statistics.median(times) * 1000
     p99 = times[int(len(times) * 0.99) - 1] * 1000
