@@ -592,6 +592,12 @@ def _checkpoint(job_id: str, deps: AnalyzeDeps, progress: float | None) -> None:
 
 def _record_success(job: Job, deps: AnalyzeDeps) -> None:
     deps.metrics.count("jobs_succeeded")
+    deps.metrics.observe("index_seconds", job.timings.index_s)
+    deps.metrics.observe("job_seconds", job.timings.total_s)
+    if job.reused_from is not None:
+        # Nothing was decoded or embedded (jobs_reused counts it): frames, video seconds, the realtime factor and the
+        # decode/embed times would count the first job's work twice and skew their histograms towards zero.
+        return
     deps.metrics.count("frames_indexed", float(job.frames_indexed))
     if job.video is not None:
         deps.metrics.count("video_seconds_processed", job.video.duration_s)
@@ -599,8 +605,6 @@ def _record_success(job: Job, deps: AnalyzeDeps) -> None:
             deps.metrics.observe("realtime_factor", job.video.duration_s / job.timings.total_s)
     deps.metrics.observe("decode_seconds", job.timings.decode_s)
     deps.metrics.observe("embed_seconds", job.timings.embed_s)
-    deps.metrics.observe("index_seconds", job.timings.index_s)
-    deps.metrics.observe("job_seconds", job.timings.total_s)
 
 
 __all__ = ["AnalysisResult", "AnalyzeDeps", "JobCancelled", "NullMetrics", "NullTracing", "analyze_video"]
