@@ -7,6 +7,11 @@ echo "== ruff"
 .venv/bin/ruff check shared functions tests benchmarks
 echo "== mypy --strict"
 .venv/bin/mypy
+# Each function's handler.py/bootstrap.py on its own (they share module names, as on Lambda's sys.path).
+for fn in functions/*/; do
+  (cd "$fn" && MYPYPATH=../../shared ../../.venv/bin/mypy --config-file ../../pyproject.toml \
+    --cache-dir "../../.mypy_cache/$(basename "$fn")" handler.py bootstrap.py)
+done
 echo "== cfn-lint"
 .venv/bin/cfn-lint template.yaml
 echo "== promtool"
