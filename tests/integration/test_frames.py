@@ -267,6 +267,29 @@ def test_segment_shots_are_the_cuts_inside_the_segment(cfr_clip: ClipInfo) -> No
     assert [f.frame_number for f in samples_] == [f.frame_number for f in full]
 
 
+def test_a_cut_just_after_a_keyframe_before_a_segment_is_found(clip_dir: Path) -> None:
+    """A keyframe 0.12 s before a cut, the segment starting between them: a pre-roll from that keyframe would start
+    the detector's min_shot_s clock there and suppress the cut the full pass keeps."""
+    import av
+
+    clip = samples.make_clip(clip_dir / "preroll.mp4", duration_s=4.0, fps=25.0, size=(160, 120), shots=[1.7, 3.0],
+                             gop=10)
+    with av.open(str(clip.path)) as container:
+        stream = container.streams.video[0]
+        keys = [float((pk.pts - (stream.start_time or 0)) * stream.time_base)
+                for pk in container.demux(stream) if pk.is_keyframe and pk.pts is not None]
+    _, full = _read(clip, Sampling(mode="shots"))
+    cuts = [s.start_s for s in full.shots[1:]]
+    assert cuts == pytest.approx(clip.shot_starts[1:], abs=1e-6)
+    for cut in cuts:
+        before = max(k for k in keys if k < cut - 1e-6)
+        assert cut - before < SamplingSettings().min_shot_s  # the case: a keyframe within min_shot_s before the cut
+        start = (before + cut) / 2
+        frames, seg = _read(clip, Sampling(mode="shots"), start_s=start)
+        assert [s.start_s for s in seg.shots] == [c for c in cuts if c >= start]
+        assert frames and frames[0].pts_s == pytest.approx(cut, abs=1e-6)
+
+
 def test_a_segment_without_a_cut_continues_the_previous_shot(cfr_clip: ClipInfo) -> None:
     frames, reader = _read(cfr_clip, Sampling(fps=2.0), start_s=2.0, end_s=3.0)
     assert reader.shots == [] and frames and all(f.shot == -1 for f in frames)

@@ -35,13 +35,17 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
   before its declared frame count / duration (a cut-off download) is reported the same way.
 * Watchdog. A pass (open included) longer than `limits.decode_timeout_s` on the injected clock -> DecodeTimeout.
 * Segments (`start_s`/`end_s`, for long videos split across workers): seek to the last keyframe strictly before
-  `start_s`, decode from there, own the frames with start_s <= pts < end_s. The sampling rule and ordinals are the
-  same as in a full pass (the seek keyframe's ordinal comes from the MP4/MOV sample index; other containers raise
-  NotImplementedError), so segments compose to exactly the full pass's frames. `shots` of a segment lists only
+  `start_s - min_shot_s`, decode from there, own the frames with start_s <= pts < end_s. The sampling rule and
+  ordinals are the same as in a full pass (the seek keyframe's ordinal comes from the MP4/MOV sample index; other
+  containers raise NotImplementedError), so segments compose to exactly the full pass's frames. `shots` of a
+  segment lists only
   the shots that start inside it at a detected cut (the detector also sees the pre-roll from the keyframe, so a cut
   right at start_s is found); the last one ends where the next segment's first decoded frame is. Frames before
   the segment's first cut continue a shot from an earlier segment: their `shot` is -1 until the merge renumbers.
-  (`min_shot_s` suppression does not reach across a segment boundary.)
+  The pre-roll is at least `min_shot_s` long because the detector's suppression clock starts at its first frame:
+  starting at a keyframe just before a cut would suppress that cut where the full pass keeps it. From `min_shot_s`
+  back, the clock agrees with the full pass's by start_s unless cuts closer than `min_shot_s` chain across that
+  whole stretch (tests/integration/test_frames.py::test_a_cut_just_after_a_keyframe_before_a_segment_is_found).
 * Empty (0-byte) file -> UnsupportedMedia (nothing identifies it as a video); a video stream without a decodable
   frame -> EmptyVideo.
 """
@@ -291,7 +295,7 @@ class PyAVVideoReader:
             )
 
     def _seek_to_segment(self) -> int:
-        """Seek to the last keyframe strictly before `start_s`; return that keyframe's true ordinal.
+        """Seek to the last keyframe strictly before `start_s - min_shot_s`; return that keyframe's true ordinal.
 
         The ordinal comes from the container's sample index (decode order; in a closed GOP the frames before a
         keyframe in decode order are exactly those before it in presentation order), so it needs a complete index:
@@ -305,7 +309,8 @@ class PyAVVideoReader:
         self._index_dts = [int(e.timestamp) for e in entries]
         if self._start_pts is None or self.start_s is None:
             raise NotImplementedError(f"{self.path.name}: segments need a known stream start time")
-        target = self._start_pts + math.ceil(self.start_s / self._time_base) - 1
+        preroll_from = max(Fraction(0), self.start_s - Fraction(str(self.settings.min_shot_s)))
+        target = self._start_pts + max(0, math.ceil(preroll_from / self._time_base) - 1)
         self._container.seek(target, stream=stream, backward=True, any_frame=False)
         return -1  # resolved from the first packet's dts in _decode_all
 
