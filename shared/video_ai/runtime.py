@@ -197,7 +197,7 @@ class Runtime:
 
     def analyze_deps(self) -> AnalyzeDeps:
         from video_ai.adapters.http_fetch import HttpVideoFetcher
-        from video_ai.adapters.s3_store import S3VideoFetcher
+        from video_ai.adapters.s3_store import S3SourceStager, S3VideoFetcher
         from video_ai.composition import build_frame_source, clean_workdir, workdir
         from video_ai.services.analyze_video import AnalyzeDeps
 
@@ -214,6 +214,7 @@ class Runtime:
             tracing=self.tracing,
             batch_size=settings.model.batch_size, pipeline_queue=settings.scale.pipeline_queue,
             segment_queue=self.queue(), segment_s=settings.scale.segment_s,
+            stager=S3SourceStager(self.clients, settings.aws.uploads_bucket) if settings.aws.uploads_bucket else None,
         )
 
     def api_context(self) -> ApiContext:

@@ -168,6 +168,28 @@ def test_s3_upload_notification_and_fetch_over_http(clients: AwsClients, tmp_pat
     assert fetched.sha256 == hashlib.sha256(data).hexdigest() and fetched.size_bytes == len(data)
 
 
+def test_a_staged_copy_reads_back_identical_and_makes_no_job(clients: AwsClients, tmp_path: Path) -> None:
+    from video_ai.adapters.s3_store import S3SourceStager
+
+    uploads_url, uploads_arn = queue_with_arn(clients, "uploads")
+    clients.s3.create_bucket(Bucket="uploads-it")
+    clients.s3.put_bucket_notification_configuration(
+        Bucket="uploads-it",
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": uploads_arn, "Events": ["s3:ObjectCreated:*"],
+                                                            "Filter": {"Key": {"FilterRules": [
+                                                                {"Name": "suffix", "Value": ".mp4"}]}}}]},
+    )
+    source = tmp_path / "fetched.mp4"
+    data = os.urandom(9 * 1024 * 1024 + 3)  # above boto3's 8 MiB multipart threshold: a multipart upload
+    source.write_bytes(data)
+    staged = S3SourceStager(clients, "uploads-it").stage("job-1", source)
+    assert staged.s3 is not None and staged.s3.key == "staging/job-1/source"
+    fetched = S3VideoFetcher(clients, max_bytes=len(data)).fetch(staged, tmp_path / "segment")
+    assert fetched.sha256 == hashlib.sha256(data).hexdigest() and fetched.size_bytes == len(data)
+    # No video suffix: the uploads queue hears of no object (only S3's test event for the configuration).
+    assert [loc for m in receive(clients, uploads_url, 2) for loc in s3_locations_from_notification(m["Body"])] == []
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

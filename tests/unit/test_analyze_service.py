@@ -232,3 +232,55 @@ def test_stale_job_directories_are_cleaned_once_per_process(tmp_path: Path) -> N
     assert clean_workdir(work) == 1
     assert [p.name for p in work.iterdir()] == ["other"]
     assert clean_workdir(tmp_path / "missing") == 0
+
+
+class _Stager:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.staged: list[tuple[str, bytes]] = []
+
+    def stage(self, job_id: str, path: Path) -> Source:
+        if self.fail:
+            raise OSError("AccessDenied")
+        self.staged.append((job_id, path.read_bytes()))
+        from video_ai.domain.models import S3Location
+
+        return Source(s3=S3Location(bucket="svc", key=f"staging/{job_id}/source"))
+
+
+def _split_job(tmp_path: Path, source: Source, stager: _Stager) -> tuple[AnalyzeDeps, list[Source]]:
+    from tests.fakes import RecordingQueue
+
+    queue = RecordingQueue()
+    deps = _deps(tmp_path, frames=FakeFrameSource(n_frames=11, shot_len=4), segment_queue=queue, segment_s=3.0,
+                 stager=stager)
+    deps.jobs.create(Job(job_id="job", tenant="t1", source=source))
+    first = analyze_video("job", deps)
+    assert first.job.segments_total == 4
+    for message in queue.messages:
+        analyze_video("job", deps, segment=message["segment"])
+    done = deps.jobs.get("job")
+    assert done is not None and done.status is JobStatus.SUCCEEDED and done.frames_indexed == 11
+    assert isinstance(deps.fetcher, FakeFetcher)
+    return deps, deps.fetcher.fetched
+
+
+def test_a_split_http_job_downloads_the_origin_once_and_its_segments_read_the_staged_copy(tmp_path: Path) -> None:
+    origin = Source(url="https://example.com/v.mp4")
+    stager = _Stager()
+    deps, fetched = _split_job(tmp_path, origin, stager)
+    assert stager.staged == [("job", b"fake")]  # the bytes the first invocation fetched
+    staged = Source.model_validate({"s3": {"bucket": "svc", "key": "staging/job/source"}})
+    assert fetched == [origin] + [staged] * 4
+    job = deps.jobs.get("job")
+    assert job is not None and job.staged_source == staged
+
+
+def test_staging_is_skipped_for_s3_sources_and_a_failed_copy_falls_back_to_the_origin(tmp_path: Path) -> None:
+    s3 = Source.model_validate({"s3": {"bucket": "uploads", "key": "tenants/t1/incoming/v.mp4"}})
+    stager = _Stager()
+    _, fetched = _split_job(tmp_path / "s3", s3, stager)
+    assert stager.staged == [] and fetched == [s3] * 5
+    origin = Source(url="https://example.com/v.mp4")
+    _, fetched = _split_job(tmp_path / "fail", origin, _Stager(fail=True))
+    assert fetched == [origin] * 5

@@ -349,8 +349,29 @@ def test_policies_are_sam_templates_scoped_to_our_resources(resources: dict[str,
         for policy in props(resources, function)["Policies"]:
             assert isinstance(policy, dict), f"{function}: managed policy {policy!r}"
             ((name, scope),) = policy.items()
+            if name == "Statement":  # inline: explicit actions on a resource of ours, named by a reference
+                for statement in scope:
+                    assert statement["Effect"] == "Allow"
+                    assert all("*" not in action for action in statement["Action"]), f"{function}: {statement}"
+                    assert isinstance(statement["Resource"], dict), f"{function}: {statement} is not scoped"
+                continue
             assert name.endswith("Policy")
             assert all(isinstance(v, dict) for v in scope.values()), f"{function}: {name} is not scoped by a reference"
+
+
+def test_the_worker_may_write_only_the_staging_prefix_which_expires(resources: dict[str, Any]) -> None:
+    from video_ai.adapters.s3_store import STAGING_PREFIX
+
+    statements = [st for pol in props(resources, "WorkerFunction")["Policies"] for st in pol.get("Statement", [])]
+    puts = [st for st in statements if "s3:PutObject" in st["Action"]]
+    assert [st["Resource"] for st in puts] == [{"Fn::Sub": "${UploadsBucket.Arn}/" + STAGING_PREFIX + "*"}]
+    rules = resources["UploadsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    staged = [r for r in rules if r.get("Prefix") == STAGING_PREFIX]
+    assert len(staged) == 1 and staged[0]["Status"] == "Enabled" and staged[0]["ExpirationInDays"] <= 7
+    # The uploads bucket turns only video suffixes into jobs; a staged copy has none.
+    for config in resources["UploadsBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]:
+        rule = config["Filter"]["S3Key"]["Rules"]
+        assert all(r["Name"] == "suffix" and r["Value"].startswith(".") for r in rule)
 
 
 def test_tracing_is_on(template: dict[str, Any]) -> None:

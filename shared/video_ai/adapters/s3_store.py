@@ -26,6 +26,7 @@ from video_ai.domain.models import S3Location, Source
 from video_ai.domain.ports import FetchedVideo
 
 CHUNK_BYTES = 1024 * 1024
+STAGING_PREFIX = "staging/"
 MAX_KEY_BYTES = 1024
 _BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
@@ -126,6 +127,22 @@ def source_location(source: Source) -> S3Location:
     if source.url is not None and source.url.startswith("s3://"):
         return parse_s3_uri(source.url, field="video_url")
     raise InvalidRequest("not an S3 source", field="source")
+
+
+class S3SourceStager:
+    """SourceStager: `s3://bucket/<prefix><job_id>/source`. No file suffix, so the uploads bucket's ObjectCreated
+    filters (video suffixes) never turn a staged copy into a job; template.yaml expires the prefix after 2 days."""
+
+    def __init__(self, clients: AwsClients, bucket: str, prefix: str = STAGING_PREFIX) -> None:
+        self._clients = clients
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def stage(self, job_id: str, path: Path) -> Source:
+        key = f"{self.prefix}{job_id}/source"
+        # upload_file: multipart and parallel parts for large files (a 2 GiB source is ~20 s in-region).
+        self._clients.s3.upload_file(str(path), self.bucket, key)
+        return Source(s3=S3Location(bucket=self.bucket, key=key))
 
 
 class S3VideoFetcher:

@@ -123,7 +123,7 @@ class Shot(_Model):
     end_frame: int
 
 
-PRIVATE_JOB_FIELDS = frozenset({"shots", "request_hash", "content_key"})
+PRIVATE_JOB_FIELDS = frozenset({"shots", "request_hash", "content_key", "staged_source"})
 
 
 class Job(_Model):
@@ -147,6 +147,8 @@ class Job(_Model):
     callback: CallbackState | None = None
     reused_from: str | None = None
     segments_total: int = 0
+    # A split job's copy of an HTTP(S) source in the service's bucket: its segments read that, not the origin.
+    staged_source: Source | None = None
     started_at: str | None = None
     request_hash: str | None = None
     content_key: str | None = None

@@ -84,6 +84,13 @@ class FetchedVideo:
     size_bytes: int
 
 
+class SourceStager(Protocol):
+    def stage(self, job_id: str, path: Path) -> Source:
+        """Copy a fetched source next to the service (S3) for the segments of a split job to read, so the origin
+        is downloaded once, not once per segment. Raises on failure (the caller then falls back to the origin)."""
+        ...
+
+
 class VideoFetcher(Protocol):
     def fetch(self, source: Source, workdir: Path) -> FetchedVideo:
         """Bring the source to a local file under workdir. Raises VideoNotFound, ForbiddenAddress, SourceTooLarge,

@@ -38,6 +38,7 @@ from video_ai.domain.models import (
     ScoredPoint,
     SearchFilter,
     Shot,
+    Source,
     Timings,
     VideoInfo,
     point_id,
@@ -53,6 +54,7 @@ from video_ai.domain.ports import (
     Notifier,
     NullMetrics,
     NullTracing,
+    SourceStager,
     Tracing,
     VectorIndex,
     VideoFetcher,
@@ -84,6 +86,8 @@ class AnalyzeDeps:
     # Long videos: split into segments of this length, each a message of its own on this queue (None: never split).
     segment_queue: JobQueue | None = None
     segment_s: float = 300.0
+    # Where a split job's HTTP(S) source is copied for its segments (None: each segment downloads the origin).
+    stager: SourceStager | None = None
     # How often (in sampled frames, whatever the batch size) progress is written and cancellation checked.
     progress_every: int = 128
 
@@ -246,10 +250,10 @@ def _fail(job: Job, deps: AnalyzeDeps, err: VideoAIError, started: float) -> Job
     return failed
 
 
-def _fetch(job: Job, deps: AnalyzeDeps, workdir: Path, timings: Timings) -> FetchedVideo:
+def _fetch(job: Job, deps: AnalyzeDeps, workdir: Path, timings: Timings, source: Source | None = None) -> FetchedVideo:
     with deps.tracing.span("fetch"):
         t0 = time.perf_counter()
-        fetched = deps.fetcher.fetch(job.source, workdir)
+        fetched = deps.fetcher.fetch(source or job.source, workdir)
         timings.fetch_s += time.perf_counter() - t0
     return fetched
 
@@ -334,7 +338,7 @@ def _run(
     try:
         video = reader.info
         if _should_split(job, deps, reader):
-            return _split(job, deps, video, fetched.sha256, key)
+            return _split(job, deps, video, fetched, key)
         deps.jobs.update(job.job_id, video=video, sha256=fetched.sha256, model=model)
         frames = _index_frames(job, deps, reader, timings, on_progress, on_frame, (0.0, video.duration_s))
         shots = reader.shots
@@ -368,18 +372,33 @@ def segment_bounds(duration_s: float, segment_s: float) -> list[tuple[float, flo
     return [(i * segment_s, (i + 1) * segment_s if i < count - 1 else None) for i in range(count)]
 
 
-def _split(job: Job, deps: AnalyzeDeps, video: VideoInfo, sha256: str, key: str) -> AnalysisResult:
+def _split(job: Job, deps: AnalyzeDeps, video: VideoInfo, fetched: FetchedVideo, key: str) -> AnalysisResult:
     """Hand the job to parallel segment invocations; the last one to finish finalises it."""
     assert deps.segment_queue is not None
     bounds = segment_bounds(video.duration_s, deps.segment_s)
-    deps.jobs.update(job.job_id, video=video, sha256=sha256, model=deps.embedder.info, segments_total=len(bounds),
-                     content_key=key)
+    staged = _stage(job, deps, fetched)
+    deps.jobs.update(job.job_id, video=video, sha256=fetched.sha256, model=deps.embedder.info,
+                     segments_total=len(bounds), content_key=key, staged_source=staged)
     for segment in range(len(bounds)):
         deps.segment_queue.send({"job_id": job.job_id, "tenant": job.tenant, "segment": segment})
     logger.info("job split into %d segments of %.0f s", len(bounds), deps.segment_s, extra={"job_id": job.job_id})
     deps.metrics.count("jobs_split")
     current = deps.jobs.get(job.job_id)
     return AnalysisResult(job=current or job)
+
+
+def _stage(job: Job, deps: AnalyzeDeps, fetched: FetchedVideo) -> Source | None:
+    """Copy an HTTP(S) source to the service's bucket once, so N segments do not download the origin N times (the
+    client's bandwidth and egress). S3 sources are read in place. A failed copy falls back to the origin."""
+    if deps.stager is None or job.source.s3 is not None or (job.source.url or "").startswith("s3://"):
+        return None
+    try:
+        with deps.tracing.span("stage"):
+            return deps.stager.stage(job.job_id, fetched.path)
+    except Exception as err:  # staging only saves downloads: the segments can still fetch the origin
+        logger.warning("could not stage the source (%s); segments will download the origin", err,
+                       extra={"job_id": job.job_id})
+        return None
 
 
 def _run_segment(
@@ -398,7 +417,7 @@ def _run_segment(
         return AnalysisResult(job=job)  # a redelivered message: this segment is recorded already
     started = time.perf_counter()
     timings = Timings()
-    fetched = _fetch(job, deps, workdir, timings)
+    fetched = _fetch(job, deps, workdir, timings, source=job.staged_source)
     if job.sha256 is not None and fetched.sha256 != job.sha256:
         raise CorruptMedia(f"the source changed while the job ran (sha256 {fetched.sha256[:12]}…)")
     start_s, end_s = bounds[segment]
