@@ -13,7 +13,7 @@ from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.api.app import ApiContext, create_app
 from video_ai.api.auth import hash_key
 from video_ai.domain.errors import ForbiddenAddress
-from video_ai.domain.models import FramePoint, JobStatus, ModelInfo, Shot, point_id
+from video_ai.domain.models import FramePoint, JobStatus, ModelInfo, Shot, Source, point_id
 from video_ai.settings import Settings
 
 KEY_A, KEY_B = "key-tenant-a", "key-tenant-b"
@@ -226,3 +226,15 @@ def test_without_index_routes_the_search_function_paths_are_not_served_and_the_r
         assert c.get(f"/jobs/{job_id}", headers=A).status_code == 200
         assert c.post("/search", json={"frame": {"job_id": job_id, "index": 0}}, headers=A).status_code == 404
         assert c.delete(f"/jobs/{job_id}", headers=A).status_code == 405
+
+
+def test_private_job_fields_never_leave_the_service(client: TestClient, ctx: ApiContext) -> None:
+    from video_ai.domain.models import PRIVATE_JOB_FIELDS, S3Location
+
+    job_id = client.post("/analyze", json={"video_url": "https://example.com/v.mp4"}, headers=A).json()["job_id"]
+    ctx.jobs.update(job_id, staged_source=Source(s3=S3Location(bucket="svc", key=f"staging/{job_id}/source")),
+                    content_key="k")
+    body = client.get(f"/jobs/{job_id}", headers=A).json()
+    assert body["job_id"] == job_id and not PRIVATE_JOB_FIELDS & body.keys()
+    stored = ctx.jobs.get(job_id)
+    assert stored is not None and not PRIVATE_JOB_FIELDS & stored.public().keys()
