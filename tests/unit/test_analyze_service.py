@@ -276,11 +276,14 @@ def test_a_split_http_job_downloads_the_origin_once_and_its_segments_read_the_st
     assert job is not None and job.staged_source == staged
 
 
-def test_staging_is_skipped_for_s3_sources_and_a_failed_copy_falls_back_to_the_origin(tmp_path: Path) -> None:
+def test_staging_is_skipped_for_s3_and_local_sources_and_a_failed_copy_falls_back_to_the_origin(tmp_path: Path) -> None:
     s3 = Source.model_validate({"s3": {"bucket": "uploads", "key": "tenants/t1/incoming/v.mp4"}})
     stager = _Stager()
     _, fetched = _split_job(tmp_path / "s3", s3, stager)
     assert stager.staged == [] and fetched == [s3] * 5
+    local = Source(url="file:///videos/v.mp4")
+    _, fetched = _split_job(tmp_path / "local", local, stager)
+    assert stager.staged == [] and fetched == [local] * 5
     origin = Source(url="https://example.com/v.mp4")
     _, fetched = _split_job(tmp_path / "fail", origin, _Stager(fail=True))
     assert fetched == [origin] * 5

@@ -390,8 +390,8 @@ def _split(job: Job, deps: AnalyzeDeps, video: VideoInfo, fetched: FetchedVideo,
 def _stage(job: Job, deps: AnalyzeDeps, fetched: FetchedVideo) -> Source | None:
     """Copy an HTTP(S) source to the service's bucket once, so N segments do not download the origin N times (the
     client's bandwidth and egress). S3 sources are read in place. A failed copy falls back to the origin."""
-    if deps.stager is None or job.source.s3 is not None or (job.source.url or "").startswith("s3://"):
-        return None
+    if deps.stager is None or not (job.source.url or "").lower().startswith(("http://", "https://")):
+        return None  # S3 sources are read in place; local files (development) need no copy
     try:
         with deps.tracing.span("stage"):
             return deps.stager.stage(job.job_id, fetched.path)
