@@ -50,6 +50,19 @@ def queue_with_arn(clients: AwsClients, name: str) -> tuple[str, str]:
     return url, arn
 
 
+def uploads_bucket_notifying(clients: AwsClients, bucket: str) -> str:
+    """A bucket that notifies a new queue (returned) of created `.mp4` objects, like the template's uploads bucket."""
+    uploads_url, uploads_arn = queue_with_arn(clients, "uploads")
+    clients.s3.create_bucket(Bucket=bucket)
+    clients.s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": uploads_arn, "Events": ["s3:ObjectCreated:*"],
+                                                            "Filter": {"Key": {"FilterRules": [
+                                                                {"Name": "suffix", "Value": ".mp4"}]}}}]},
+    )
+    return uploads_url
+
+
 def receive(clients: AwsClients, url: str, want: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for _ in range(10):
@@ -150,14 +163,7 @@ def test_racing_transitions_over_http_have_one_winner(clients: AwsClients, monke
 
 
 def test_s3_upload_notification_and_fetch_over_http(clients: AwsClients, tmp_path: Path) -> None:
-    uploads_url, uploads_arn = queue_with_arn(clients, "uploads")
-    clients.s3.create_bucket(Bucket="uploads-it")
-    clients.s3.put_bucket_notification_configuration(
-        Bucket="uploads-it",
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": uploads_arn, "Events": ["s3:ObjectCreated:*"],
-                                                            "Filter": {"Key": {"FilterRules": [
-                                                                {"Name": "suffix", "Value": ".mp4"}]}}}]},
-    )
+    uploads_url = uploads_bucket_notifying(clients, "uploads-it")
     key = "incoming/Été 2024 + friends.mp4"
     data = os.urandom(2 * 1024 * 1024 + 7)
     clients.s3.put_object(Bucket="uploads-it", Key=key, Body=data)
@@ -171,14 +177,7 @@ def test_s3_upload_notification_and_fetch_over_http(clients: AwsClients, tmp_pat
 def test_a_staged_copy_reads_back_identical_and_makes_no_job(clients: AwsClients, tmp_path: Path) -> None:
     from video_ai.adapters.s3_store import S3SourceStager
 
-    uploads_url, uploads_arn = queue_with_arn(clients, "uploads")
-    clients.s3.create_bucket(Bucket="uploads-it")
-    clients.s3.put_bucket_notification_configuration(
-        Bucket="uploads-it",
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": uploads_arn, "Events": ["s3:ObjectCreated:*"],
-                                                            "Filter": {"Key": {"FilterRules": [
-                                                                {"Name": "suffix", "Value": ".mp4"}]}}}]},
-    )
+    uploads_url = uploads_bucket_notifying(clients, "uploads-it")
     source = tmp_path / "fetched.mp4"
     data = os.urandom(9 * 1024 * 1024 + 3)  # above boto3's 8 MiB multipart threshold: a multipart upload
     source.write_bytes(data)
