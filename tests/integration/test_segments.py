@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import random
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +88,60 @@ def test_containers_without_a_sample_index_are_not_split(tmp_path: Path, model_p
     result = _run(deps, clip, Sampling())
     assert result.job.status is JobStatus.SUCCEEDED and queue.messages == [] and result.job.frames_indexed == 9
     deps.index.close()
+
+
+class _CountingFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        self.server.gets.append(self.path)  # type: ignore[attr-defined]
+        super().do_GET()
+
+
+def test_a_split_http_job_downloads_its_origin_once(tmp_path: Path, model_path: Path, moto_endpoint: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real parts: an origin on loopback HTTP, the SSRF-guarded fetcher, a staged copy on moto's S3 server, the
+    segments reading it back; the origin sees one GET and the result equals the unsplit run."""
+    import boto3
+
+    from tests.loopback import running
+    from video_ai.adapters.aws import AwsClients
+    from video_ai.adapters.s3_store import S3SourceStager, S3VideoFetcher
+
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                    region_name="us-east-1")
+    clients = AwsClients("us-east-1", endpoint_url=moto_endpoint, session=session)
+    clients.s3.create_bucket(Bucket="svc-staging-it")
+    origin_dir = tmp_path / "origin"
+    origin_dir.mkdir()
+    make_clip(origin_dir / "long.mp4", duration_s=9.0, fps=25.0, size=(160, 120), shots=[2.5, 6.0], gop=50)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_CountingFiles, directory=str(origin_dir)))
+    server.gets = []  # type: ignore[attr-defined]
+    for live in running(server):
+        port = int(live.server_address[1])
+        url = f"http://127.0.0.1:{port}/long.mp4"
+        fetcher = HttpVideoFetcher(NetworkSettings(allow_http=True, allow_private_addresses=True), LimitsSettings(),
+                                   s3_fetcher=S3VideoFetcher(clients, LimitsSettings().max_source_bytes),
+                                   exempt_endpoints=[("127.0.0.1", port)])
+        results = {}
+        for name, queue in (("whole", None), ("split", RecordingQueue())):
+            deps = _deps(tmp_path / name, model_path, queue, 4.0)
+            deps.fetcher = fetcher
+            deps.stager = S3SourceStager(clients, "svc-staging-it")
+            deps.jobs.create(Job(job_id="job", tenant="t", source=Source(url=url), sampling=Sampling()))
+            results[name] = analyze_video("job", deps)
+            if queue is not None:
+                assert results[name].job.segments_total == 3 and live.gets == ["/long.mp4"] * 2  # whole + split
+                for message in queue.messages:
+                    analyze_video("job", deps, segment=message["segment"])
+                job = deps.jobs.get("job")
+                assert job is not None and job.status is JobStatus.SUCCEEDED
+                assert job.staged_source is not None and job.staged_source.s3 is not None
+                results[name] = AnalysisResult(job=job, shots=job.shots)
+            deps.index.close()
+        assert live.gets == ["/long.mp4"] * 2  # the three segments read the staged copy, not the origin
+    whole, split = results["whole"].job, results["split"].job
+    assert split.frames_indexed == whole.frames_indexed == 9
+    assert [s.start_frame for s in split.shots] == [s.start_frame for s in whole.shots]
