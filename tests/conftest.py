@@ -6,8 +6,12 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from video_ai.adapters.aws import AwsClients
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +37,24 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def moto_clients(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClients]:
+    """The project's AWS clients on the module's moto server; moto's state is reset after each test."""
+    import urllib.request
+
+    import boto3
+
+    from video_ai.adapters.aws import AwsClients
+
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                    region_name="us-east-1")
+    yield AwsClients("us-east-1", endpoint_url=moto_endpoint, session=session)
+    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
 
 
 @pytest.fixture(scope="session")

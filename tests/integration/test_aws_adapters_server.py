@@ -7,8 +7,6 @@ import json
 import os
 import socket
 import threading
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +29,8 @@ TABLE = "video-ai-jobs-table-it"  # the template's default name for JobsTable at
 
 
 @pytest.fixture
-def clients(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClients]:
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    yield AwsClients(REGION, endpoint_url=moto_endpoint, session=session)
-    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
+def clients(moto_clients: AwsClients) -> AwsClients:
+    return moto_clients  # tests/conftest.py: on this module's moto server, reset after each test
 
 
 def create_jobs_table(clients: AwsClients) -> None:

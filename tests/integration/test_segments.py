@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import RecordingNotifier, RecordingQueue
+from video_ai.adapters.aws import AwsClients
 from video_ai.adapters.frame_source import PyAVFrameSource
 from video_ai.adapters.http_fetch import HttpVideoFetcher
 from video_ai.adapters.local_jobs import InMemoryJobRepository
@@ -99,20 +100,13 @@ class _CountingFiles(SimpleHTTPRequestHandler):
         super().do_GET()
 
 
-def test_a_split_http_job_downloads_its_origin_once(tmp_path: Path, model_path: Path, moto_endpoint: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_split_http_job_downloads_its_origin_once(tmp_path: Path, model_path: Path, moto_clients: AwsClients) -> None:
     """Real parts: an origin on loopback HTTP, the SSRF-guarded fetcher, a staged copy on moto's S3 server, the
     segments reading it back; the origin sees one GET and the result equals the unsplit run."""
-    import boto3
-
     from tests.loopback import running
-    from video_ai.adapters.aws import AwsClients
     from video_ai.adapters.s3_store import S3SourceStager, S3VideoFetcher
 
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                    region_name="us-east-1")
-    clients = AwsClients("us-east-1", endpoint_url=moto_endpoint, session=session)
+    clients = moto_clients
     clients.s3.create_bucket(Bucket="svc-staging-it")
     origin_dir = tmp_path / "origin"
     origin_dir.mkdir()
