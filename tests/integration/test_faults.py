@@ -176,9 +176,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
             "model": {"path": str(model_path), "batch_size": 2},
             "webhook": {"max_attempts": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.02},
             "api": {"api_key_hashes": {hash_key(API_KEY): "t1"}},
-            "aws": {"region": "us-east-1", "jobs_table": resources.table_name,
-                    "jobs_queue_url": resources.jobs_queue_url, "topic_arn": resources.topic_arn,
-                    "uploads_bucket": resources.uploads_bucket},
+            "aws": {"region": "us-east-1", **resources.aws_settings()},
         }).development()
         runtime = FaultyRuntime(settings, secrets=Secrets(webhook=[secret]),
                                 clients=AwsClients("us-east-1", session=session))

@@ -96,9 +96,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
             "data_dir": str(tmp_path_factory.mktemp("data")),
             "model": {"path": str(model_path)},
             "api": {"api_key_hashes": {hash_key(API_KEY): "t1"}},
-            "aws": {"region": "us-east-1", "jobs_table": resources.table_name,
-                    "jobs_queue_url": resources.jobs_queue_url, "topic_arn": resources.topic_arn,
-                    "uploads_bucket": resources.uploads_bucket},
+            "aws": {"region": "us-east-1", **resources.aws_settings()},
         }).development()
         runtime = Runtime(settings, secrets=Secrets(webhook=[secret]),
                           clients=AwsClients("us-east-1", session=session))

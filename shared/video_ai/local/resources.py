@@ -93,14 +93,18 @@ class LocalResources:
     uploads_bucket: str
     callback_dlq_url: str
 
+    def aws_settings(self) -> dict[str, str]:
+        """The `aws` settings that name these resources (jobs table, jobs queue, topic, uploads bucket)."""
+        return {
+            "jobs_table": self.table_name,
+            "jobs_queue_url": self.jobs_queue_url,
+            "topic_arn": self.topic_arn,
+            "uploads_bucket": self.uploads_bucket,
+        }
+
     def environment(self) -> dict[str, str]:
         """The VIDEO_AI__AWS__* variables the functions read, as template.yaml's Globals set them in AWS."""
-        return {
-            "VIDEO_AI__AWS__JOBS_TABLE": self.table_name,
-            "VIDEO_AI__AWS__JOBS_QUEUE_URL": self.jobs_queue_url,
-            "VIDEO_AI__AWS__TOPIC_ARN": self.topic_arn,
-            "VIDEO_AI__AWS__UPLOADS_BUCKET": self.uploads_bucket,
-        }
+        return {f"VIDEO_AI__AWS__{name.upper()}": value for name, value in self.aws_settings().items()}
 
 
 class _TemplateLoader(yaml.SafeLoader):

@@ -188,11 +188,7 @@ class Injected:
     dev_key_hash: str
 
     def apply(self, settings: Settings) -> Settings:
-        r = self.resources
-        aws = settings.aws.model_copy(update={
-            "endpoint_url": self.endpoint_url, "jobs_table": r.table_name,
-            "jobs_queue_url": r.jobs_queue_url, "topic_arn": r.topic_arn, "uploads_bucket": r.uploads_bucket,
-        })
+        aws = settings.aws.model_copy(update={"endpoint_url": self.endpoint_url, **self.resources.aws_settings()})
         api = settings.api.model_copy(update={
             "api_key_hashes": {**settings.api.api_key_hashes, self.dev_key_hash: DEV_TENANT},
         })
