@@ -239,13 +239,14 @@ def _document_error_body(app: FastAPI) -> None:
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(error.pop("$defs", {}))
-            components["ErrorResponse"] = error
-        return app.openapi_schema or build()
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()  # FastAPI keeps it as app.openapi_schema: this part runs once
+        error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(error.pop("$defs", {}))
+        components["ErrorResponse"] = error
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

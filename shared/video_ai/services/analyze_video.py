@@ -389,9 +389,10 @@ def _split(job: Job, deps: AnalyzeDeps, video: VideoInfo, fetched: FetchedVideo,
 
 def _stage(job: Job, deps: AnalyzeDeps, fetched: FetchedVideo) -> Source | None:
     """Copy an HTTP(S) source to the service's bucket once, so N segments do not download the origin N times (the
-    client's bandwidth and egress). S3 sources are read in place. A failed copy falls back to the origin."""
+    client's bandwidth and egress). S3 sources and local files (development) are read in place. A failed copy falls
+    back to the origin."""
     if deps.stager is None or not (job.source.url or "").lower().startswith(("http://", "https://")):
-        return None  # S3 sources are read in place; local files (development) need no copy
+        return None
     try:
         with deps.tracing.span("stage"):
             return deps.stager.stage(job.job_id, fetched.path)
