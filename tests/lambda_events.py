@@ -4,12 +4,39 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from tests.conftest import ROOT
 
+if TYPE_CHECKING:
+    from video_ai.runtime import Runtime
+
 EVENTS = ROOT / "events"
+
+
+@contextmanager
+def functions_on(runtime: Runtime) -> Iterator[dict[str, ModuleType]]:
+    """Every function's handler module, freshly imported with `runtime` installed (their bootstraps pick it up);
+    afterwards the runtime is uninstalled and the modules dropped, so the next test module imports its own."""
+    from video_ai.local.functions import FUNCTION_NAMES, load_function
+    from video_ai.runtime import install_runtime
+
+    def drop() -> None:
+        for name in FUNCTION_NAMES:
+            sys.modules.pop(f"video_ai_fn_{name}_handler", None)
+
+    drop()
+    install_runtime(runtime)
+    try:
+        yield {name: load_function(name) for name in FUNCTION_NAMES}
+    finally:
+        install_runtime(None)
+        drop()
 
 
 @cache

@@ -11,7 +11,6 @@ import copy
 import functools
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,17 +28,17 @@ from standardwebhooks import Webhook
 
 from tests.conftest import ROOT
 from tests.integration.serve_helpers import FileServer
-from tests.lambda_events import api_event
+from tests.lambda_events import api_event, functions_on
 from video_ai.adapters.aws import AwsClients
 from video_ai.adapters.webhook_sender import generate_secret
 from video_ai.api.auth import hash_key
 from video_ai.domain.errors import IndexUnavailable, InvalidTransition
 from video_ai.domain.models import FramePoint, JobStatus, ModelInfo, SearchFilter
 from video_ai.domain.ports import VectorIndex
-from video_ai.local.functions import FUNCTION_NAMES, lambda_context, load_function
+from video_ai.local.functions import lambda_context
 from video_ai.local.pollers import SqsPoller
 from video_ai.local.resources import create_resources
-from video_ai.runtime import Runtime, Secrets, install_runtime
+from video_ai.runtime import Runtime, Secrets
 from video_ai.samples import make_clip
 from video_ai.settings import Settings
 
@@ -184,16 +183,10 @@ def chain(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
         tap = sqs.create_queue(QueueName="finished-tap")["QueueUrl"]
         tap_arn = sqs.get_queue_attributes(QueueUrl=tap, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=resources.topic_arn, Protocol="sqs", Endpoint=tap_arn)
-        for name in FUNCTION_NAMES:
-            sys.modules.pop(f"video_ai_fn_{name}_handler", None)
-        install_runtime(runtime)
         try:
-            fn = {name: load_function(name) for name in FUNCTION_NAMES}
-            yield Chain(runtime, fn, resources, session, files.url("clip.mp4"), secret, tap)
+            with functions_on(runtime) as fn:
+                yield Chain(runtime, fn, resources, session, files.url("clip.mp4"), secret, tap)
         finally:
-            install_runtime(None)
-            for name in FUNCTION_NAMES:
-                sys.modules.pop(f"video_ai_fn_{name}_handler", None)
             runtime.close()
             files.close()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,14 +22,14 @@ from moto import mock_aws
 from standardwebhooks import Webhook
 
 from tests.conftest import ROOT
-from tests.lambda_events import api_event, load_event
+from tests.lambda_events import api_event, functions_on, load_event
 from video_ai.adapters.aws import AwsClients
 from video_ai.adapters.webhook_sender import generate_secret
 from video_ai.api.auth import hash_key
 from video_ai.domain.models import SearchFilter
-from video_ai.local.functions import FUNCTION_NAMES, lambda_context, load_function
+from video_ai.local.functions import lambda_context
 from video_ai.local.resources import create_resources
-from video_ai.runtime import Runtime, Secrets, install_runtime
+from video_ai.runtime import Runtime, Secrets
 from video_ai.samples import make_clip
 from video_ai.settings import Settings
 
@@ -100,17 +99,11 @@ def chain(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
         }).development()
         runtime = Runtime(settings, secrets=Secrets(webhook=[secret]),
                           clients=AwsClients("us-east-1", session=session))
-        for name in FUNCTION_NAMES:
-            sys.modules.pop(f"video_ai_fn_{name}_handler", None)
-        install_runtime(runtime)
         try:
-            fn = {name: load_function(name) for name in FUNCTION_NAMES}
-            yield Chain(runtime, fn, resources, session, f"{files_url}/clip.mp4", receiver, f"{hook_url}/hook",
-                        secret)
+            with functions_on(runtime) as fn:
+                yield Chain(runtime, fn, resources, session, f"{files_url}/clip.mp4", receiver, f"{hook_url}/hook",
+                            secret)
         finally:
-            install_runtime(None)
-            for name in FUNCTION_NAMES:
-                sys.modules.pop(f"video_ai_fn_{name}_handler", None)
             runtime.close()
             files.shutdown()
             hook.shutdown()
