@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -130,6 +131,19 @@ class ServeProcess:
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.info["api"], headers={"x-api-key": self.info["api_key"]}, timeout=10.0)
+
+
+@contextmanager
+def serve_stack(workdir: Path, *, level: str = "INFO", env: dict[str, str] | None = None) -> Iterator[ServeProcess]:
+    """`video-ai serve` on a config written to workdir/config.yml (data under workdir/data), ready; killed after."""
+    config = workdir / "config.yml"
+    write_config(config, workdir / "data", level=level)
+    proc = ServeProcess(config, env=env or {}).start()
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.kill()
 
 
 class FileServer:

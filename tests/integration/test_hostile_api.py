@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import ROOT
 from tests.fakes import FakeEmbedder, FakeIndex, RecordingQueue
 from tests.fixtures.hostile_urls import FakeResolver
-from tests.integration.serve_helpers import FileServer, ServeProcess, write_config
+from tests.integration.serve_helpers import FileServer, ServeProcess, serve_stack
 from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.adapters.net_guard import NetGuard
 from video_ai.api.app import ApiContext, create_app
@@ -262,15 +262,9 @@ SERVE_CASES = [c for c in CASES if c.name in {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[ServeProcess]:
-    workdir = tmp_path_factory.mktemp("serve-api")
-    config = workdir / "config.yml"
-    write_config(config, workdir / "data", level="WARNING")
-    proc = ServeProcess(config, env={"VIDEO_AI__MODEL__PATH": str(model_path)}).start()
-    try:
-        proc.wait_ready()
+    env = {"VIDEO_AI__MODEL__PATH": str(model_path)}
+    with serve_stack(tmp_path_factory.mktemp("serve-api"), level="WARNING", env=env) as proc:
         yield proc
-    finally:
-        proc.kill()
 
 
 @pytest.mark.parametrize("case", SERVE_CASES, ids=[c.name for c in SERVE_CASES])

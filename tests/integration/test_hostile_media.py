@@ -21,7 +21,7 @@ from moto import mock_aws
 from tests.conftest import ROOT
 from tests.fakes import RecordingNotifier, RecordingQueue
 from tests.fixtures.hostile_media import CORPUS, HostileMedia, build_corpus
-from tests.integration.serve_helpers import FileServer, ServeProcess, wait_for, write_config
+from tests.integration.serve_helpers import FileServer, ServeProcess, serve_stack, wait_for
 from video_ai.adapters.aws import AwsClients
 from video_ai.adapters.frame_source import PyAVFrameSource
 from video_ai.adapters.http_fetch import HttpVideoFetcher
@@ -197,15 +197,9 @@ SERVE_CASES = ["random.mp4", "audio.m4a", "error-page.mp4", "tiny.mp4", "huge-mo
 @pytest.fixture(scope="module")
 def stack(env: Env, tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterator[ServeProcess]:
     workdir = tmp_path_factory.mktemp("serve-hostile")
-    config = workdir / "config.yml"
-    write_config(config, workdir / "data", level="WARNING")
-    proc = ServeProcess(config, env={"VIDEO_AI__MODEL__PATH": str(model_path)}).start()
-    try:
-        proc.wait_ready()
+    with serve_stack(workdir, level="WARNING", env={"VIDEO_AI__MODEL__PATH": str(model_path)}) as proc:
         proc.info["data_dir"] = str(workdir / "data")
         yield proc
-    finally:
-        proc.kill()
 
 
 def test_hostile_media_through_serve(env: Env, stack: ServeProcess) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from tests.integration.serve_helpers import FileServer, Receiver, ServeProcess, wait_for, write_config
+from tests.integration.serve_helpers import FileServer, Receiver, ServeProcess, serve_stack, wait_for, write_config
 from tests.prom import Samples
 from tests.prom import delta as _delta
 from tests.prom import samples as _samples
@@ -47,14 +47,8 @@ def files(clip: Path) -> Iterator[FileServer]:
 
 @pytest.fixture(scope="module")
 def stack(workdir: Path) -> Iterator[ServeProcess]:
-    config = workdir / "config.yml"
-    write_config(config, workdir / "data")
-    proc = ServeProcess(config).start()
-    try:
-        proc.wait_ready()
+    with serve_stack(workdir) as proc:
         yield proc
-    finally:
-        proc.kill()
 
 
 @pytest.fixture(scope="module")
