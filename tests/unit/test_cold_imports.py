@@ -11,7 +11,9 @@ from tests.conftest import ROOT
 
 HEAVY = ["cv2", "av", "onnxruntime", "onnx", "qdrant_client", "qdrant_edge", "scenedetect", "PIL",
          # In Lambda metrics leave as EMF: no Prometheus endpoint, instrumentation or X-Ray SDK on this path either.
-         "prometheus_client", "prometheus_fastapi_instrumentator", "aws_xray_sdk"]
+         "prometheus_client", "prometheus_fastapi_instrumentator", "aws_xray_sdk",
+         # FastAPI imports it (~35 ms) only to refuse v1 models: skipped while nothing imported it (fastapi_compat).
+         "pydantic.v1"]
 
 PROBE = """
 import json, sys

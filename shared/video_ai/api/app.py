@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from video_ai.api.auth import ApiKeyAuth
+from video_ai.api.fastapi_compat import skip_unused_pydantic_v1_check
 from video_ai.api.schemas import (
     Accepted,
     AnalyzeRequest,
@@ -259,6 +260,7 @@ def create_app(ctx: ApiContext, *, prometheus: bool = True, index_routes: bool =
     /metrics and the per-request instrumentation, and their imports. `index_routes=False` leaves out the routes that
     need the vector index (INDEX_ROUTES): in AWS the SearchFunction serves them (template.yaml), and the API
     function, which has neither the model nor a Qdrant client, builds three routes fewer at cold start."""
+    skip_unused_pydantic_v1_check()
     app = FastAPI(
         title="video-ai",
         version="0.1.0",
