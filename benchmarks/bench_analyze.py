@@ -142,8 +142,13 @@ def analyze(
     index = build_index(settings)
     embedder = RecordingEmbedder(build_embedder(settings))
     embedder.inner.embed([np.zeros((224, 224, 3), np.uint8)])  # session load is a cold-start cost, not throughput
+    frames = build_frame_source(settings)
+    if "decode_threads" in overrides:
+        from video_ai.adapters.frame_source import PyAVFrameSource
+
+        frames = PyAVFrameSource(settings.sampling, settings.limits, threads=bool(overrides["decode_threads"]))
     deps = AnalyzeDeps(jobs=jobs, fetcher=build_fetcher(settings, allow_local_files=True),
-                       frames=build_frame_source(settings), embedder=embedder, index=index, notifier=None,
+                       frames=frames, embedder=embedder, index=index, notifier=None,
                        workdir=data_dir / "tmp", batch_size=settings.model.batch_size,
                        pipeline_queue=settings.scale.pipeline_queue)
     job = jobs.create(Job(job_id=str(uuid.uuid4()), source=Source(url=path.resolve().as_uri()),
@@ -248,7 +253,7 @@ class Cell:
 def parse_config(text: str) -> tuple[str, dict[str, int]]:
     label, _, spec = text.partition(":")
     values = dict(item.split("=", 1) for item in spec.split(",") if item)
-    allowed = {"threads", "batch_size", "pipeline_queue"}
+    allowed = {"threads", "batch_size", "pipeline_queue", "decode_threads"}
     if not set(values) <= allowed:
         raise SystemExit(f"--config keys: {sorted(allowed)}")
     return label, {k: int(v) for k, v in values.items()}
@@ -262,7 +267,8 @@ def main() -> int:
     parser.add_argument("--fps", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds, best counts")
     parser.add_argument("--config", action="append", default=[],
-                        help="analyze variant LABEL:threads=N,batch_size=N,pipeline_queue=N (default: settings)")
+                        help="analyze variant LABEL:threads=N,batch_size=N,pipeline_queue=N,decode_threads=0|1 "
+                             "(default: settings; decode_threads=0: FFmpeg decodes on the calling thread only)")
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--clips-dir", type=Path, default=Path(tempfile.gettempdir()) / "video-ai-bench-clips")
     args = parser.parse_args()
