@@ -21,12 +21,13 @@ from video_ai.domain.models import (
     Source,
     VideoInfo,
 )
-from video_ai.domain.ports import FetchedVideo
+from video_ai.domain.ports import FetchedVideo, MediaFile
 
 
 class FakeFetcher:
-    def __init__(self, error: VideoAIError | None = None) -> None:
+    def __init__(self, error: VideoAIError | None = None, s3_etag: str | None = None) -> None:
         self.error = error
+        self.s3_etag = s3_etag
         self.fetched: list[Source] = []
 
     def fetch(self, source: Source, workdir: Path) -> FetchedVideo:
@@ -35,7 +36,9 @@ class FakeFetcher:
             raise self.error
         path = workdir / "video.mp4"
         path.write_bytes(b"fake")
-        return FetchedVideo(path=path, sha256="0" * 64, size_bytes=4)
+        # Like S3VideoFetcher: an S3 source comes with the ETag its download was pinned to.
+        etag = self.s3_etag if source.s3 is not None else None
+        return FetchedVideo(path=path, sha256="0" * 64, size_bytes=4, etag=etag)
 
 
 class FakeReader:
@@ -80,12 +83,14 @@ class FakeFrameSource:
         self.open_error = open_error
         self.error_after = error_after
         self.opened = 0
+        self.opened_with: list[Path | MediaFile] = []
         self.readers: list[FakeReader] = []
 
-    def open(self, path: Path, sampling: Sampling, image_size: tuple[int, int] | None = None,
+    def open(self, path: Path | MediaFile, sampling: Sampling, image_size: tuple[int, int] | None = None,
              thumbnail_width: int | None = None, start_s: float | None = None,
              end_s: float | None = None) -> FakeReader:
         self.opened += 1
+        self.opened_with.append(path)
         if self.open_error is not None:
             raise self.open_error
         w, h = image_size or (8, 8)
@@ -223,3 +228,64 @@ class RecordingMetrics:
 
     def observe(self, name: str, value: float, **labels: str) -> None:
         self.observations.setdefault(name, []).append(value)
+
+
+class FakeS3Objects:
+    """An in-memory S3 client for ranged reads: `get_object(Bucket, Key, Range, IfMatch | VersionId)` and
+    `head_object`, with S3's answers (206 + Content-Range, 412 on a stale IfMatch, 416 past the end, 404), the
+    requests it served, and `fail_next` to make the next GET fail with a given error code and status."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.versions: dict[tuple[str, str, str], bytes] = {}
+        self.ranges: list[str] = []
+        self.fail_next: tuple[str, int] | None = None
+
+    def put(self, bucket: str, key: str, data: bytes, version: str | None = None) -> str:
+        self.objects[(bucket, key)] = data
+        if version is not None:
+            self.versions[(bucket, key, version)] = data
+        return self.etag(data)
+
+    @staticmethod
+    def etag(data: bytes) -> str:
+        import hashlib
+
+        return f'"{hashlib.md5(data).hexdigest()}"'
+
+    @staticmethod
+    def _error(code: str, status: int, operation: str) -> Exception:
+        from botocore.exceptions import ClientError
+
+        return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                           operation)
+
+    def _object(self, bucket: str, key: str, version: str | None, if_match: str | None, operation: str) -> bytes:
+        data = self.versions.get((bucket, key, version)) if version else self.objects.get((bucket, key))
+        if data is None:
+            raise self._error("NoSuchVersion" if version else "NoSuchKey", 404, operation)
+        if if_match is not None and if_match != self.etag(data):
+            raise self._error("PreconditionFailed", 412, operation)
+        return data
+
+    def head_object(self, *, Bucket: str, Key: str, VersionId: str | None = None,
+                    IfMatch: str | None = None) -> dict[str, Any]:
+        data = self._object(Bucket, Key, VersionId, IfMatch, "HeadObject")
+        return {"ETag": self.etag(data), "ContentLength": len(data)}
+
+    def get_object(self, *, Bucket: str, Key: str, Range: str, VersionId: str | None = None,
+                   IfMatch: str | None = None) -> dict[str, Any]:
+        import io
+
+        self.ranges.append(Range)
+        if self.fail_next is not None:
+            code, status = self.fail_next
+            self.fail_next = None
+            raise self._error(code, status, "GetObject")
+        data = self._object(Bucket, Key, VersionId, IfMatch, "GetObject")
+        first_text, _, last_text = Range.removeprefix("bytes=").partition("-")
+        first, last = int(first_text), min(int(last_text), len(data) - 1)
+        if first >= len(data):
+            raise self._error("InvalidRange", 416, "GetObject")
+        return {"Body": io.BytesIO(data[first : last + 1]), "ContentRange": f"bytes {first}-{last}/{len(data)}",
+                "ContentLength": last - first + 1, "ETag": self.etag(data)}

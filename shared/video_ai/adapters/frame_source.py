@@ -54,13 +54,15 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import io
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Generator, Iterator
 from fractions import Fraction
-from pathlib import Path
+from os import PathLike
+from pathlib import Path, PurePath
 from typing import Any
 
 import av
@@ -77,7 +79,7 @@ from video_ai.domain.errors import (
     VideoNotFound,
 )
 from video_ai.domain.models import SampledFrame, Sampling, Shot, VideoInfo
-from video_ai.domain.ports import Clock
+from video_ai.domain.ports import Clock, MediaFile
 from video_ai.settings import LimitsSettings, SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -114,16 +116,17 @@ class PyAVFrameSource:
 
     def open(
         self,
-        path: Path,
+        path: Path | MediaFile,
         sampling: Sampling,
         image_size: tuple[int, int] | None = None,
         thumbnail_width: int | None = None,
         start_s: float | None = None,
         end_s: float | None = None,
     ) -> PyAVVideoReader:
-        """Probe `path` and prepare a pass. Raises UnsupportedMedia / NoVideoStream / CorruptMedia / EmptyVideo."""
+        """Probe `path` (a local file or an open MediaFile, which the reader closes) and prepare a pass. Raises
+        UnsupportedMedia / NoVideoStream / CorruptMedia / EmptyVideo, and whatever the MediaFile's reads raise."""
         return PyAVVideoReader(
-            Path(path), sampling, self.settings, self.limits, self.clock,
+            Path(path) if isinstance(path, str | PathLike) else path, sampling, self.settings, self.limits, self.clock,
             image_size=image_size, thumbnail_width=thumbnail_width,
             skip_nonref=self.skip_nonref, threads=self.threads, start_s=start_s, end_s=end_s,
         )
@@ -149,10 +152,22 @@ def _shrink(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return plane
 
 
-def _container_name(fmt_name: str, path: Path) -> str:
+def _container_name(fmt_name: str, file_name: str) -> str:
     names = fmt_name.split(",")
-    ext = path.suffix.lower().lstrip(".")
+    ext = PurePath(file_name).suffix.lower().lstrip(".")
     return ext if ext in names else names[0]
+
+
+def _open_file_container(file: MediaFile) -> Any:
+    """av.open on a file object: PyAV reads and seeks it (FFmpeg is never told the size, which MP4 does not need).
+    Errors the file raises (a domain error from a ranged read) come out of PyAV as they are."""
+    if file.seek(0, io.SEEK_END) == 0:
+        raise UnsupportedMedia(f"{file.name}: the file is empty")
+    file.seek(0)
+    try:
+        return av.open(file, metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        raise UnsupportedMedia(f"{file.name}: not a video container we can read ({err})") from None
 
 
 def _clockwise(ccw_degrees: int | float) -> int:
@@ -176,7 +191,7 @@ class PyAVVideoReader:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | MediaFile,
         sampling: Sampling,
         settings: SamplingSettings,
         limits: LimitsSettings,
@@ -193,7 +208,9 @@ class PyAVVideoReader:
             raise ValueError("end_s must be after start_s")
         self.start_s = Fraction(str(start_s)) if start_s else None
         self.end_s = Fraction(str(end_s)) if end_s is not None else None
-        self.path = path
+        self.path = path if isinstance(path, Path) else None
+        self._file = None if isinstance(path, Path) else path  # PyAV does not close a file object: close() does
+        self.name = path.name if isinstance(path, Path) else str(path.name)
         self.sampling = sampling
         self.settings = settings
         self.limits = limits
@@ -208,16 +225,23 @@ class PyAVVideoReader:
         self._complete = False
         self._stop: tuple[Fraction, int] | None = None  # first frame past `end_s`
         self._started = clock.monotonic()
-        self._container = self._open_container(path)
+        try:
+            self._container = self._open_container(path)
+        except BaseException:
+            if self._file is not None:
+                self._file.close()
+            raise
         try:
             self._probe(skip_nonref, threads)
         except BaseException:
-            self._container.close()
+            self.close()
             raise
 
     # -- opening -------------------------------------------------------------------------------------------------
     @staticmethod
-    def _open_container(path: Path) -> Any:
+    def _open_container(path: Path | MediaFile) -> Any:
+        if not isinstance(path, Path):
+            return _open_file_container(path)
         if not path.exists():
             raise VideoNotFound(f"no such file: {path}")
         if path.is_file() and path.stat().st_size == 0:
@@ -232,14 +256,14 @@ class PyAVVideoReader:
     def _probe(self, skip_nonref: bool, threads: bool) -> None:
         container = self._container
         if not container.streams.video:
-            raise NoVideoStream(f"{self.path.name}: the file has no video stream")
+            raise NoVideoStream(f"{self.name}: the file has no video stream")
         stream = container.streams.video[0]
         self._stream = stream
         ctx = stream.codec_context
         width, height = int(ctx.width or 0), int(ctx.height or 0)
         if width * height > self.limits.max_pixels:
             raise UnsupportedMedia(
-                f"{self.path.name}: frame size {width}x{height} ({width * height} pixels) exceeds the limit of "
+                f"{self.name}: frame size {width}x{height} ({width * height} pixels) exceeds the limit of "
                 f"{self.limits.max_pixels} pixels"
             )
         if threads:
@@ -273,13 +297,13 @@ class PyAVVideoReader:
         self._decoded = self._decode_all()
         first = self._next_decoded()
         if first is None:
-            raise EmptyVideo(f"{self.path.name}: the video stream has no decodable frame")
+            raise EmptyVideo(f"{self.name}: the video stream has no decodable frame")
         self._first: _Decoded | None = first
         rotation = _clockwise(first.frame.rotation or 0)
         self._rotation = rotation
         frames = int(stream.frames or 0) or None
         self._info = VideoInfo(
-            container=_container_name(container.format.name, self.path),
+            container=_container_name(container.format.name, self.name),
             codec=ctx.name,
             width=width or first.frame.width,
             height=height or first.frame.height,
@@ -291,7 +315,7 @@ class PyAVVideoReader:
         )
         if self._duration_known and duration_s > self.limits.max_duration_s:
             raise UnsupportedMedia(
-                f"{self.path.name}: duration {duration_s:.0f} s exceeds the limit of {self.limits.max_duration_s:.0f} s"
+                f"{self.name}: duration {duration_s:.0f} s exceeds the limit of {self.limits.max_duration_s:.0f} s"
             )
 
     def _seek_to_segment(self) -> int:
@@ -305,10 +329,10 @@ class PyAVVideoReader:
         entries = stream.index_entries
         total = int(stream.frames or 0)
         if entries is None or total == 0 or len(entries) != total:
-            raise NotImplementedError(f"{self.path.name}: segments need a complete sample index (MP4/MOV)")
+            raise NotImplementedError(f"{self.name}: segments need a complete sample index (MP4/MOV)")
         self._index_dts = [int(e.timestamp) for e in entries]
         if self._start_pts is None or self.start_s is None:
-            raise NotImplementedError(f"{self.path.name}: segments need a known stream start time")
+            raise NotImplementedError(f"{self.name}: segments need a known stream start time")
         preroll_from = max(Fraction(0), self.start_s - Fraction(str(self.settings.min_shot_s)))
         target = self._start_pts + max(0, math.ceil(preroll_from / self._time_base) - 1)
         self._container.seek(target, stream=stream, backward=True, any_frame=False)
@@ -348,8 +372,12 @@ class PyAVVideoReader:
         return self._complete
 
     def close(self) -> None:
-        self._decoded.close()
+        decoded = getattr(self, "_decoded", None)  # absent when probing failed
+        if decoded is not None:
+            decoded.close()
         self._container.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> PyAVVideoReader:
         return self
@@ -530,7 +558,7 @@ class PyAVVideoReader:
         if short_frames or short_time:
             self.truncated = True
             msg = (
-                f"{self.path.name}: the file ends early: {self._ordinals_seen} frames up to {float(reached):.3f} s of "
+                f"{self.name}: the file ends early: {self._ordinals_seen} frames up to {float(reached):.3f} s of "
                 f"{declared if declared is not None else '?'} frames / {self._info.duration_s:.3f} s declared"
             )
             self.warnings.append(msg)
@@ -540,7 +568,7 @@ class PyAVVideoReader:
         elapsed = self.clock.monotonic() - self._started
         if elapsed > self.limits.decode_timeout_s:
             raise DecodeTimeout(
-                f"{self.path.name}: decoding took longer than {self.limits.decode_timeout_s:.0f} s; stopped"
+                f"{self.name}: decoding took longer than {self.limits.decode_timeout_s:.0f} s; stopped"
             )
 
     def _decode_all(self) -> Generator[_Decoded, None, None]:
@@ -628,7 +656,7 @@ class PyAVVideoReader:
         """Position of the seek keyframe in the sample index (decode order)."""
         i = bisect.bisect_left(self._index_dts, packet.dts if packet.dts is not None else packet.pts)
         if i >= len(self._index_dts) or self._index_dts[i] != (packet.dts if packet.dts is not None else packet.pts):
-            raise NotImplementedError(f"{self.path.name}: the seek landed on a packet missing from the index")
+            raise NotImplementedError(f"{self.name}: the seek landed on a packet missing from the index")
         return i
 
     def _skippable(self, lower: int | None, pts: int) -> bool:
@@ -640,9 +668,9 @@ class PyAVVideoReader:
 
     def _damaged(self, err: Exception, produced: int) -> None:
         if produced == 0:
-            raise CorruptMedia(f"{self.path.name}: the video data is damaged ({err})") from None
+            raise CorruptMedia(f"{self.name}: the video data is damaged ({err})") from None
         self.truncated = True
-        msg = f"{self.path.name}: decoding stopped early, the rest of the file is damaged ({err})"
+        msg = f"{self.name}: decoding stopped early, the rest of the file is damaged ({err})"
         self.warnings.append(msg)
         log.warning(msg)
 

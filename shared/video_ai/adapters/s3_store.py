@@ -100,13 +100,13 @@ def s3_locations_from_notification(body: str | Mapping[str, Any]) -> list[S3Loca
     ]
 
 
-def _describe(location: S3Location) -> str:
+def describe_location(location: S3Location) -> str:
     where = f"s3://{location.bucket}/{location.key}"
     return f"{where} (version {location.version})" if location.version else where
 
 
-def _fetch_error(err: ClientError | BotoCoreError, location: S3Location) -> Exception:
-    where = _describe(location)
+def fetch_error(err: ClientError | BotoCoreError, location: S3Location) -> Exception:
+    where = describe_location(location)
     if is_transient(err):
         detail = error_code(err) if isinstance(err, ClientError) else type(err).__name__
         return FetchFailed(f"{where}: S3 is unavailable ({detail}); retry later")
@@ -158,10 +158,10 @@ class S3VideoFetcher:
         try:
             head = self._clients.s3.head_object(Bucket=location.bucket, Key=location.key, **version)
         except (ClientError, BotoCoreError) as err:
-            raise _fetch_error(err, location) from err
+            raise fetch_error(err, location) from err
         size = int(head.get("ContentLength", 0))
         if size > self.max_bytes:
-            raise SourceTooLarge(f"{_describe(location)} is {size} bytes; the limit is {self.max_bytes}")
+            raise SourceTooLarge(f"{describe_location(location)} is {size} bytes; the limit is {self.max_bytes}")
         # Pin the GET to what HEAD saw, so an overwrite in between fails (412) instead of slipping past the size cap.
         pin: dict[str, Any] = {"IfMatch": head["ETag"]} if head.get("ETag") and not location.version else {}
         workdir.mkdir(parents=True, exist_ok=True)
@@ -179,14 +179,17 @@ class S3VideoFetcher:
                     for chunk in response["Body"].iter_chunks(CHUNK_BYTES):
                         written += len(chunk)
                         if written > self.max_bytes:
-                            raise SourceTooLarge(f"{_describe(location)} is over the limit of {self.max_bytes} bytes")
+                            raise SourceTooLarge(
+                                f"{describe_location(location)} is over the limit of {self.max_bytes} bytes"
+                            )
                         digest.update(chunk)
                         out.write(chunk)
                 except (ClientError, BotoCoreError) as err:
-                    raise _fetch_error(err, location) from err
+                    raise fetch_error(err, location) from err
             if written != size:
-                raise FetchFailed(f"{_describe(location)}: got {written} bytes, expected {size}")
-            return FetchedVideo(path=path, sha256=digest.hexdigest(), size_bytes=written)
+                raise FetchFailed(f"{describe_location(location)}: got {written} bytes, expected {size}")
+            etag = str(head["ETag"]) if head.get("ETag") else None
+            return FetchedVideo(path=path, sha256=digest.hexdigest(), size_bytes=written, etag=etag)
         except BaseException:
             path.unlink(missing_ok=True)
             raise

@@ -104,6 +104,13 @@ class DecodeTimeout(UnsupportedMedia):
     code = "decode_timeout"
 
 
+class SourceChanged(VideoAIError):
+    """The source object was overwritten after the job started: its segments would mix old and new bytes."""
+
+    code = "source_changed"
+    http_status = 409
+
+
 class FetchFailed(VideoAIError):
     """The source could not be downloaded (unreachable host, 5xx); worth a retry."""
 

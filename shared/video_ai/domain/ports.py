@@ -63,17 +63,37 @@ class VideoReader(Protocol):
     def close(self) -> None: ...
 
 
+class MediaFile(Protocol):
+    """A seekable, read-only binary file a frame source can decode in place of a path (e.g. ranged S3 reads)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def readable(self) -> bool: ...
+
+    def seekable(self) -> bool: ...
+
+    def read(self, size: int = -1, /) -> bytes | None: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class FrameSource(Protocol):
     def open(
         self,
-        path: Path,
+        path: Path | MediaFile,
         sampling: Sampling,
         image_size: tuple[int, int] | None = None,
         thumbnail_width: int | None = None,
         start_s: float | None = None,
         end_s: float | None = None,
     ) -> VideoReader:
-        """Probe `path` and prepare a pass. Raises UnsupportedMedia / NoVideoStream / CorruptMedia / EmptyVideo."""
+        """Probe `path` (a local file, or an open MediaFile the reader then owns and closes) and prepare a pass.
+        Raises UnsupportedMedia / NoVideoStream / CorruptMedia / EmptyVideo, and whatever the MediaFile raises."""
         ...
 
 
@@ -82,6 +102,35 @@ class FetchedVideo:
     path: Path
     sha256: str
     size_bytes: int
+    # S3 sources: the ETag the download was pinned to, i.e. of exactly the bytes `sha256` covers.
+    etag: str | None = None
+
+
+class RangedFile(MediaFile, Protocol):
+    """A MediaFile that reads an object by byte ranges, and says how much it read."""
+
+    @property
+    def bytes_fetched(self) -> int: ...
+
+    @property
+    def requests(self) -> int: ...
+
+    @property
+    def fetch_seconds(self) -> float: ...
+
+
+class RangedOpener(Protocol):
+    """Random access to an S3 object, so each segment of a split job reads only the byte ranges it decodes instead
+    of downloading the whole object."""
+
+    def pin(self, source: Source) -> str:
+        """The object's current ETag, for the segments to pin their reads to. Raises VideoNotFound, FetchFailed."""
+        ...
+
+    def open(self, source: Source, etag: str | None) -> RangedFile:
+        """A file over the object (no I/O until read). Every read is pinned to `etag` (or the source's version):
+        reads raise SourceChanged once the object was overwritten, else VideoNotFound / FetchFailed."""
+        ...
 
 
 class SourceStager(Protocol):
