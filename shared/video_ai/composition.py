@@ -13,7 +13,7 @@ from video_ai.settings import Settings
 
 if TYPE_CHECKING:
     from video_ai.adapters.aws import AwsClients
-    from video_ai.domain.ports import Embedder, FrameSource, VectorIndex, VideoFetcher
+    from video_ai.domain.ports import Embedder, FrameSource, RangedOpener, VectorIndex, VideoFetcher
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -47,6 +47,13 @@ def build_fetcher(settings: Settings, *, allow_local_files: bool, clients: AwsCl
 
     s3 = S3VideoFetcher(clients or build_aws_clients(settings), settings.limits.max_source_bytes)
     return HttpVideoFetcher(settings.network, settings.limits, s3_fetcher=s3, allow_local_files=allow_local_files)
+
+
+def build_ranged_opener(clients: AwsClients) -> RangedOpener:
+    """Ranged reads of S3 sources for the segments of split jobs (each reads its own bytes, not the whole object)."""
+    from video_ai.adapters.s3_range_file import S3RangedOpener
+
+    return S3RangedOpener(clients)
 
 
 def workdir(settings: Settings) -> Path:

@@ -198,7 +198,7 @@ class Runtime:
     def analyze_deps(self) -> AnalyzeDeps:
         from video_ai.adapters.http_fetch import HttpVideoFetcher
         from video_ai.adapters.s3_store import S3SourceStager, S3VideoFetcher
-        from video_ai.composition import build_frame_source, clean_workdir, workdir
+        from video_ai.composition import build_frame_source, build_ranged_opener, clean_workdir, workdir
         from video_ai.services.analyze_video import AnalyzeDeps
 
         settings = self.settings
@@ -215,6 +215,7 @@ class Runtime:
             batch_size=settings.model.batch_size, pipeline_queue=settings.scale.pipeline_queue,
             segment_queue=self.queue(), segment_s=settings.scale.segment_s,
             stager=S3SourceStager(self.clients, settings.aws.uploads_bucket) if settings.aws.uploads_bucket else None,
+            ranged=build_ranged_opener(self.clients),
         )
 
     def api_context(self) -> ApiContext:

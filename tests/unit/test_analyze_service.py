@@ -287,3 +287,128 @@ def test_staging_is_skipped_for_s3_and_local_sources_and_a_failed_copy_falls_bac
     origin = Source(url="https://example.com/v.mp4")
     _, fetched = _split_job(tmp_path / "fail", origin, _Stager(fail=True))
     assert fetched == [origin] * 5
+
+
+class _RangedFile:
+    """What a segment reads through: records that it was closed and claims a byte count."""
+
+    name = "source"
+    bytes_fetched = 1234
+    requests = 2
+    fetch_seconds = 0.01
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1, /) -> bytes:
+        return b""
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Opener:
+    def __init__(self, pin_error: Exception | None = None) -> None:
+        self.pin_error = pin_error
+        self.pinned: list[Source] = []
+        self.opened: list[tuple[Source, str | None]] = []
+        self.files: list[_RangedFile] = []
+
+    def pin(self, source: Source) -> str:
+        self.pinned.append(source)
+        if self.pin_error is not None:
+            raise self.pin_error
+        return '"staged-etag"'
+
+    def open(self, source: Source, etag: str | None) -> _RangedFile:
+        self.opened.append((source, etag))
+        self.files.append(_RangedFile())
+        return self.files[-1]
+
+
+def _ranged_split(tmp_path: Path, source: Source, opener: _Opener, stager: _Stager | None = None,
+                  frames: FakeFrameSource | None = None) -> AnalyzeDeps:
+    from tests.fakes import RecordingQueue
+
+    queue = RecordingQueue()
+    deps = _deps(tmp_path, fetcher=FakeFetcher(s3_etag='"source-etag"'), segment_queue=queue, segment_s=3.0,
+                 frames=frames or FakeFrameSource(n_frames=11, shot_len=4), stager=stager or _Stager(), ranged=opener)
+    deps.jobs.create(Job(job_id="job", tenant="t1", source=source))
+    assert analyze_video("job", deps).job.segments_total == 4
+    for message in queue.messages:
+        analyze_video("job", deps, segment=message["segment"])
+    return deps
+
+
+def test_segments_of_an_s3_source_read_ranges_pinned_to_the_etag_of_the_first_download(tmp_path: Path) -> None:
+    s3 = Source.model_validate({"s3": {"bucket": "uploads", "key": "tenants/t1/incoming/v.mp4"}})
+    opener = _Opener()
+    deps = _ranged_split(tmp_path, s3, opener)
+    job = deps.jobs.get("job")
+    assert job is not None and job.status is JobStatus.SUCCEEDED and job.frames_indexed == 11
+    assert job.source_etag == '"source-etag"' and "source_etag" not in job.public()
+    assert isinstance(deps.fetcher, FakeFetcher) and deps.fetcher.fetched == [s3]  # the first invocation only
+    assert opener.opened == [(s3, '"source-etag"')] * 4 and opener.pinned == []
+    assert all(f.closed for f in opener.files)
+    frames = deps.frames
+    assert isinstance(frames, FakeFrameSource) and frames.opened_with[1:] == opener.files
+    results = deps.jobs.segment_results("job")
+    assert sorted(r["bytes_fetched"] for r in results.values()) == [1234] * 4
+
+
+def test_segments_of_a_staged_http_source_read_ranges_of_the_copy(tmp_path: Path) -> None:
+    origin = Source(url="https://example.com/v.mp4")
+    opener = _Opener()
+    deps = _ranged_split(tmp_path, origin, opener)
+    staged = Source.model_validate({"s3": {"bucket": "svc", "key": "staging/job/source"}})
+    job = deps.jobs.get("job")
+    assert job is not None and job.status is JobStatus.SUCCEEDED
+    assert job.staged_source == staged and job.source_etag == '"staged-etag"'
+    assert opener.pinned == [staged] and opener.opened == [(staged, '"staged-etag"')] * 4
+    assert isinstance(deps.fetcher, FakeFetcher) and deps.fetcher.fetched == [origin]
+
+
+def test_without_a_pin_segments_download_the_whole_source(tmp_path: Path) -> None:
+    from video_ai.domain.errors import VideoNotFound
+
+    origin = Source(url="https://example.com/v.mp4")
+    # Staging failed: the origin, as before. The copy's ETag unreadable: the copy, whole. A local file: the file.
+    for name, stager, opener, source, downloads in [
+        ("origin", _Stager(fail=True), _Opener(), origin, origin),
+        ("copy", _Stager(), _Opener(pin_error=VideoNotFound("gone")), origin,
+         Source.model_validate({"s3": {"bucket": "svc", "key": "staging/job/source"}})),
+        ("local", _Stager(), _Opener(), Source(url="file:///videos/v.mp4"), None),
+    ]:
+        deps = _ranged_split(tmp_path / name, source, opener, stager)
+        job = deps.jobs.get("job")
+        assert job is not None and job.status is JobStatus.SUCCEEDED and job.source_etag is None, name
+        assert opener.opened == [], name
+        assert isinstance(deps.fetcher, FakeFetcher)
+        assert deps.fetcher.fetched == [source] + [downloads or source] * 4, name
+
+
+def test_a_source_changed_during_a_segment_fails_the_job_once(tmp_path: Path) -> None:
+    from video_ai.domain.errors import SourceChanged
+
+    s3 = Source.model_validate({"s3": {"bucket": "uploads", "key": "v.mp4"}})
+    opener = _Opener()
+    frames = FakeFrameSource(n_frames=11, shot_len=4, error_after=SourceChanged("s3://uploads/v.mp4 changed"))
+    deps = _ranged_split(tmp_path, s3, opener, frames=frames)  # every segment's pass ends with the error
+    job = deps.jobs.get("job")
+    assert job is not None and job.status is JobStatus.FAILED and job.error is not None
+    assert job.error.code == "source_changed"
+    notifier = deps.notifier
+    assert isinstance(notifier, RecordingNotifier) and [j.status for j in notifier.finished] == [JobStatus.FAILED]
+    assert len(opener.opened) == 1 and opener.files[0].closed  # the other segments found the job failed

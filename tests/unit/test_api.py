@@ -233,7 +233,7 @@ def test_private_job_fields_never_leave_the_service(client: TestClient, ctx: Api
 
     job_id = client.post("/analyze", json={"video_url": "https://example.com/v.mp4"}, headers=A).json()["job_id"]
     ctx.jobs.update(job_id, staged_source=Source(s3=S3Location(bucket="svc", key=f"staging/{job_id}/source")),
-                    content_key="k")
+                    content_key="k", source_etag='"e1"')
     body = client.get(f"/jobs/{job_id}", headers=A).json()
     assert body["job_id"] == job_id and not PRIVATE_JOB_FIELDS & body.keys()
     stored = ctx.jobs.get(job_id)

@@ -137,6 +137,7 @@ def test_create_get_round_trip_is_exact_including_floats_and_nested_models(repo:
         callback=CallbackState(status="pending", attempts=0, last_status=None),
         request_hash="h1",
         staged_source=Source(s3=S3Location(bucket="svc", key="staging/j/source")),
+        source_etag='"9b2cf535f27731c974343645a3985328-3"',
     )
     assert repo.create(job) == job
     got = repo.get(job.job_id)
@@ -273,10 +274,11 @@ def test_racing_terminal_transitions_have_exactly_one_winner(repo: DynamoDBJobRe
 def test_update_dumps_models_and_none_removes(repo: DynamoDBJobRepository) -> None:
     repo.create(make_job(error=ErrorInfo(code="x", message="y")))
     repo.update("job-1", progress=0.25, callback=CallbackState(status="delivered", attempts=2, last_status=204),
-                error=None, content_key="k1", staged_source=Source(s3=S3Location(bucket="svc", key="staging/a")))
+                error=None, content_key="k1", staged_source=Source(s3=S3Location(bucket="svc", key="staging/a")),
+                source_etag='"e1"')
     got = repo.get("job-1")
     assert got is not None
-    assert got.staged_source == Source(s3=S3Location(bucket="svc", key="staging/a"))
+    assert got.staged_source == Source(s3=S3Location(bucket="svc", key="staging/a")) and got.source_etag == '"e1"'
     assert got.progress == 0.25
     assert got.callback == CallbackState(status="delivered", attempts=2, last_status=204)
     assert got.error is None

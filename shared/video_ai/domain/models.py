@@ -123,7 +123,7 @@ class Shot(_Model):
     end_frame: int
 
 
-PRIVATE_JOB_FIELDS = frozenset({"shots", "request_hash", "content_key", "staged_source"})
+PRIVATE_JOB_FIELDS = frozenset({"shots", "request_hash", "content_key", "staged_source", "source_etag"})
 
 
 class Job(_Model):
@@ -149,6 +149,9 @@ class Job(_Model):
     segments_total: int = 0
     # A split job's copy of an HTTP(S) source in the service's bucket: its segments read that, not the origin.
     staged_source: Source | None = None
+    # The ETag, taken when the job was split, of the S3 object its segments read (the staged copy, else the source
+    # in place): every ranged GET of every segment is pinned to it, so no segment reads bytes of an overwrite.
+    source_etag: str | None = None
     started_at: str | None = None
     request_hash: str | None = None
     content_key: str | None = None

@@ -50,10 +50,13 @@ from video_ai.domain.ports import (
     FrameSource,
     JobQueue,
     JobRepository,
+    MediaFile,
     Metrics,
     Notifier,
     NullMetrics,
     NullTracing,
+    RangedFile,
+    RangedOpener,
     SourceStager,
     Tracing,
     VectorIndex,
@@ -88,6 +91,9 @@ class AnalyzeDeps:
     segment_s: float = 300.0
     # Where a split job's HTTP(S) source is copied for its segments (None: each segment downloads the origin).
     stager: SourceStager | None = None
+    # Lets each segment of a split job read only its byte ranges of an S3 source (the staged copy or the object in
+    # place), pinned to the ETag taken at the split. None: every segment downloads the whole source.
+    ranged: RangedOpener | None = None
     # How often (in sampled frames, whatever the batch size) progress is written and cancellation checked.
     progress_every: int = 128
 
@@ -377,8 +383,9 @@ def _split(job: Job, deps: AnalyzeDeps, video: VideoInfo, fetched: FetchedVideo,
     assert deps.segment_queue is not None
     bounds = segment_bounds(video.duration_s, deps.segment_s)
     staged = _stage(job, deps, fetched)
+    etag = _range_pin(job, deps, staged, fetched)
     deps.jobs.update(job.job_id, video=video, sha256=fetched.sha256, model=deps.embedder.info,
-                     segments_total=len(bounds), content_key=key, staged_source=staged)
+                     segments_total=len(bounds), content_key=key, staged_source=staged, source_etag=etag)
     for segment in range(len(bounds)):
         deps.segment_queue.send({"job_id": job.job_id, "tenant": job.tenant, "segment": segment})
     logger.info("job split into %d segments of %.0f s", len(bounds), deps.segment_s, extra={"job_id": job.job_id})
@@ -402,6 +409,29 @@ def _stage(job: Job, deps: AnalyzeDeps, fetched: FetchedVideo) -> Source | None:
         return None
 
 
+def _range_pin(job: Job, deps: AnalyzeDeps, staged: Source | None, fetched: FetchedVideo) -> str | None:
+    """The ETag the segments pin their ranged reads to: the staged copy's, or that of the S3 source in place as the
+    first invocation downloaded it (so exactly the bytes its sha256 covers). None: the segments download the whole
+    source (no ranged opener, an HTTP origin whose staging failed, a local file, or no ETag to be had)."""
+    if deps.ranged is None:
+        return None
+    if staged is not None:
+        try:
+            return deps.ranged.pin(staged)
+        except Exception as err:  # ranged reads only save bytes: the segments can still download the copy whole
+            logger.warning("could not read the staged copy's ETag (%s); segments will download it whole", err,
+                           extra={"job_id": job.job_id})
+            return None
+    return fetched.etag if job.source.s3 is not None else None
+
+
+def _open_ranged(job: Job, deps: AnalyzeDeps) -> RangedFile | None:
+    source = job.staged_source or job.source
+    if deps.ranged is None or job.source_etag is None or source.s3 is None:
+        return None
+    return deps.ranged.open(source, job.source_etag)
+
+
 def _run_segment(
     job: Job,
     segment: int,
@@ -418,19 +448,31 @@ def _run_segment(
         return AnalysisResult(job=job)  # a redelivered message: this segment is recorded already
     started = time.perf_counter()
     timings = Timings()
-    fetched = _fetch(job, deps, workdir, timings, source=job.staged_source)
-    if job.sha256 is not None and fetched.sha256 != job.sha256:
-        raise CorruptMedia(f"the source changed while the job ran (sha256 {fetched.sha256[:12]}…)")
+    ranged = _open_ranged(job, deps)
+    media: Path | MediaFile
+    if ranged is not None:
+        media = ranged  # integrity: every ranged GET is pinned to the ETag taken at the split (SourceChanged if not)
+    else:
+        fetched = _fetch(job, deps, workdir, timings, source=job.staged_source)
+        if job.sha256 is not None and fetched.sha256 != job.sha256:
+            raise CorruptMedia(f"the source changed while the job ran (sha256 {fetched.sha256[:12]}…)")
+        media = fetched.path
     start_s, end_s = bounds[segment]
-    reader = deps.frames.open(fetched.path, job.sampling, image_size=deps.embedder.input_size,
-                              start_s=start_s, end_s=end_s)
     try:
-        frames = _index_frames(job, deps, reader, timings, on_progress, None,
-                               (start_s, end_s if end_s is not None else job.video.duration_s))
-        shots = reader.shots
-        info = reader.info
+        reader = deps.frames.open(media, job.sampling, image_size=deps.embedder.input_size,
+                                  start_s=start_s, end_s=end_s)
+        try:
+            frames = _index_frames(job, deps, reader, timings, on_progress, None,
+                                   (start_s, end_s if end_s is not None else job.video.duration_s))
+            shots = reader.shots
+            info = reader.info
+        finally:
+            reader.close()
     finally:
-        reader.close()
+        if ranged is not None:
+            ranged.close()
+            # Time spent waiting on S3; the GETs run inside the decode pass, so decode_s includes it too.
+            timings.fetch_s += ranged.fetch_seconds
     timings.total_s = time.perf_counter() - started
     result = {
         "segment": segment,
@@ -441,6 +483,10 @@ def _run_segment(
         "timings": _rounded(timings).model_dump(mode="json"),
         "frame_count": info.frame_count,
     }
+    if ranged is not None:
+        result["bytes_fetched"] = ranged.bytes_fetched
+        logger.info("segment %d read %d bytes of the source in %d ranged GETs", segment, ranged.bytes_fetched,
+                    ranged.requests, extra={"job_id": job.job_id})
     recorded = deps.jobs.record_segment(job.job_id, segment, result)
     if recorded is None:
         return AnalysisResult(job=job)
