@@ -1,13 +1,24 @@
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.fakes import FakeEmbedder, FakeFetcher, FakeFrameSource, FakeIndex, RecordingMetrics, RecordingNotifier
+from tests.fakes import (
+    FakeEmbedder,
+    FakeFetcher,
+    FakeFrameSource,
+    FakeIndex,
+    FakeReader,
+    RecordingMetrics,
+    RecordingNotifier,
+)
 from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.domain.errors import CorruptMedia, FetchFailed, IndexUnavailable, UnsupportedMedia
-from video_ai.domain.models import Job, JobStatus, SearchFilter, Source, point_id
+from video_ai.domain.models import Job, JobStatus, SampledFrame, SearchFilter, Source, point_id
 from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
 
 
@@ -412,3 +423,42 @@ def test_a_source_changed_during_a_segment_fails_the_job_once(tmp_path: Path) ->
     notifier = deps.notifier
     assert isinstance(notifier, RecordingNotifier) and [j.status for j in notifier.finished] == [JobStatus.FAILED]
     assert len(opener.opened) == 1 and opener.files[0].closed  # the other segments found the job failed
+
+
+class _GeneratorReader(FakeReader):
+    """A reader whose frames come from a generator, as PyAV's do: closing it while the decode thread is inside it
+    fails ("generator already executing"), so closing must wait for that thread."""
+
+    def __init__(self, base: FakeReader, slow_after: int) -> None:
+        super().__init__(base._frames, base._shots, base.info)
+        self.slow_after = slow_after
+        self._gen = self._generate()
+
+    def _generate(self) -> Iterator[SampledFrame]:
+        for i, frame in enumerate(self._frames):
+            if i >= self.slow_after:
+                time.sleep(0.05)  # the decode thread is busy inside the generator when the embed side fails
+            yield frame
+
+    def __iter__(self) -> Iterator[SampledFrame]:
+        return self._gen
+
+    def close(self) -> None:
+        self._gen.close()  # type: ignore[attr-defined]
+        super().close()
+
+
+def test_an_index_failure_mid_pass_stops_the_decode_thread_before_the_reader_closes(tmp_path: Path) -> None:
+    frames = FakeFrameSource(n_frames=12)
+    readers: list[_GeneratorReader] = []
+
+    class Source_(FakeFrameSource):
+        def open(self, *args: Any, **kwargs: Any) -> FakeReader:
+            readers.append(_GeneratorReader(frames.open(*args, **kwargs), slow_after=4))
+            return readers[-1]
+
+    deps = _deps(tmp_path, frames=Source_(), index=FakeIndex(error=IndexUnavailable("qdrant down")))
+    _queued(deps)
+    with pytest.raises(IndexUnavailable):  # the failure itself, not an error from closing the reader under the thread
+        analyze_video("job-1", deps)
+    assert readers and readers[0].closed

@@ -11,8 +11,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import suppress
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,7 +130,7 @@ def _batches(frames: Iterator[SampledFrame], size: int, hook: FrameHook | None) 
         yield _Batch(batch, time.perf_counter() - started)
 
 
-def _prefetch(batches: Iterator[_Batch], depth: int, stop: threading.Event) -> Iterator[_Batch]:
+def _prefetch(batches: Iterator[_Batch], depth: int, stop: threading.Event) -> Generator[_Batch, None, None]:
     """Decode in a thread while the caller embeds: PyAV and onnxruntime both release the GIL."""
     slots: queue.Queue[object] = queue.Queue(maxsize=depth)
 
@@ -279,30 +279,32 @@ def _index_frames(
         deps.index.ensure_collection(model)
     frames: list[Frame] = []
     stop = threading.Event()
-    batches = _prefetch(_batches(iter(reader), deps.batch_size, on_frame), deps.pipeline_queue, stop)
     source_label = job.source.describe()
     span_start, span_end = span
     since_checkpoint = 0
-    for batch in batches:
-        timings.decode_s += batch.decode_s
-        with deps.tracing.span("embed"):
-            t0 = time.perf_counter()
-            vectors = deps.embedder.embed([f.image for f in batch.frames])
-            timings.embed_s += time.perf_counter() - t0
-        points, new_frames = _points(job, batch.frames, vectors, source_label)
-        with deps.tracing.span("index"):
-            t0 = time.perf_counter()
-            deps.index.upsert(model, points)
-            timings.index_s += time.perf_counter() - t0
-        frames.extend(new_frames)
-        covered = batch.frames[-1].pts_s - span_start
-        progress = min(0.99, covered / (span_end - span_start)) if span_end > span_start else 0.0
-        if on_progress is not None:
-            on_progress(progress)
-        since_checkpoint += len(batch.frames)
-        if since_checkpoint >= deps.progress_every:
-            since_checkpoint = 0
-            _checkpoint(job.job_id, deps, progress if job.segments_total == 0 else None)
+    # Closed on the way out, error or not: that stops and joins the decode thread before the caller closes the reader
+    # it is reading (closing a reader under that thread fails with "generator already executing" and hides the error).
+    with closing(_prefetch(_batches(iter(reader), deps.batch_size, on_frame), deps.pipeline_queue, stop)) as batches:
+        for batch in batches:
+            timings.decode_s += batch.decode_s
+            with deps.tracing.span("embed"):
+                t0 = time.perf_counter()
+                vectors = deps.embedder.embed([f.image for f in batch.frames])
+                timings.embed_s += time.perf_counter() - t0
+            points, new_frames = _points(job, batch.frames, vectors, source_label)
+            with deps.tracing.span("index"):
+                t0 = time.perf_counter()
+                deps.index.upsert(model, points)
+                timings.index_s += time.perf_counter() - t0
+            frames.extend(new_frames)
+            covered = batch.frames[-1].pts_s - span_start
+            progress = min(0.99, covered / (span_end - span_start)) if span_end > span_start else 0.0
+            if on_progress is not None:
+                on_progress(progress)
+            since_checkpoint += len(batch.frames)
+            if since_checkpoint >= deps.progress_every:
+                since_checkpoint = 0
+                _checkpoint(job.job_id, deps, progress if job.segments_total == 0 else None)
     return frames
 
 
