@@ -19,6 +19,7 @@ from tests.fakes import (
 from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.domain.errors import CorruptMedia, FetchFailed, IndexUnavailable, UnsupportedMedia
 from video_ai.domain.models import Job, JobStatus, SampledFrame, SearchFilter, Source, point_id
+from video_ai.domain.ports import FetchedVideo
 from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
 
 
@@ -408,6 +409,30 @@ def test_without_a_pin_segments_download_the_whole_source(tmp_path: Path) -> Non
         assert opener.opened == [], name
         assert isinstance(deps.fetcher, FakeFetcher)
         assert deps.fetcher.fetched == [source] + [downloads or source] * 4, name
+
+
+def test_a_whole_download_with_another_sha256_fails_the_job_with_source_changed(tmp_path: Path) -> None:
+    """The segments that download the source whole (no pin) compare its sha256 with the first download's: the same
+    code as a ranged read that meets an overwrite."""
+    import dataclasses
+
+    from tests.fakes import RecordingQueue
+
+    class ChangingFetcher(FakeFetcher):
+        def fetch(self, source: Source, workdir: Path) -> FetchedVideo:
+            got = super().fetch(source, workdir)
+            return got if len(self.fetched) == 1 else dataclasses.replace(got, sha256="1" * 64)
+
+    queue = RecordingQueue()
+    deps = _deps(tmp_path, fetcher=ChangingFetcher(), frames=FakeFrameSource(n_frames=11, shot_len=4),
+                 segment_queue=queue, segment_s=3.0)
+    deps.jobs.create(Job(job_id="job", tenant="t1", source=Source(url="file:///videos/v.mp4")))
+    assert analyze_video("job", deps).job.segments_total == 4
+    for message in queue.messages:
+        analyze_video("job", deps, segment=message["segment"])
+    job = deps.jobs.get("job")
+    assert job is not None and job.status is JobStatus.FAILED and job.error is not None
+    assert job.error.code == "source_changed" and "changed while the job ran" in job.error.message
 
 
 def test_a_source_changed_during_a_segment_fails_the_job_once(tmp_path: Path) -> None:

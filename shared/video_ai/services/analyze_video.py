@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from video_ai.domain.errors import (
-    CorruptMedia,
     InvalidRequest,
     InvalidTransition,
     JobCancelled,
     JobNotFound,
     RetriesExhausted,
+    SourceChanged,
     VideoAIError,
 )
 from video_ai.domain.models import (
@@ -457,7 +457,7 @@ def _run_segment(
     else:
         fetched = _fetch(job, deps, workdir, timings, source=job.staged_source)
         if job.sha256 is not None and fetched.sha256 != job.sha256:
-            raise CorruptMedia(f"the source changed while the job ran (sha256 {fetched.sha256[:12]}…)")
+            raise SourceChanged(f"the source changed while the job ran (sha256 {fetched.sha256[:12]}…)")
         media = fetched.path
     start_s, end_s = bounds[segment]
     try:
