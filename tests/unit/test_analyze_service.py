@@ -487,3 +487,27 @@ def test_an_index_failure_mid_pass_stops_the_decode_thread_before_the_reader_clo
     with pytest.raises(IndexUnavailable):  # the failure itself, not an error from closing the reader under the thread
         analyze_video("job-1", deps)
     assert readers and readers[0].closed
+
+
+def test_an_error_reading_the_staged_copy_does_not_name_the_services_bucket(tmp_path: Path) -> None:
+    from tests.fakes import RecordingQueue
+    from video_ai.domain.errors import VideoNotFound
+
+    class StagedCopyGone(FakeFetcher):
+        def fetch(self, source: Source, workdir: Path) -> FetchedVideo:
+            if source.s3 is not None:
+                self.fetched.append(source)
+                raise VideoNotFound(f"s3://{source.s3.bucket}/{source.s3.key} does not exist")
+            return super().fetch(source, workdir)
+
+    queue = RecordingQueue()
+    deps = _deps(tmp_path, fetcher=StagedCopyGone(), frames=FakeFrameSource(n_frames=11, shot_len=4),
+                 segment_queue=queue, segment_s=3.0, stager=_Stager())
+    deps.jobs.create(Job(job_id="job", tenant="t1", source=Source(url="https://example.com/v.mp4")))
+    assert analyze_video("job", deps).job.segments_total == 4
+    analyze_video("job", deps, segment=queue.messages[0]["segment"])
+    job = deps.jobs.get("job")
+    assert job is not None and job.status is JobStatus.FAILED and job.error is not None
+    assert job.error.code == "not_found"
+    assert job.error.message == "the staged copy of the source does not exist"
+    assert "svc" not in job.public()["error"]["message"] and "staging/" not in str(job.public())

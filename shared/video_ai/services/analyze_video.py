@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from contextlib import closing, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,7 +210,8 @@ def analyze_video(
         if segment is None:
             result = _run(job, deps, workdir, started, on_progress, on_frame, thumbnail_width)
         else:
-            result = _run_segment(job, segment, deps, workdir, on_progress)
+            with _staged_location_hidden(job):
+                result = _run_segment(job, segment, deps, workdir, on_progress)
     except _Cancelled:
         # DELETE /jobs/{id} removed the record and the vectors it saw; the batches upserted since go too.
         logger.info("job cancelled while processing", extra={"job_id": job_id})
@@ -425,6 +426,21 @@ def _range_pin(job: Job, deps: AnalyzeDeps, staged: Source | None, fetched: Fetc
                            extra={"job_id": job.job_id})
             return None
     return fetched.etag if job.source.s3 is not None else None
+
+
+@contextmanager
+def _staged_location_hidden(job: Job) -> Iterator[None]:
+    """An error reading the staged copy names it as such in the job's (public) error: its bucket and key are the
+    service's own, like `staged_source`, which never leaves the service either."""
+    staged = job.staged_source.s3 if job.staged_source is not None else None
+    try:
+        yield
+    except VideoAIError as err:
+        where = f"s3://{staged.bucket}/{staged.key}" if staged is not None else None
+        if where is not None and where in err.message:
+            err.message = err.message.replace(where, "the staged copy of the source")
+            err.args = (err.message,)
+        raise
 
 
 def _open_ranged(job: Job, deps: AnalyzeDeps) -> RangedFile | None:
