@@ -73,6 +73,38 @@ def test_ranged_segments_and_vfr_match_the_path(cfr_clip: ClipInfo, vfr_clip: Cl
     assert by_file.info == by_path.info and by_file.info.vfr
 
 
+class _NoReadaheadLimit(S3RangeFile):
+    """Ignores the reader's hint, as a file object without one would."""
+
+    @property  # type: ignore[override]
+    def readahead_end(self) -> int | None:
+        return None
+
+    @readahead_end.setter
+    def readahead_end(self, value: int | None) -> None:
+        pass
+
+
+def test_a_segment_stops_reading_ahead_near_its_end(tmp_path: Path) -> None:
+    """The reader tells the file where the segment's bytes end (MP4 index, end_s + 2 s), so the last run of GETs does
+    not read on towards the end of the object; the frames are the same either way."""
+    clip = samples.make_clip(tmp_path / "long.mp4", duration_s=24.0, fps=25.0, size=(320, 240), shots=[6.0, 12.0, 18.0],
+                             gop=25)
+    source = PyAVFrameSource()
+    seen = []
+    for cls in (S3RangeFile, _NoReadaheadLimit):
+        s3 = FakeS3Objects()
+        location = S3Location(bucket="uploads", key="long.mp4")
+        etag = s3.put(location.bucket, location.key, clip.path.read_bytes())
+        ranged = cls(s3, location, etag, block_size=BLOCK, cache_blocks=256, max_run=256)
+        frames = _read(source.open(ranged, Sampling(fps=2.0), start_s=6.0, end_s=9.0))
+        seen.append((ranged.bytes_fetched, [(f.frame_number, f.pts_s) for f in frames]))
+    (limited, frames_limited), (unlimited, frames_unlimited) = seen
+    assert frames_limited == frames_unlimited and len(frames_limited) == 6
+    size = clip.path.stat().st_size
+    assert limited < 0.45 * size < unlimited, (limited, unlimited, size)
+
+
 def test_bad_media_gives_the_same_domain_errors_through_a_file(cfr_clip: ClipInfo, tmp_path: Path) -> None:
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")

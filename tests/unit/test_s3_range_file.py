@@ -79,6 +79,18 @@ def test_reading_in_order_doubles_the_blocks_per_get_and_a_jump_starts_over_with
     assert s3.ranges[4:] == ["bytes=1000-1999", "bytes=2000-3999"] and f.cached_blocks == 5
 
 
+def test_runs_stop_at_readahead_end_and_reads_past_it_still_work() -> None:
+    s3 = FakeS3Objects()
+    etag = s3.put(HERE.bucket, HERE.key, DATA)
+    f = S3RangeFile(s3, HERE, etag, block_size=BLOCK, cache_blocks=5, max_run=4)
+    f.readahead_end = 4 * BLOCK + 500  # inside block 4
+    assert f.read() == DATA  # the whole object, in order
+    # 1, 2, then cut at block 4 (not 4 blocks up to 6,999); past it one block per GET.
+    assert s3.ranges[:3] == ["bytes=0-999", "bytes=1000-2999", "bytes=3000-4999"]
+    assert s3.ranges[3:] == [f"bytes={b * BLOCK}-{b * BLOCK + 999}" for b in range(5, 11)]
+    assert f.bytes_fetched == len(DATA)
+
+
 def test_the_cache_stays_bounded_whatever_the_access_pattern() -> None:
     f, s3 = _file(cache_blocks=2)
     rng = random.Random(1)

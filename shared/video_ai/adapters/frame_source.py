@@ -83,6 +83,7 @@ from video_ai.domain.ports import Clock, MediaFile
 from video_ai.settings import LimitsSettings, SamplingSettings
 
 log = logging.getLogger(__name__)
+_READAHEAD_MARGIN_S = Fraction(2)
 
 DETECTOR_WIDTH = 160  # ContentDetector compares mean HSV deltas; 160 px keeps it cheap and finds the same cuts
 # Codecs whose reference structure keeps every 2nd frame or so: skipping the rest still lets the shot detector see
@@ -294,6 +295,7 @@ class PyAVVideoReader:
             stride=1 if self._mode == "keyframes" else self.settings.shot_stride,
         )
         self._first_ordinal = self._seek_to_segment() if self.start_s is not None else 0
+        self._limit_readahead()
         self._decoded = self._decode_all()
         first = self._next_decoded()
         if first is None:
@@ -337,6 +339,20 @@ class PyAVVideoReader:
         target = self._start_pts + max(0, math.ceil(preroll_from / self._time_base) - 1)
         self._container.seek(target, stream=stream, backward=True, any_frame=False)
         return -1  # resolved from the first packet's dts in _decode_all
+
+    def _limit_readahead(self) -> None:
+        """Tell a file object that reads ahead (S3RangeFile) where a segment's bytes end: the position of the first
+        packet decoded `_READAHEAD_MARGIN_S` past `end_s` (MP4 index; audio interleaved before it is included). Only
+        prefetching stops there; reads past it still work, so a margin too small costs requests, never frames."""
+        if self._file is None or self.end_s is None or not hasattr(self._file, "readahead_end"):
+            return
+        entries = self._stream.index_entries
+        if not entries or self._start_pts is None:
+            return
+        last_dts = self._start_pts + math.ceil((self.end_s + _READAHEAD_MARGIN_S) / self._time_base)
+        beyond = [int(e.pos) for e in entries if int(e.timestamp) > last_dts and int(e.pos) >= 0]
+        if beyond:
+            self._file.readahead_end = min(beyond)
 
     def _next_decoded(self) -> _Decoded | None:
         try:

@@ -6,7 +6,9 @@ cache (`cache_blocks`, default 48: 24 MiB), so PyAV's 32 KiB reads cost a memcpy
 after a jump fetches one block (FFmpeg's look at the header, the MP4 index at the end of the file, the seek to a
 segment's keyframe); reading on in order doubles the blocks per GET up to `max_run` (16: 8 MiB), so a segment's run
 of media data takes few requests and the last GET overshoots its end by at most `max_run` blocks. (Fixed 8 MiB
-blocks read 2.4x a 119 MB object over its ten 60 s segments: header and index each cost a whole block.)
+blocks read 2.4x a 119 MB object over its ten 60 s segments: header and index each cost a whole block.) A reader
+that knows where it will stop sets `readahead_end` (the frame source does for a segment's end), so the last run does
+not overshoot it.
 Every GET is pinned to the object the job was split on: `VersionId` when the source names a version, else
 `IfMatch=<etag>`. A 412 means the object was overwritten since: SourceChanged (permanent; a
 retry would read the same new bytes). Other errors map like the whole-object fetcher's (s3_store.fetch_error).
@@ -69,6 +71,8 @@ class S3RangeFile(io.RawIOBase):
         self.bytes_fetched = 0
         self.requests = 0
         self.fetch_seconds = 0.0
+        # Where the reader expects to stop (a segment's end, from the MP4 index): runs read ahead no further.
+        self.readahead_end: int | None = None
 
     # -- io.RawIOBase ----------------------------------------------------------------------------------------------
     @property
@@ -149,6 +153,9 @@ class S3RangeFile(io.RawIOBase):
             return block
         self._run = min(2 * self._run, self.max_run) if in_order else 1
         count = self._run
+        if self.readahead_end is not None:
+            # Runs stop at the block holding `readahead_end`; reads past it still work, one block at a time.
+            count = max(1, min(count, self.readahead_end // self.block_size + 1 - block_no))
         if self._size is not None:
             count = max(1, min(count, -(-self._size // self.block_size) - block_no))
         first = block_no * self.block_size
