@@ -26,7 +26,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from video_ai.adapters.aws import AwsClients, error_code
-from video_ai.adapters.s3_store import describe_location, fetch_error, source_location
+from video_ai.adapters.s3_store import describe_location, fetch_error, head_source, source_location
 from video_ai.domain.errors import FetchFailed, SourceChanged
 from video_ai.domain.models import S3Location, Source
 
@@ -225,12 +225,7 @@ class S3RangedOpener:
         self.max_run = max_run
 
     def pin(self, source: Source) -> str:
-        location = source_location(source)
-        version: dict[str, Any] = {"VersionId": location.version} if location.version else {}
-        try:
-            head = self._clients.s3.head_object(Bucket=location.bucket, Key=location.key, **version)
-        except (ClientError, BotoCoreError) as err:
-            raise fetch_error(err, location) from err
+        _, head = head_source(self._clients, source)
         return str(head["ETag"])
 
     def open(self, source: Source, etag: str | None) -> S3RangeFile:

@@ -129,6 +129,17 @@ def source_location(source: Source) -> S3Location:
     raise InvalidRequest("not an S3 source", field="source")
 
 
+def head_source(clients: AwsClients, source: Source) -> tuple[S3Location, dict[str, Any]]:
+    """HEAD of an S3 source (the version it names, if any), errors mapped as for a download."""
+    location = source_location(source)
+    version: dict[str, Any] = {"VersionId": location.version} if location.version else {}
+    try:
+        head = dict(clients.s3.head_object(Bucket=location.bucket, Key=location.key, **version))
+    except (ClientError, BotoCoreError) as err:
+        raise fetch_error(err, location) from err
+    return location, head
+
+
 class S3SourceStager:
     """SourceStager: `s3://bucket/<prefix><job_id>/source`. No file suffix, so the uploads bucket's ObjectCreated
     filters (video suffixes) never turn a staged copy into a job; template.yaml expires the prefix after 2 days."""
@@ -153,12 +164,8 @@ class S3VideoFetcher:
         self.max_bytes = max_bytes
 
     def fetch(self, source: Source, workdir: Path) -> FetchedVideo:
-        location = source_location(source)
+        location, head = head_source(self._clients, source)
         version: dict[str, Any] = {"VersionId": location.version} if location.version else {}
-        try:
-            head = self._clients.s3.head_object(Bucket=location.bucket, Key=location.key, **version)
-        except (ClientError, BotoCoreError) as err:
-            raise fetch_error(err, location) from err
         size = int(head.get("ContentLength", 0))
         if size > self.max_bytes:
             raise SourceTooLarge(f"{describe_location(location)} is {size} bytes; the limit is {self.max_bytes}")
