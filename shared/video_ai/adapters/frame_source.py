@@ -48,6 +48,10 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
   whole stretch (tests/integration/test_frames.py::test_a_cut_just_after_a_keyframe_before_a_segment_is_found).
 * Empty (0-byte) file -> UnsupportedMedia (nothing identifies it as a video); a video stream without a decodable
   frame -> EmptyVideo.
+* Input. A local path, or an open MediaFile (a seekable binary file object, e.g. S3RangeFile's ranged S3 reads) that
+  the reader closes; every rule above holds for both (tests/integration/test_frames_file_object.py). Errors the file
+  raises come out as they are (a failed read is that error, not a truncated pass). A segment tells a file that has a
+  `readahead_end` where its bytes end (MP4 index: the first packet 2 s past `end_s`) so it does not prefetch beyond.
 """
 
 from __future__ import annotations
