@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -230,16 +232,36 @@ class RecordingMetrics:
         self.observations.setdefault(name, []).append(value)
 
 
+class S3Call(NamedTuple):
+    """One GET a FakeS3Objects served: from which thread, which range, pinned to what, when it started."""
+
+    thread: str
+    range: str
+    if_match: str | None
+    version: str | None
+    started: float
+
+
 class FakeS3Objects:
     """An in-memory S3 client for ranged reads: `get_object(Bucket, Key, Range, IfMatch | VersionId)` and
     `head_object`, with S3's answers (206 + Content-Range, 412 on a stale IfMatch, 416 past the end, 404), the
-    requests it served, and `fail_next` to make the next GET fail with a given error code and status."""
+    requests it served (`ranges`; `calls` also says from which thread, pinned to what, when), `fail_next` to make the
+    next GET fail with a given error code and status, `failing` to make every GET fail while set (an outage),
+    `fail_ranges` to make every GET of those ranges fail, `delay_s` to make each GET take that long, and `held`:
+    GETs of those ranges wait until `release` is set. Safe to call from several threads."""
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
         self.versions: dict[tuple[str, str, str], bytes] = {}
         self.ranges: list[str] = []
+        self.calls: list[S3Call] = []
         self.fail_next: tuple[str, int] | None = None
+        self.failing: tuple[str, int] | None = None
+        self.fail_ranges: dict[str, tuple[str, int]] = {}
+        self.delay_s = 0.0
+        self.held: set[str] = set()
+        self.release = threading.Event()
+        self._lock = threading.Lock()
 
     def put(self, bucket: str, key: str, data: bytes, version: str | None = None) -> str:
         self.objects[(bucket, key)] = data
@@ -277,10 +299,17 @@ class FakeS3Objects:
                    IfMatch: str | None = None) -> dict[str, Any]:
         import io
 
-        self.ranges.append(Range)
-        if self.fail_next is not None:
-            code, status = self.fail_next
-            self.fail_next = None
+        with self._lock:  # what this GET will answer is decided before it is recorded (tests wait for the record)
+            failure, self.fail_next = self.fail_next, None
+            failure = failure or self.failing or self.fail_ranges.get(Range)
+            self.ranges.append(Range)
+            self.calls.append(S3Call(threading.current_thread().name, Range, IfMatch, VersionId, time.monotonic()))
+        if Range in self.held:
+            self.release.wait()
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if failure is not None:
+            code, status = failure
             raise self._error(code, status, "GetObject")
         data = self._object(Bucket, Key, VersionId, IfMatch, "GetObject")
         first_text, _, last_text = Range.removeprefix("bytes=").partition("-")

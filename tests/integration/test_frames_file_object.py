@@ -85,9 +85,12 @@ class _NoReadaheadLimit(S3RangeFile):
         pass
 
 
-def test_a_segment_stops_reading_ahead_near_its_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("read_ahead", "share"), [(False, 0.45), (True, 0.55)], ids=["sync", "read-ahead"])
+def test_a_segment_stops_reading_ahead_near_its_end(tmp_path: Path, read_ahead: bool, share: float) -> None:
     """The reader tells the file where the segment's bytes end (MP4 index, end_s + 2 s), so the last run of GETs does
-    not read on towards the end of the object; the frames are the same either way."""
+    not read on towards the end of the object; the frames are the same either way. (With read-ahead the header's
+    in-order reads also fetch the run after the index, before the reader seeks to the segment: ~0.50 of this clip
+    here, ~0.43 without.)"""
     clip = samples.make_clip(tmp_path / "long.mp4", duration_s=24.0, fps=25.0, size=(320, 240), shots=[6.0, 12.0, 18.0],
                              gop=25)
     source = PyAVFrameSource()
@@ -96,13 +99,13 @@ def test_a_segment_stops_reading_ahead_near_its_end(tmp_path: Path) -> None:
         s3 = FakeS3Objects()
         location = S3Location(bucket="uploads", key="long.mp4")
         etag = s3.put(location.bucket, location.key, clip.path.read_bytes())
-        ranged = cls(s3, location, etag, block_size=BLOCK, cache_blocks=256, max_run=256)
+        ranged = cls(s3, location, etag, block_size=BLOCK, cache_blocks=256, max_run=256, read_ahead=read_ahead)
         frames = _read(source.open(ranged, Sampling(fps=2.0), start_s=6.0, end_s=9.0))
         seen.append((ranged.bytes_fetched, [(f.frame_number, f.pts_s) for f in frames]))
     (limited, frames_limited), (unlimited, frames_unlimited) = seen
     assert frames_limited == frames_unlimited and len(frames_limited) == 6
     size = clip.path.stat().st_size
-    assert limited < 0.45 * size < unlimited, (limited, unlimited, size)
+    assert limited < share * size < unlimited, (limited, unlimited, size)
 
 
 def test_bad_media_gives_the_same_domain_errors_through_a_file(cfr_clip: ClipInfo, tmp_path: Path) -> None:
@@ -145,5 +148,5 @@ def test_a_read_error_mid_pass_ends_it_with_that_error_not_a_truncated_pass(
                     s3.put("uploads", cfr_clip.path.name, b"new content" * 1000)
                 else:
                     assert isinstance(failure, tuple)
-                    s3.fail_next = failure
+                    s3.failing = failure  # an outage: a one-off 503 on a read-ahead is retried by the reader
     assert 3 <= len(frames) < 16 and not reader.complete

@@ -237,9 +237,11 @@ def test_a_split_s3_job_read_by_ranges_equals_the_unsplit_run(tmp_path: Path, mo
     assert done is not None and done.sha256 == hashlib.sha256(data).hexdigest() == unsplit.job.sha256
     assert fetcher.fetched == [source]  # the first invocation's download (sha256, content reuse); no segment's
     fractions = [r["bytes_fetched"] / len(data) for _, r in sorted(split.jobs.segment_results("job").items())]
-    # Measured: ~0.44 / 0.53 / 0.46 (a third of the clip, plus the pre-roll GOP, the decoder's look-ahead past the
-    # segment's end, FFmpeg's look at the header and block alignment); three whole downloads would be 3.0.
-    assert fractions[1] < 0.6 and max(fractions) < 0.6 and sum(fractions) < 1.5, fractions
+    # Measured: ~0.45 / 0.58 / 0.51 (a third of the clip, plus the pre-roll GOP, the decoder's look-ahead past the
+    # segment's end, FFmpeg's look at the header and block alignment, and the run read ahead after the header's
+    # in-order reads, before the seek to the segment: ~0.44 / 0.53 / 0.46 without read-ahead); three whole downloads
+    # would be 3.0.
+    assert fractions[1] < 0.65 and max(fractions) < 0.65 and sum(fractions) < 1.65, fractions
     whole.index.close()
     split.index.close()
 
