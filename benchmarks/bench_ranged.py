@@ -7,7 +7,8 @@ the file, the harder case for ranged reads), puts it on moto's S3 server (loopba
   whole   - what a segment did before: S3VideoFetcher (HEAD, GET pinned to the ETag, sha256 to a temp file), then the
             segment's decode pass over the local file
   ranged  - what a segment does now: the same decode pass over S3RangeFile (aligned blocks, runs doubling while reading
-            in order, every GET pinned to the ETag)
+            in order, the next run read ahead on a background thread, every GET pinned to the ETag)
+  --no-read-ahead adds the ranged pass with read_ahead=False, in the same rounds
 Decode pass = the frame source's reader over [start, end) in fps mode at 1 fps with shot detection (no embedding,
 which is the same in both). Prints bytes read as a share of the object, GETs, time waiting on GETs and wall time for
 both, and checks the two passes give the same frames. moto's GET cost grows with the object's size (a 1-byte ranged
@@ -32,6 +33,8 @@ def main() -> int:
     parser.add_argument("--segment-s", type=float, default=60.0)
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--quick", action="store_true", help="a 3-minute file, 60 s segments (< 60 s)")
+    parser.add_argument("--no-read-ahead", action="store_true",
+                        help="also time each segment's ranged pass with S3RangeFile(read_ahead=False)")
     args = parser.parse_args()
 
     import av
@@ -78,7 +81,7 @@ def main() -> int:
               f"on moto's S3 server (loopback)")
         print(f"{'segment':>7} {'read share':>10} {'GETs':>5} {'GET wait s':>10} {'ranged s':>9} "
               f"{'whole: fetch s':>14} {'decode s':>9} {'total s':>8} {'whole/ranged':>12}")
-        totals = {"ranged": 0.0, "whole": 0.0, "bytes": 0}
+        totals = {"ranged": 0.0, "whole": 0.0, "bytes": 0, "plain": 0.0, "plain_wait": 0.0, "wait": 0.0}
         for i, (start, end) in enumerate(bounds):
             t0 = time.perf_counter()
             ranged_file = S3RangeFile(clients.s3, location, etag)
@@ -86,6 +89,18 @@ def main() -> int:
             ranged = [(f.frame_number, f.pts_s, f.shot) for f in reader]
             reader.close()
             ranged_s = time.perf_counter() - t0
+
+            if args.no_read_ahead:
+                t0 = time.perf_counter()
+                plain_file = S3RangeFile(clients.s3, location, etag, read_ahead=False)
+                reader = frames.open(plain_file, sampling, image_size=(224, 224), start_s=start or None, end_s=end)
+                plain = [(f.frame_number, f.pts_s, f.shot) for f in reader]
+                reader.close()
+                totals["plain"] += time.perf_counter() - t0
+                totals["plain_wait"] += plain_file.fetch_seconds
+                if plain != ranged:
+                    print(f"segment {i}: frames differ without read-ahead", file=sys.stderr)
+                    return 1
 
             t0 = time.perf_counter()
             fetched = fetcher.fetch(Source(s3=location), work / f"segment-{i}")
@@ -101,12 +116,17 @@ def main() -> int:
             totals["ranged"] += ranged_s
             totals["whole"] += whole_s
             totals["bytes"] += ranged_file.bytes_fetched
+            totals["wait"] += ranged_file.fetch_seconds
             print(f"{i:>7} {ranged_file.bytes_fetched / size:>10.3f} {ranged_file.requests:>5} "
                   f"{ranged_file.fetch_seconds:>10.2f} {ranged_s:>9.2f} {fetch_s:>14.2f} {whole_s - fetch_s:>9.2f} "
                   f"{whole_s:>8.2f} {whole_s / ranged_s:>12.2f}")
         print(f"all segments: bytes read {totals['bytes'] / size:.2f}x the object by ranges vs {len(bounds)}x by whole "
               f"downloads; wall {totals['ranged']:.1f} s ranged vs {totals['whole']:.1f} s whole "
               f"({totals['whole'] / totals['ranged']:.2f}x); same frames in every segment")
+        if args.no_read_ahead:
+            print(f"without read-ahead, same segments: wall {totals['plain']:.1f} s, GET wait "
+                  f"{totals['plain_wait']:.2f} s (with read-ahead: {totals['ranged']:.1f} s, GET wait "
+                  f"{totals['wait']:.2f} s)")
     finally:
         server.stop()
     return 0
