@@ -258,17 +258,21 @@ class S3RangeFile(io.RawIOBase):
             return self._blocks[block_no]
         self._abandon_read_ahead()
         self._run = min(2 * self._run, self.max_run) if in_order else 1
-        count = self._run
-        if self.readahead_end is not None:
-            # Runs stop at the block holding `readahead_end`; reads past it still work, one block at a time.
-            count = max(1, min(count, self.readahead_end // self.block_size + 1 - block_no))
-        if self._size is not None:
-            count = max(1, min(count, -(-self._size // self.block_size) - block_no))
+        count = max(1, self._cut(block_no, self._run))  # past `readahead_end`, reads still work one block at a time
         first = block_no * self.block_size
         self._insert(block_no, self._get(first, first + count * self.block_size - 1))
         if in_order:
             self._start_read_ahead(block_no + count, count)
         return self._blocks[block_no]
+
+    def _cut(self, first_block: int, count: int) -> int:
+        """`count` blocks from `first_block`, cut at the object's end (once known) and at the block holding
+        `readahead_end`; below 1 when `first_block` is past either."""
+        if self._size is not None:
+            count = min(count, -(-self._size // self.block_size) - first_block)
+        if self.readahead_end is not None:
+            count = min(count, self.readahead_end // self.block_size + 1 - first_block)
+        return count
 
     def _insert(self, block_no: int, data_bytes: bytes) -> None:
         data = memoryview(data_bytes)
@@ -290,9 +294,7 @@ class S3RangeFile(io.RawIOBase):
                 return  # at most one read-ahead GET in flight per file
             self._stale = None
         run = min(2 * self._run, self.max_run)
-        count = min(run, -(-self._size // self.block_size) - first_block, self.cache_blocks - current)
-        if self.readahead_end is not None:
-            count = min(count, self.readahead_end // self.block_size + 1 - first_block)
+        count = min(self._cut(first_block, run), self.cache_blocks - current)
         if count < 1:
             return
         # Room for it next to the run just read (the most recently used blocks): blocks read ahead count in the cache.

@@ -432,12 +432,11 @@ def _range_pin(job: Job, deps: AnalyzeDeps, staged: Source | None, fetched: Fetc
 def _staged_location_hidden(job: Job) -> Iterator[None]:
     """An error reading the staged copy names it as such in the job's (public) error: its bucket and key are the
     service's own, like `staged_source`, which never leaves the service either."""
-    staged = job.staged_source.s3 if job.staged_source is not None else None
+    where = job.staged_source.describe() if job.staged_source is not None else None
     try:
         yield
     except VideoAIError as err:
-        where = f"s3://{staged.bucket}/{staged.key}" if staged is not None else None
-        if where is not None and where in err.message:
+        if where and where in err.message:
             err.message = err.message.replace(where, "the staged copy of the source")
             err.args = (err.message,)
         raise
