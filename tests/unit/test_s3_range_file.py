@@ -279,12 +279,18 @@ def test_a_read_ahead_that_failed_once_is_fetched_again_by_the_reader() -> None:
     assert [_reader(c.thread) for c in s3.calls if c.range == ahead] == [False, True]
 
 
-def test_a_jump_does_not_wait_for_a_read_ahead_in_flight() -> None:
+def _first_run_read_with_read_ahead_held() -> tuple[FakeS3Objects, S3RangeFile, str]:
+    """The first 3 blocks read in order; the read-ahead of the next run (its range returned) hangs until released."""
     ahead = "bytes=3000-6999"
     s3 = FakeS3Objects()
-    s3.held.add(ahead)  # the read-ahead's GET hangs until released
+    s3.held.add(ahead)
     f = _long_file(s3)
     assert f.read(3 * BLOCK) == LONG[: 3 * BLOCK]
+    return s3, f, ahead
+
+
+def test_a_jump_does_not_wait_for_a_read_ahead_in_flight() -> None:
+    s3, f, ahead = _first_run_read_with_read_ahead_held()
     _wait_for_get(s3, ahead)
     started = time.monotonic()
     f.seek(15 * BLOCK + 7)
@@ -300,11 +306,7 @@ def test_a_jump_does_not_wait_for_a_read_ahead_in_flight() -> None:
 
 
 def test_close_does_not_wait_for_a_read_ahead_in_flight_and_leaves_no_live_thread_behind() -> None:
-    ahead = "bytes=3000-6999"
-    s3 = FakeS3Objects()
-    s3.held.add(ahead)
-    f = _long_file(s3)
-    assert f.read(3 * BLOCK) == LONG[: 3 * BLOCK]
+    s3, f, ahead = _first_run_read_with_read_ahead_held()
     _wait_for_get(s3, ahead)
     (worker,) = [t for t in threading.enumerate() if t.name == f"s3-read-ahead:{f.name}"]
     assert worker.daemon  # never keeps the process alive
@@ -319,11 +321,7 @@ def test_close_does_not_wait_for_a_read_ahead_in_flight_and_leaves_no_live_threa
 
 
 def test_a_reader_waiting_on_a_read_ahead_stops_when_the_file_is_closed() -> None:
-    ahead = "bytes=3000-6999"
-    s3 = FakeS3Objects()
-    s3.held.add(ahead)
-    f = _long_file(s3)
-    assert f.read(3 * BLOCK) == LONG[: 3 * BLOCK]
+    s3, f, ahead = _first_run_read_with_read_ahead_held()
     errors: list[BaseException] = []
 
     def read_on() -> None:
