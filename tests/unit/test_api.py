@@ -84,6 +84,50 @@ def test_bad_bodies_get_422_naming_the_field(client: TestClient, body: dict[str,
     assert err["field"] == field and err["message"] and err["code"]
 
 
+VIDEO = {"video_url": "https://e.com/v.mp4"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        # Where the schema says integer or number, booleans and numeric strings are refused (pydantic's lax mode
+        # read true as 1 and "5" as 5), and integers refuse 5.0.
+        ("/analyze", {**VIDEO, "sampling": {"max_frames": True}}, "sampling.max_frames"),
+        ("/analyze", {**VIDEO, "sampling": {"max_frames": "5"}}, "sampling.max_frames"),
+        ("/analyze", {**VIDEO, "sampling": {"max_frames": 5.0}}, "sampling.max_frames"),
+        ("/analyze", {**VIDEO, "sampling": {"fps": True}}, "sampling.fps"),
+        ("/analyze", {**VIDEO, "sampling": {"fps": "2"}}, "sampling.fps"),
+        ("/search", {"frame": {"index": False, "job_id": "j"}}, "frame.index"),
+        ("/search", {"frame": {"index": "0", "job_id": "j"}}, "frame.index"),
+        ("/search", {"frame": {"index": 0, "job_id": "j"}, "top_k": True}, "top_k"),
+        ("/search", {"frame": {"index": 0, "job_id": "j"}, "start_s": False}, "start_s"),
+        ("/search", {"frame": {"index": 0, "job_id": "j"}, "end_s": "3"}, "end_s"),
+        # No job id is empty (DynamoDB refuses an empty key: this was a 500), and no job has 2**64 samples (the
+        # index's page size overflowed: a 500).
+        ("/search", {"frame": {"index": 0, "job_id": ""}}, "frame.job_id"),
+        ("/search", {"frame": {"index": False, "job_id": ""}, "job_id": ""}, "frame.job_id"),
+        ("/search", {"frame": {"index": 0, "job_id": "j"}, "job_id": ""}, "job_id"),
+        ("/search", {"frame": {"index": 2**64, "job_id": "j"}}, "frame.index"),
+    ],
+)
+def test_numbers_are_strict_and_job_ids_not_empty(
+    client: TestClient, path: str, body: dict[str, object], field: str
+) -> None:
+    r = client.post(path, json=body, headers=A)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_request" and err["field"] == field
+
+
+def test_integers_and_numbers_still_take_plain_json_numbers(client: TestClient) -> None:
+    r = client.post("/analyze", json={**VIDEO, "sampling": {"fps": 2, "max_frames": 7}}, headers=A)
+    assert r.status_code == 202, r.text
+    job = client.get(f"/jobs/{r.json()['job_id']}", headers=A).json()
+    assert job["sampling"]["fps"] == 2.0 and job["sampling"]["max_frames"] == 7
+    r = client.post("/search", json={"frame": {"index": 0, "job_id": "nope"}, "top_k": 3, "start_s": 1}, headers=A)
+    assert r.status_code == 404 and r.json()["error"]["field"] == "frame.job_id"
+
+
 def test_malformed_json_is_422_not_500(client: TestClient) -> None:
     r = client.post("/analyze", content=b"{not json", headers={**A, "content-type": "application/json"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_json"

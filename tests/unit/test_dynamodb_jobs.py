@@ -154,6 +154,11 @@ def test_get_missing_returns_none(repo: DynamoDBJobRepository) -> None:
     assert repo.get("nope") is None
 
 
+def test_get_of_an_empty_id_is_none_not_a_validation_error(repo: DynamoDBJobRepository) -> None:
+    # DynamoDB answers ValidationException for an empty key string: POST /search {"frame": {"job_id": ""}} was a 500.
+    assert repo.get("") is None
+
+
 def test_create_twice_conflicts_and_keeps_the_first(repo: DynamoDBJobRepository) -> None:
     repo.create(make_job(tags={"n": "1"}))
     with pytest.raises(Conflict):

@@ -271,6 +271,8 @@ class DynamoDBJobRepository:
         return item
 
     def get(self, job_id: str) -> Job | None:
+        if not job_id:
+            return None  # DynamoDB refuses an empty key (ValidationException); no job has one
         item = self._get_item(job_id)
         return item_to_job(item) if item is not None else None
 

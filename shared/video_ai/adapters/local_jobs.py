@@ -171,9 +171,10 @@ class FileJobRepository(InMemoryJobRepository):
     def _load(self, job_id: str) -> dict[str, Any] | None:
         try:
             data: dict[str, Any] = json.loads(self._path(job_id).read_text(encoding="utf-8"))
-            return data
         except FileNotFoundError:
             return None
+        # The file name keeps only [A-Za-z0-9-]: "a.b" and "ab" name the same file, but only "ab" is that job.
+        return data if data.get("job_id") == job_id else None
 
     def _store(self, job_id: str, item: dict[str, Any]) -> None:
         fd, tmp = tempfile.mkstemp(dir=self._dir, suffix=".tmp")

@@ -33,10 +33,12 @@ class _Body(BaseModel):
         return value
 
 
+# Numbers are strict: the schema says integer/number, so true, "5" and (for integers) 5.0 are refused with a 422
+# naming the field instead of being read as 1, 5 and 5 (pydantic's lax default).
 class SamplingIn(_Body):
     mode: SamplingMode | None = None
-    fps: float | None = Field(default=None, gt=0, le=60)
-    max_frames: int | None = Field(default=None, ge=1, le=100_000)
+    fps: float | None = Field(default=None, gt=0, le=60, strict=True)
+    max_frames: int | None = Field(default=None, ge=1, le=100_000, strict=True)
 
 
 class AnalyzeRequest(_Body):
@@ -73,18 +75,23 @@ class JobsPage(BaseModel):
     next_token: str | None
 
 
+# No job has more samples than 4 h at 60 fps (limits.max_duration_s, Sampling.fps); the bound also keeps the index's
+# page size inside u64 (qdrant-edge raised OverflowError, a 500, on index 2**64).
+MAX_FRAME_INDEX = 1_000_000
+
+
 class FrameQuery(_Body):
-    job_id: str = Field(max_length=128)
-    index: int = Field(ge=0)
+    job_id: str = Field(min_length=1, max_length=128)
+    index: int = Field(ge=0, le=MAX_FRAME_INDEX, strict=True)
 
 
 class SearchRequest(_Body):
     image_base64: str | None = Field(default=None, description="PNG or JPEG, at most 5 MB")
     frame: FrameQuery | None = None
-    top_k: int = Field(default=10, ge=1, le=100)
-    job_id: str | None = Field(default=None, max_length=128)
-    start_s: float | None = Field(default=None, ge=0)
-    end_s: float | None = Field(default=None, ge=0)
+    top_k: int = Field(default=10, ge=1, le=100, strict=True)
+    job_id: str | None = Field(default=None, min_length=1, max_length=128)
+    start_s: float | None = Field(default=None, ge=0, strict=True)
+    end_s: float | None = Field(default=None, ge=0, strict=True)
     collapse: Literal["shot"] | None = None
 
     @model_validator(mode="after")

@@ -1,0 +1,20 @@
+"""FileJobRepository: jobs as JSON files, one per id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.fakes import RecordingQueue
+from video_ai.adapters.local_jobs import FileJobRepository
+from video_ai.domain.models import Sampling, Source
+from video_ai.services.submit_job import SubmitDeps, SubmitJob, submit_job
+
+
+def test_an_id_that_maps_to_another_jobs_file_name_is_not_that_job(tmp_path: Path) -> None:
+    jobs = FileJobRepository(tmp_path)
+    job = submit_job(SubmitJob(source=Source(url="https://e.com/v.mp4"), tenant="t", sampling=Sampling()),
+                     SubmitDeps(jobs=jobs, queue=RecordingQueue())).job
+    assert jobs.get(job.job_id) == job
+    # File names keep only letters, digits and '-': these ids name the same file, but not the job.
+    for alias in (job.job_id.replace("-", "-.", 1), f"{job.job_id}/", f"../jobs/{job.job_id}", ""):
+        assert jobs.get(alias) is None, alias
