@@ -55,6 +55,12 @@ def test_builds_once_into_the_cache(tmp_path: Path, builds: list[Path]) -> None:
     assert builds == [first]
 
 
+def test_a_written_model_is_readable_by_other_users(tmp_path: Path) -> None:
+    # The worker image builds its model as root and Lambda runs it as another user: mkstemp's 0600 made it unreadable.
+    target = _atomic_write(tmp_path / "model.onnx", lambda tmp: tmp.write_bytes(b"onnx"))
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "m" / "model.onnx"
 

@@ -275,6 +275,60 @@ def test_the_layer_carries_exactly_the_base_dependencies() -> None:
     assert not layer & heavy
 
 
+def _extras_installed(pyproject: dict[str, Any], extras: set[str]) -> list[str]:
+    """The requirement lines `pip install ".[extras]"` installs from pyproject.toml, self-references expanded."""
+    project = pyproject["project"]
+    lines, todo, seen = list(project["dependencies"]), list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for line in project["optional-dependencies"][extra]:
+            own = re.fullmatch(rf"{project['name']}\[([\w,-]+)\]", line)
+            if own:
+                todo.extend(own.group(1).split(","))
+            else:
+                lines.append(line)
+    return lines
+
+
+def _powertools_extras(lines: list[str]) -> set[str]:
+    extras: set[str] = set()
+    for line in lines:
+        found = re.match(r"\s*aws-lambda-powertools\[([\w,]+)\]", line)
+        if found:
+            extras |= set(found.group(1).split(","))
+    return extras
+
+
+def _uses_tracer(function_dir: Path) -> bool:
+    return any(re.search(r"\b(Tracer|XRayTracing)\b", path.read_text()) for path in function_dir.glob("*.py"))
+
+
+@pytest.mark.parametrize("function", [*ZIP_FUNCTIONS, "WorkerFunction", "SearchFunction"])
+def test_what_a_function_installs_carries_the_xray_sdk_its_tracer_imports(
+    resources: dict[str, Any], function: str
+) -> None:
+    # powertools' Tracer imports aws_xray_sdk, which only its `tracer` extra brings and no AWS Python runtime ships:
+    # without it `import handler` fails before the first job (seen on the worker image run as Lambda runs it).
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    props = resources[function]["Properties"]
+    if props.get("PackageType") == "Image":
+        source = resources["WorkerFunction"]["Metadata"]["Dockerfile"]
+        dockerfile = (ROOT / source).read_text()
+        installed = re.findall(r'pip install "\.\[([\w,]+)\]"', dockerfile)
+        assert installed, f"{source} installs no extra of the package"
+        lines = _extras_installed(pyproject, set(",".join(installed).split(",")))
+        function_dir = ROOT / Path(source).parent
+    else:
+        lines = (ROOT / "layers/shared/requirements.txt").read_text().splitlines()
+        function_dir = ROOT / props["CodeUri"]
+    assert _uses_tracer(ROOT / "functions/worker"), "the check below must look at a handler that traces"
+    if _uses_tracer(function_dir):
+        assert "tracer" in _powertools_extras(lines), f"{function}: powertools without its tracer extra"
+
+
 # ---------------------------------------------------------------- environment and permissions
 
 

@@ -36,6 +36,8 @@ def _atomic_write(out_path: Path, write: Callable[[Path], object]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        # mkstemp creates 0600; a model baked into an image as root must be readable by Lambda's non-root user.
+        tmp.chmod(0o644)
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
