@@ -65,16 +65,16 @@ def render_contact_sheet(
     columns = max(1, min(columns, len(items) or 1))
     rows = max(1, math.ceil(len(items) / columns))
     thumb_h = max((round(img.shape[0] * thumb_width / img.shape[1]) for _, _, img in items), default=thumb_width // 2)
-    pad, label_h, header_h = 8, 24, 44
+    pad, label_h, line_h = 8, 24, 26
     width = pad + columns * (thumb_width + pad)
+    header_font, label_font = _font(18), _font(14)
+    lines = header_lines(items, title, header_font, width - 2 * pad)
+    header_h = 18 + line_h * len(lines)
     height = header_h + rows * (thumb_h + label_h + pad) + pad
     sheet = Image.new("RGB", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    header_font, label_font = _font(18), _font(14)
-    shots = sorted({shot for _, shot, _ in items})
-    span = f"{format_time(items[0][0])} – {format_time(items[-1][0])}" if items else "no frames"
-    header = f"{title + '  ·  ' if title else ''}{len(items)} frames  ·  {len(shots)} shots  ·  {span}"
-    draw.text((pad, (header_h - 18) // 2), header, fill=_TEXT, font=header_font)
+    for n, line in enumerate(lines):
+        draw.text((pad, 9 + n * line_h), line, fill=_TEXT, font=header_font)
     for i, (pts_s, shot, img) in enumerate(items):
         row, col = divmod(i, columns)
         x = pad + col * (thumb_width + pad)
@@ -90,6 +90,34 @@ def render_contact_sheet(
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, format="PNG", optimize=True)
     return out
+
+
+def header_lines(items: Sequence[tuple[float, int, np.ndarray]], title: str | None,
+                 font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_width: int) -> list[str]:
+    """The title on a line of its own (shortened in the middle to fit: a long path keeps its file name), then the
+    counts, so neither is cut off at the sheet's edge."""
+    shots = {shot for _, shot, _ in items}
+    span = f"{format_time(items[0][0])} – {format_time(items[-1][0])}" if items else "no frames"
+    stats = f"{len(items)} frames  ·  {len(shots)} shots  ·  {span}"
+    if not title:
+        return [_fit(stats, font, max_width)]
+    return [_fit(title, font, max_width), _fit(stats, font, max_width)]
+
+
+def _fit(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_width: int) -> str:
+    if font.getlength(text) <= max_width:
+        return text
+    keep_end = len(text) // 2
+    keep_start = len(text) - keep_end
+    while keep_start + keep_end > 1:
+        if keep_start >= keep_end:
+            keep_start -= 1
+        else:
+            keep_end -= 1
+        candidate = f"{text[:keep_start]}…{text[len(text) - keep_end:]}"
+        if font.getlength(candidate) <= max_width:
+            return candidate
+    return "…"
 
 
 def _unpack(frame: SheetFrame | tuple[float, int, np.ndarray]) -> tuple[float, int, np.ndarray]:

@@ -61,3 +61,18 @@ def test_tuples_images_without_thumbnails_and_portrait(tmp_path: Path) -> None:
 def test_empty_input_still_renders(tmp_path: Path) -> None:
     out = render_contact_sheet([], tmp_path / "empty.png")
     assert Image.open(out).size[0] > 0
+
+
+def test_a_long_title_is_shortened_on_its_own_line_and_the_counts_stay_whole(tmp_path: Path) -> None:
+    from video_ai.contact_sheet import _font, header_lines
+
+    frames = [_frame(i, i // 2, (90, 90, 90)) for i in range(4)]
+    title = "/home/someone/" + "very-long-directory-name/" * 12 + "holiday.mp4 — job 8451e51a-d6b4-5d5a-bd15"
+    font = _font(18)
+    width = 8 + 3 * (160 + 8)
+    lines = header_lines([(f.pts_s, f.shot, f.thumbnail) for f in frames], title, font, width - 16)  # type: ignore[misc]
+    assert len(lines) == 2 and all(font.getlength(line) <= width - 16 for line in lines)
+    assert lines[0].startswith("/home/") and lines[0].endswith("5d5a-bd15") and "…" in lines[0]
+    assert lines[1] == "4 frames  ·  2 shots  ·  00:00.000 – 00:01.500"
+    out = render_contact_sheet(frames, tmp_path / "long.png", columns=3, thumb_width=160, title=title)
+    assert Image.open(out).size == (width, 18 + 2 * 26 + 2 * (90 + 24 + 8) + 8)
