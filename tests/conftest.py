@@ -25,6 +25,20 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "VideoAI")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "video-ai-tests")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The built-in model is cached per user ($XDG_CACHE_HOME): tests (and the subprocesses they start) use a
+    session-wide one of their own, never the real user's."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    cache = tmp_path_factory.mktemp("user-cache")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    yield cache
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     """A moto server on loopback (an ephemeral port) for the module's tests."""

@@ -82,7 +82,13 @@ class ModelSettings(_Section):
     name: str = "efficientnet-lite0"
     version: str = "imagenet-1"
     path: Path | None = Field(
-        default=None, description="ONNX file; unset: the built-in EfficientNet-Lite0, built on first use into data_dir"
+        default=None, description="ONNX file; unset: the built-in EfficientNet-Lite0, built on first use into cache_dir"
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Where the built-in model is built, once per user; unset: the platform's user cache "
+        "($XDG_CACHE_HOME/video-ai/models, ~/.cache/video-ai/models, ~/Library/Caches/video-ai/models on macOS), or "
+        "data_dir/models when that is not writable (a read-only home, as on Lambda)",
     )
     precision: Literal["fp32", "int8"] = "fp32"
     input_width: int = Field(default=224, ge=16, le=4096)

@@ -9,7 +9,7 @@ import pytest
 
 import video_ai.model as model_pkg
 from video_ai.domain.errors import ConfigError
-from video_ai.model import _atomic_write, cached_model_path, ensure_model, imagenet_labels
+from video_ai.model import _atomic_write, cached_model_path, ensure_model, imagenet_labels, model_cache_dir
 from video_ai.settings import ModelSettings
 
 
@@ -45,14 +45,57 @@ def test_other_model_without_path_is_a_config_error(tmp_path: Path, builds: list
     assert builds == []
 
 
-def test_builds_once_into_the_cache(tmp_path: Path, builds: list[Path]) -> None:
+@pytest.fixture
+def user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "video-ai" / "models"
+
+
+def test_builds_once_into_the_user_cache_shared_by_every_data_dir(tmp_path: Path, user_cache: Path,
+                                                                  builds: list[Path]) -> None:
     settings = ModelSettings()
-    first = ensure_model(settings, tmp_path)
-    second = ensure_model(settings, tmp_path)
-    assert first == second == tmp_path / "models" / "efficientnet-lite0-imagenet-1-fp32.onnx"
-    assert first == cached_model_path(settings, tmp_path)
+    first = ensure_model(settings, tmp_path / "project-a" / ".video-ai")
+    second = ensure_model(settings, tmp_path / "project-b" / ".video-ai")
+    assert first == second == user_cache / "efficientnet-lite0-imagenet-1-fp32.onnx"
+    assert first == cached_model_path(settings, tmp_path / "elsewhere")
     assert first.read_bytes() == b"onnx"
     assert builds == [first]
+    assert not (tmp_path / "project-a").exists()  # nothing built per working directory
+
+
+def test_configured_cache_dir_wins(tmp_path: Path, user_cache: Path, builds: list[Path]) -> None:
+    path = ensure_model(ModelSettings(cache_dir=tmp_path / "mine"), tmp_path / "data")
+    assert path == tmp_path / "mine" / "efficientnet-lite0-imagenet-1-fp32.onnx" and builds == [path]
+    assert not user_cache.exists()
+
+
+def test_unwritable_home_falls_back_to_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    builds: list[Path]) -> None:
+    # Lambda: HOME is read-only and only /tmp (the data dir there) is writable. A HOME below a regular file cannot
+    # hold a directory for any user, root included (chmod would not stop root).
+    (tmp_path / "not-a-dir").write_text("x")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "not-a-dir" / "home"))
+    assert model_cache_dir(ModelSettings(), tmp_path / "data") == tmp_path / "data" / "models"
+    path = ensure_model(ModelSettings(), tmp_path / "data")
+    assert path.parent == tmp_path / "data" / "models" and builds == [path]
+
+
+def test_unwritable_cache_falls_back_to_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     builds: list[Path]) -> None:
+    blocker = tmp_path / "xdg"
+    blocker.write_text("a file where the cache directory would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    path = ensure_model(ModelSettings(), tmp_path / "data")
+    assert path == tmp_path / "data" / "models" / "efficientnet-lite0-imagenet-1-fp32.onnx" and builds == [path]
+
+
+def test_a_model_built_under_the_data_dir_before_is_reused(tmp_path: Path, user_cache: Path,
+                                                           builds: list[Path]) -> None:
+    legacy = tmp_path / "data" / "models" / "efficientnet-lite0-imagenet-1-fp32.onnx"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"old build")
+    assert ensure_model(ModelSettings(), tmp_path / "data") == legacy and builds == []
 
 
 def test_a_written_model_is_readable_by_other_users(tmp_path: Path) -> None:

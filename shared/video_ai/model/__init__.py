@@ -1,13 +1,14 @@
 """The built-in embedding model: EfficientNet-Lite0 read from its PyPI wheel, built as ONNX and cached on disk.
 
-Public API: `build_model`, `ensure_model`, `cached_model_path`, `imagenet_labels`. Importing this package pulls in
-no onnx/numpy-heavy work; the builders import lazily.
+Public API: `build_model`, `ensure_model`, `cached_model_path`, `model_cache_dir`, `imagenet_labels`. Importing
+this package pulls in no onnx/numpy-heavy work; the builders import lazily.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -54,9 +55,42 @@ def build_model(out_path: Path, *, include_logits: bool = False, weights: Path |
     return _atomic_write(Path(out_path), lambda tmp: onnx.save_model(proto, str(tmp)))
 
 
+def user_cache_dir() -> Path:
+    """The platform's per-user cache for video-ai's models (XDG on Linux, ~/Library/Caches on macOS)."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "video-ai" / "models"
+    base = Path.home() / ("Library/Caches" if sys.platform == "darwin" else ".cache")
+    return base / "video-ai" / "models"
+
+
+def _writable(directory: Path) -> bool:
+    """True when `directory` exists or can be made, and a file can be created in it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=directory)
+    except (OSError, RuntimeError):  # RuntimeError: Path.home() without $HOME or a passwd entry
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def model_cache_dir(settings: ModelSettings, data_dir: Path) -> Path:
+    """model.cache_dir when set; else the user cache, so every checkout and working directory shares one build;
+    else (read-only home, as on Lambda) data_dir/models."""
+    if settings.cache_dir is not None:
+        return Path(settings.cache_dir)
+    try:
+        user = user_cache_dir()
+    except RuntimeError:
+        return Path(data_dir) / "models"
+    return user if _writable(user) else Path(data_dir) / "models"
+
+
 def cached_model_path(settings: ModelSettings, data_dir: Path) -> Path:
-    """Where the built-in model is cached: data_dir/models/{name}-{version}-{precision}.onnx."""
-    return Path(data_dir) / "models" / f"{settings.name}-{settings.version}-{settings.precision}.onnx"
+    """Where the built-in model is cached: {model_cache_dir}/{name}-{version}-{precision}.onnx."""
+    return model_cache_dir(settings, data_dir) / f"{settings.name}-{settings.version}-{settings.precision}.onnx"
 
 
 def ensure_model(
@@ -82,6 +116,9 @@ def ensure_model(
     target = cached_model_path(settings, data_dir)
     if target.is_file():
         return target
+    legacy = Path(data_dir) / "models" / target.name
+    if settings.cache_dir is None and legacy.is_file():
+        return legacy  # built under the data dir before the model moved to the user cache: no second build
     # Logits ride along (4 MB) so the cached model can also label frames; `embedding` stays the first output.
     fp32 = target.with_name(f"{settings.name}-{settings.version}-fp32.onnx")
     if not fp32.is_file():
@@ -106,4 +143,5 @@ def imagenet_labels() -> tuple[str, ...]:
     return labels
 
 
-__all__ = ["BUILTIN_MODEL_NAME", "build_model", "cached_model_path", "ensure_model", "imagenet_labels"]
+__all__ = ["BUILTIN_MODEL_NAME", "build_model", "cached_model_path", "ensure_model", "imagenet_labels",
+           "model_cache_dir", "user_cache_dir"]
