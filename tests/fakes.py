@@ -27,7 +27,7 @@ from video_ai.domain.ports import FetchedVideo, MediaFile
 
 
 class FakeFetcher:
-    def __init__(self, error: VideoAIError | None = None, s3_etag: str | None = None) -> None:
+    def __init__(self, error: Exception | None = None, s3_etag: str | None = None) -> None:
         self.error = error
         self.s3_etag = s3_etag
         self.fetched: list[Source] = []

@@ -9,7 +9,8 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -34,8 +35,11 @@ EXIT_CODES: dict[str, int] = {
     "decode_timeout": 11,
     "invalid_request": 12,
     "index_unavailable": 13,
+    "data_dir_busy": 14,
 }
 EXIT_OTHER = 1
+EXIT_INTERRUPTED = 130
+LOCAL_TENANT = "local"
 CLI_JOB_NAMESPACE = uuid.UUID("3d6f4b0e-9c1a-4f7e-8b2d-5a0c7e9f1d24")
 
 
@@ -47,13 +51,39 @@ def _err(message: str, stream: TextIO | None = None) -> None:
     (stream or sys.stderr).write(f"video-ai: error: {message}\n")
 
 
+def config_in_use(explicit: str | None) -> Path | None:
+    """The file `load_settings` reads: --config, else $VIDEO_AI_CONFIG, else config/config.yml if present."""
+    from video_ai.settings import DEFAULT_CONFIG_PATH
+
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("VIDEO_AI_CONFIG"):
+        return Path(os.environ["VIDEO_AI_CONFIG"])
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(Path(args.config) if args.config else None)
-    return settings.development()
+    path = config_in_use(getattr(args, "config", None))
+    settings = load_settings(path).development()
+    if path is None:
+        # Outside the repo root nothing says which config applies; say it rather than guess silently.
+        sys.stderr.write(f"video-ai: note: no config file (no --config, $VIDEO_AI_CONFIG or ./config/config.yml): "
+                         f"built-in defaults, data dir {settings.data_dir.resolve()}\n")
+    return settings
+
+
+class _JobErrorReportedOnce(logging.Filter):
+    """The CLI prints a failed job's error itself, as its one error line; the service's log line would repeat it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "error_code", None) is None
 
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_JobErrorReportedOnce())
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise on a CLI
 
 
 # ---------------------------------------------------------------- analyze
@@ -70,7 +100,12 @@ def _source_from_arg(raw: str) -> Source:
     if not path.exists():
         from video_ai.domain.errors import VideoNotFound
 
-        raise VideoNotFound(f"{raw}: no such file")
+        raise VideoNotFound(f"{raw}: no such file", field="source")
+    if not path.is_file():
+        from video_ai.domain.errors import UnsupportedMedia
+
+        raise UnsupportedMedia(f"{raw}: is a directory, not a video file" if path.is_dir() else
+                               f"{raw}: not a regular file", field="source")
     return Source(url=path.resolve().as_uri())
 
 
@@ -83,7 +118,9 @@ def _sampling_from_args(args: argparse.Namespace, settings: Settings) -> Samplin
     try:
         return Sampling(mode=mode, fps=fps, max_frames=max_frames)
     except ValueError as err:
-        raise VideoAIError(str(err).splitlines()[-1].strip(), field="sampling") from None
+        from video_ai.domain.errors import InvalidRequest
+
+        raise InvalidRequest(str(err).splitlines()[-1].strip(), field="sampling") from None
 
 
 class _Progress:
@@ -115,6 +152,9 @@ def _fmt_time(seconds: float) -> str:
 def _summary(result: Any) -> str:
     job: Job = result.job
     lines = [f"job {job.job_id}: {job.status.value}"]
+    if job.reused_from is not None:
+        # Same bytes, same sampling, same model: the vectors were copied, nothing was decoded or embedded.
+        lines.append(f"reused: same content as job {job.reused_from}; its frames were copied, not decoded again")
     if job.video is not None:
         v = job.video
         rot = f", rotated {v.rotation}°" if v.rotation else ""
@@ -133,18 +173,12 @@ def _summary(result: Any) -> str:
     t = job.timings
     lines.append(f"timings: fetch {t.fetch_s:.2f} s, decode {t.decode_s:.2f} s, embed {t.embed_s:.2f} s, "
                  f"index {t.index_s:.2f} s, total {t.total_s:.2f} s")
-    if job.video is not None and t.total_s > 0:
+    if job.video is not None and t.total_s > 0 and job.reused_from is None:
         lines.append(f"realtime factor: {job.video.duration_s / t.total_s:.1f}x")
-    if job.error is not None:
-        lines.append(f"error: {job.error.code}: {job.error.message}")
     return "\n".join(lines)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from video_ai import composition
-    from video_ai.adapters.local_jobs import FileJobRepository
-    from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
-
     settings = _settings(args)
     _setup_logging(settings.logging.level)
     if args.sample:
@@ -156,10 +190,26 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             logger.info("generating the sample clip %s", sample)
             make_demo_clip(sample)
         args.source = str(sample)
-    if not args.source:
-        raise VideoAIError("give a SOURCE (path, http(s) URL or s3://bucket/key) or --sample", field="SOURCE")
     sampling = _sampling_from_args(args, settings)
     source = _source_from_arg(args.source)
+    with _hold_data_dir(settings, "video-ai analyze"):
+        return _analyze_locked(args, settings, sampling, source)
+
+
+def _hold_data_dir(settings: Settings, command: str) -> AbstractContextManager[object]:
+    """The embedded index has one writer: hold the data dir (DataDirBusy names the holder) unless Qdrant is a server."""
+    if settings.qdrant.backend != "edge":
+        return nullcontext()
+    from video_ai.data_dir_lock import DataDirLock
+
+    return DataDirLock(settings.data_dir, command)
+
+
+def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Sampling, source: Source) -> int:
+    from video_ai import composition
+    from video_ai.adapters.local_jobs import FileJobRepository
+    from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
+
     jobs = FileJobRepository(settings.data_dir)
     index = composition.build_index(settings)
     # The same source with the same sampling is the same local job: a re-run replaces its frames, never adds copies.
@@ -169,9 +219,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if previous is not None:
         stale_model = previous.model or ModelInfo(name=settings.model.name, version=settings.model.version,
                                                   dim=settings.model.dim)
-        index.delete(stale_model, SearchFilter(tenant="local", job_id=job_id))
+        index.delete(stale_model, SearchFilter(tenant=LOCAL_TENANT, job_id=job_id))
         jobs.delete(job_id)
-    job = jobs.create(Job(job_id=job_id, tenant="local", source=source, sampling=sampling))
+    job = jobs.create(Job(job_id=job_id, tenant=LOCAL_TENANT, source=source, sampling=sampling))
     thumbs: list[SampledFrame] = []
     try:
         deps = AnalyzeDeps(
@@ -208,8 +258,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(_summary(result) + "\n")
     if result.job.error is not None:
-        if not args.json:
-            _err(f"{result.job.error.code}: {result.job.error.message}")
+        _err(f"{result.job.error.code}: {result.job.error.message}")  # with --json too: stdout is the record only
         return exit_code_for(result.job.error.code)
     return 0
 
@@ -218,39 +267,105 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from video_ai import composition
-    from video_ai.services.search_frames import FrameRef, SearchDeps, SearchQuery, search_frames
+    from video_ai.domain.models import SearchHit
 
     settings = _settings(args)
     _setup_logging(settings.logging.level)
-    image = None
-    frame = None
-    if args.image:
-        image = _read_image(Path(args.image))
+    owner = None
+    if settings.qdrant.backend == "edge":
+        from video_ai.data_dir_lock import current_owner
+
+        owner = current_owner(settings.data_dir)
+    hits: list[SearchHit]
+    if owner is not None and owner.api and owner.api_key:
+        hits = _search_through_serve(args, owner.api, owner.api_key)
     else:
-        job_id, _, index = args.frame.rpartition(":")
-        if not job_id or not index.isdigit():
-            raise VideoAIError("--frame takes JOB:INDEX, e.g. 3f2a…:12", field="frame")
-        frame = FrameRef(job_id=job_id, index=int(index))
-    model = ModelInfo(name=settings.model.name, version=settings.model.version, dim=settings.model.dim)
-    index_store = composition.build_index(settings)
-    try:
-        hits = search_frames(
-            SearchQuery(tenant="local", image=image, frame=frame, top_k=args.top_k, job_id=args.job_id,
-                        start_s=args.start_s, end_s=args.end_s, collapse=args.collapse),
-            SearchDeps(index=index_store, model=model, embedder=lambda: composition.build_embedder(settings)),
-        )
-    finally:
-        index_store.close()
+        with _hold_data_dir(settings, "video-ai search"):
+            hits = _search_data_dir(args, settings)
     if args.json:
         sys.stdout.write(json.dumps([h.model_dump(mode="json") for h in hits], indent=2) + "\n")
     else:
         if not hits:
             sys.stdout.write("no matching frames\n")
         for rank, hit in enumerate(hits, start=1):
-            sys.stdout.write(f"{rank:3d}. {hit.score:.4f}  job {hit.job_id}  t={_fmt_time(hit.pts_s)}  "
-                             f"frame {hit.frame_number}  shot {hit.shot}\n")
+            number = "?" if hit.index is None else str(hit.index)
+            sys.stdout.write(f"{rank:3d}. {hit.score:.4f}  job {hit.job_id}  frame {number} (t={_fmt_time(hit.pts_s)}, "
+                             f"video frame {hit.frame_number})  shot {hit.shot}\n")
     return 0
+
+
+def _search_data_dir(args: argparse.Namespace, settings: Settings) -> list[Any]:
+    """Search the embedded index under the data dir as `--tenant` (default: the CLI's own tenant)."""
+    from video_ai import composition
+    from video_ai.adapters.local_jobs import FileJobRepository
+    from video_ai.domain.errors import NotFound
+    from video_ai.services.search_frames import SearchDeps, SearchQuery, search_frames
+
+    tenant = args.tenant or LOCAL_TENANT
+    image = _read_image(Path(args.image)) if args.image else None
+    model = ModelInfo(name=settings.model.name, version=settings.model.version, dim=settings.model.dim)
+    # The CLI's own jobs are on disk: an unknown job id is named as such. Other tenants' records live elsewhere
+    # (serve's are in moto's memory), so for them the index alone answers.
+    jobs = FileJobRepository(settings.data_dir) if tenant == LOCAL_TENANT else None
+    index_store = composition.build_index(settings)
+    try:
+        return search_frames(
+            SearchQuery(tenant=tenant, image=image, frame=args.frame, top_k=args.top_k, job_id=args.job_id,
+                        start_s=args.start_s, end_s=args.end_s, collapse=args.collapse),
+            SearchDeps(index=index_store, model=model, embedder=lambda: composition.build_embedder(settings),
+                       jobs=jobs),
+        )
+    except NotFound as err:
+        if tenant == LOCAL_TENANT and args.frame is not None:
+            err.message += (f"; `video-ai analyze` jobs are tenant {LOCAL_TENANT}, jobs submitted to `video-ai serve` "
+                            f"are tenant dev (--tenant dev, or search while serve runs)")
+        raise
+    finally:
+        index_store.close()
+
+
+def _search_through_serve(args: argparse.Namespace, api: str, api_key: str) -> list[Any]:
+    """The data dir's index belongs to a running `serve`: ask its API (as its development tenant) instead."""
+    import httpx
+
+    from video_ai.data_dir_lock import DataDirBusy
+    from video_ai.domain.models import SearchHit
+
+    if args.tenant not in (None, "dev"):
+        raise DataDirBusy(f"--tenant {args.tenant}: the data dir is held by `video-ai serve` ({api}), which searches "
+                          f"as tenant dev (its development key); stop it to search tenant {args.tenant}",
+                          field="tenant")
+    body: dict[str, Any] = {"top_k": args.top_k, "job_id": args.job_id, "start_s": args.start_s,
+                            "end_s": args.end_s, "collapse": args.collapse}
+    if args.image:
+        _read_image(Path(args.image))  # the same one-line error for a missing or undecodable file
+        body["image_base64"] = base64.b64encode(Path(args.image).read_bytes()).decode()
+    else:
+        body["frame"] = {"job_id": args.frame.job_id, "index": args.frame.index}
+    sys.stderr.write(f"video-ai: the data dir is held by `video-ai serve`: searching through its API at {api} "
+                     f"(tenant dev)\n")
+    try:
+        response = httpx.post(f"{api}/search", json={k: v for k, v in body.items() if v is not None},
+                              headers={"x-api-key": api_key}, timeout=60.0)
+    except httpx.HTTPError as err:
+        raise VideoAIError(f"the running `video-ai serve` at {api} did not answer: {err}") from None
+    if response.status_code != 200:
+        error = _api_error(response)
+        hint = (f"; `video-ai analyze` jobs (tenant {LOCAL_TENANT}) are searchable once serve stops"
+                if response.status_code == 404 and args.frame is not None else "")
+        raised = VideoAIError(f"{error.get('message', response.text[:200])} (from serve at {api}){hint}",
+                              field=error.get("field"))
+        raised.code = str(error.get("code", "internal_error"))
+        raise raised
+    return [SearchHit.model_validate(item) for item in response.json()["items"]]
+
+
+def _api_error(response: Any) -> dict[str, Any]:
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return error if isinstance(error, dict) else {}
 
 
 def _read_image(path: Path) -> Any:
@@ -302,8 +417,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from video_ai.local.serve import serve
 
     if args.workers is not None:
-        if not 1 <= args.workers <= 16:
-            raise VideoAIError("--workers takes 1 to 16", field="workers")
         os.environ["VIDEO_AI_SERVE_WORKERS"] = str(args.workers)
     return serve(host=args.host, port=args.port, config_path=Path(args.config) if args.config else None,
                  allow_remote=True if args.allow_remote else None)
@@ -319,69 +432,147 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_CODES["usage"])
 
 
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {raw!r}")
+    return value
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low} to {high}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _non_negative_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds from 0, got {raw!r}")
+    return value
+
+
+def _frame_ref(raw: str) -> Any:
+    from video_ai.services.search_frames import FrameRef
+
+    job_id, _, index = raw.rpartition(":")
+    if not job_id or not index.isdigit():
+        raise argparse.ArgumentTypeError(f"expected JOB_ID:INDEX (a job id and a sampled frame's index, e.g. "
+                                         f"3f2a…:12), got {raw!r}")
+    return FrameRef(job_id=job_id, index=int(index))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="video-ai", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", help="config YAML (default: $VIDEO_AI_CONFIG or config/config.yml)")
+        p.add_argument("--config", metavar="PATH",
+                       help="config YAML (default: $VIDEO_AI_CONFIG, else ./config/config.yml if present, else "
+                            "built-in defaults)")
 
     analyze = sub.add_parser("analyze", help="analyze a video: sample frames, embed, index")
-    analyze.add_argument("source", nargs="?", help="path, http(s) URL or s3://bucket/key")
+    analyze.add_argument("source", nargs="?", metavar="SOURCE", help="path, http(s) URL or s3://bucket/key")
     analyze.add_argument("--sample", action="store_true", help="generate and analyze the built-in demo clip")
     mode = analyze.add_mutually_exclusive_group()
-    mode.add_argument("--fps", type=float, help="sample F frames per second (default from config: 1.0)")
+    mode.add_argument("--fps", type=_positive_float, metavar="F",
+                      help="sample F frames per second (default: sampling.fps in the config, 1.0)")
     mode.add_argument("--shots", action="store_true", help="one frame per detected shot")
     mode.add_argument("--keyframes", action="store_true", help="keyframes only (fastest)")
-    analyze.add_argument("--max-frames", type=int)
+    analyze.add_argument("--max-frames", type=_int_in(1, 1_000_000), metavar="N",
+                         help="stop after N sampled frames (default: sampling.max_frames in the config, none)")
     analyze.add_argument("--json", action="store_true", help="print the job record, shots and frames as JSON")
     analyze.add_argument("--contact-sheet", metavar="PNG", help="write a grid of the sampled frames")
     with_config(analyze)
-    analyze.set_defaults(func=cmd_analyze)
+    analyze.set_defaults(func=cmd_analyze, usage_parser=analyze)
 
-    search = sub.add_parser("search", help="find the nearest frames")
+    search = sub.add_parser("search", help="find the nearest frames",
+                            description="Find the frames nearest to an image or to a sampled frame. While `video-ai "
+                                        "serve` holds the data dir, the search goes through its API (tenant dev).")
     what = search.add_mutually_exclusive_group(required=True)
     what.add_argument("--image", metavar="PNG", help="an image (PNG or JPEG)")
-    what.add_argument("--frame", metavar="JOB:INDEX", help="a sampled frame of an analyzed job")
-    search.add_argument("--top-k", type=int, default=10)
-    search.add_argument("--job-id")
-    search.add_argument("--start-s", type=float)
-    search.add_argument("--end-s", type=float)
-    search.add_argument("--collapse", choices=["shot"])
-    search.add_argument("--json", action="store_true")
+    what.add_argument("--frame", metavar="JOB_ID:INDEX", type=_frame_ref,
+                      help="sampled frame INDEX (0-based, the `index` of GET /jobs/{id}/frames) of an analyzed job")
+    search.add_argument("--top-k", type=_int_in(1, 100), default=10, metavar="K",
+                        help="how many hits, 1-100 (default: 10)")
+    search.add_argument("--job-id", help="only frames of this job (default: all your jobs)")
+    search.add_argument("--start-s", type=_non_negative_float, metavar="S",
+                        help="only frames at or after S seconds (default: from the start)")
+    search.add_argument("--end-s", type=_non_negative_float, metavar="S",
+                        help="only frames at or before S seconds (default: to the end)")
+    search.add_argument("--collapse", choices=["shot"], help="at most one hit per shot (default: every frame)")
+    search.add_argument("--tenant", help=f"whose vectors to search (default: {LOCAL_TENANT}, the tenant of "
+                                         f"`video-ai analyze`; jobs submitted to `video-ai serve` are tenant dev)")
+    search.add_argument("--json", action="store_true", help="print the hits as a JSON array")
     with_config(search)
-    search.set_defaults(func=cmd_search)
+    search.set_defaults(func=cmd_search, usage_parser=search)
 
     serve = sub.add_parser("serve", help="run the whole stack on this machine")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port (the printed URL shows it)")
-    serve.add_argument("--workers", type=int, help="worker pollers running jobs at once (default 2)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: 127.0.0.1; others need --allow-remote)")
+    serve.add_argument("--port", type=_int_in(0, 65535), default=8000,
+                       help="API port; 0 picks a free port and the printed URL shows it (default: 8000)")
+    serve.add_argument("--workers", type=_int_in(1, 16), metavar="N",
+                       help="worker pollers running jobs at once, 1-16 (default: $VIDEO_AI_SERVE_WORKERS, else 2)")
     serve.add_argument("--allow-remote", action="store_true",
                        help="bind a non-loopback --host (inside a container only: plain http, development key)")
     with_config(serve)
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, usage_parser=serve)
 
     model = sub.add_parser("model", help="model tools")
     model_sub = model.add_subparsers(dest="model_command", required=True, parser_class=_Parser)
-    build = model_sub.add_parser("build", help="build the ONNX model (cached under the data dir)")
-    build.add_argument("--out", help="write to this path instead of the cache")
+    build = model_sub.add_parser("build", help="build the ONNX model (cached once per user)")
+    build.add_argument("--out", metavar="PATH", help="write to this path (default: the model cache, see README)")
     build.add_argument("--logits", action="store_true", help="keep the ImageNet classifier output")
     with_config(build)
-    build.set_defaults(func=cmd_model_build)
+    build.set_defaults(func=cmd_model_build, usage_parser=build)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
     check = config_sub.add_parser("check", help="validate a config file")
-    check.add_argument("path", nargs="?")
-    check.set_defaults(func=cmd_config_check)
+    check.add_argument("path", nargs="?", metavar="PATH",
+                       help="the file (default: $VIDEO_AI_CONFIG, else ./config/config.yml if present)")
+    check.set_defaults(func=cmd_config_check, usage_parser=check)
     schema = config_sub.add_parser("schema", help="print the JSON schema of the config")
-    schema.add_argument("--out")
-    schema.set_defaults(func=cmd_config_schema)
+    schema.add_argument("--out", metavar="PATH", help="write it to PATH (default: stdout)")
+    schema.set_defaults(func=cmd_config_schema, usage_parser=schema)
     return parser
+
+
+def _check_usage(args: argparse.Namespace) -> None:
+    """Mistakes argparse cannot see alone: exit 2 with the usage line, like its own errors."""
+    usage: argparse.ArgumentParser = args.usage_parser
+    if args.command == "analyze":
+        if not args.source and not args.sample:
+            usage.error("give a SOURCE (path, http(s) URL or s3://bucket/key) or --sample")
+        if args.source and args.sample:
+            usage.error("give a SOURCE or --sample, not both")
+    if args.command == "search" and args.start_s is not None and args.end_s is not None and args.end_s < args.start_s:
+        usage.error(f"--end-s {args.end_s:g} is before --start-s {args.start_s:g}")
+
+
+def _failure_json(err: VideoAIError) -> str:
+    """Every `--json` failure has job_id (null when no job was created), status "failed" and error."""
+    return json.dumps({"job_id": None, "status": "failed", "error": err.to_dict()})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _check_usage(args)
     try:
         code: int = args.func(args)
         return code
@@ -390,12 +581,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CODES["invalid_config"]
     except VideoAIError as err:
         if getattr(args, "json", False):
-            sys.stdout.write(json.dumps({"status": "failed", "error": err.to_dict()}) + "\n")
+            sys.stdout.write(_failure_json(err) + "\n")
         _err(f"{err.code}: {err.message}")
         return exit_code_for(err.code)
     except KeyboardInterrupt:
         _err("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

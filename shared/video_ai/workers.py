@@ -119,8 +119,14 @@ def ingest_record(body: str, runtime: Runtime) -> list[Job]:
             ),
             deps,
         )
-        logger.info("upload queued as job %s", submitted.job.job_id,
-                    extra={"job_id": submitted.job.job_id, "key": location.key})
+        if submitted.created:
+            logger.info("upload queued as job %s", submitted.job.job_id,
+                        extra={"job_id": submitted.job.job_id, "key": location.key})
+        else:
+            # Same object and version as before (a re-upload of identical bytes keeps moto's/S3's version when
+            # versioning is off): the existing job stands, nothing new is queued.
+            logger.info("upload already known as job %s (%s); no new job", submitted.job.job_id,
+                        submitted.job.status.value, extra={"job_id": submitted.job.job_id, "key": location.key})
         jobs.append(submitted.job)
     return jobs
 

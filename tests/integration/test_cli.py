@@ -164,6 +164,81 @@ def test_missing_file_and_unreachable_url(env: dict[str, str], tmp_path: Path) -
     assert json.loads(unreachable.stdout)["error"]["code"] == "fetch_failed"
 
 
+def test_every_failure_is_one_line_and_one_json_shape(env: dict[str, str], tmp_path: Path,
+                                                      bad_inputs: dict[str, Path]) -> None:
+    folder = tmp_path / "media"
+    folder.mkdir()
+    jobs_dir = Path(env["VIDEO_AI__DATA_DIR"]) / "jobs"
+    before = sorted(jobs_dir.iterdir()) if jobs_dir.exists() else []
+    directory = run(env, "analyze", str(folder))
+    assert directory.returncode == 4, directory.stderr
+    assert [line for line in directory.stderr.splitlines() if "error" in line] == [
+        f"video-ai: error: unsupported_media: {folder}: is a directory, not a video file"]
+    assert "error" not in directory.stdout and "Traceback" not in directory.stderr
+    assert (sorted(jobs_dir.iterdir()) if jobs_dir.exists() else []) == before  # no failed job left behind
+    # --json: the same keys for a failure before any job (directory, missing file) and for a job that failed.
+    shapes = {}
+    for name, source in {"directory": folder, "missing": tmp_path / "nope.mp4", "job": bad_inputs["text"]}.items():
+        proc = run(env, "analyze", str(source), "--json")
+        record = json.loads(proc.stdout)
+        assert {"job_id", "status", "error"} <= set(record) and record["status"] == "failed", record
+        assert [line for line in proc.stderr.splitlines() if line.startswith("video-ai: error:")] == [
+            f"video-ai: error: {record['error']['code']}: {record['error']['message']}"]
+        shapes[name] = record
+    assert shapes["directory"]["job_id"] is None and shapes["directory"]["error"]["field"] == "source"
+    assert shapes["missing"]["job_id"] is None and shapes["missing"]["error"]["code"] == "not_found"
+    assert shapes["job"]["job_id"] and shapes["job"]["error"]["code"] == "unsupported_media"
+
+
+def test_a_failed_job_prints_its_error_once(env: dict[str, str], bad_inputs: dict[str, Path]) -> None:
+    proc = run({**env, "VIDEO_AI__LOGGING__LEVEL": "INFO"}, "analyze", str(bad_inputs["text"]))
+    assert proc.returncode == 4
+    assert sum("not a video container" in line for line in (proc.stdout + proc.stderr).splitlines()) == 1, (
+        proc.stdout, proc.stderr)
+
+
+def test_reanalysing_the_same_bytes_says_the_result_was_reused(env: dict[str, str], cut_clip: ClipInfo,
+                                                               tmp_path: Path) -> None:
+    import shutil
+
+    first = analyze_json(env, str(cut_clip.path), "--keyframes")
+    copy = tmp_path / "copy.mp4"
+    shutil.copyfile(cut_clip.path, copy)
+    proc = run(env, "analyze", str(copy), "--keyframes")
+    assert proc.returncode == 0, proc.stderr
+    assert f"reused: same content as job {first['job_id']}" in proc.stdout
+    assert "realtime factor" not in proc.stdout
+
+
+def test_outside_the_repo_root_the_cli_says_which_config_it_uses(env: dict[str, str], tmp_path: Path) -> None:
+    outside = {k: v for k, v in env.items() if k != "VIDEO_AI_CONFIG"}
+    proc = subprocess.run([sys.executable, "-m", "video_ai.cli", "analyze", "missing.mp4"], env=outside,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 3
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("video-ai: note:")]
+    assert len(notes) == 1 and "no config file" in notes[0] and "built-in defaults" in notes[0], proc.stderr
+    inside = run(env, "analyze", "missing.mp4")  # from the repo root: config/config.yml, no note
+    assert "video-ai: note:" not in inside.stderr
+
+
+def test_search_hits_name_the_sampled_index_and_unknown_jobs_say_so(env: dict[str, str], cut_clip: ClipInfo) -> None:
+    record = analyze_json(env, str(cut_clip.path))
+    frame = record["frames"][3]
+    proc = run(env, "search", "--frame", f"{record['job_id']}:3", "--job-id", record["job_id"], "--top-k", "1",
+               "--json")
+    hit = json.loads(proc.stdout)[0]
+    assert (hit["index"], hit["frame_number"]) == (3, frame["frame_number"]) and frame["frame_number"] != 3
+    text = run(env, "search", "--frame", f"{record['job_id']}:3", "--job-id", record["job_id"], "--top-k", "1")
+    assert f"frame 3 (t=00:03.000, video frame {frame['frame_number']})" in text.stdout, text.stdout
+    unknown = run(env, "search", "--frame", "no-such-job:3")
+    beyond = run(env, "search", "--frame", f"{record['job_id']}:500")
+    assert unknown.returncode == beyond.returncode == 3
+    assert "job no-such-job not found" in unknown.stderr and "tenant dev" in unknown.stderr
+    assert "has 12 sampled frames (index 0 to 11); no frame 500" in beyond.stderr
+    other_tenant = run(env, "search", "--frame", f"{record['job_id']}:3", "--tenant", "dev")
+    assert other_tenant.returncode == 3 and "not found" in other_tenant.stderr
+
+
 @pytest.fixture()
 def http_dir(cut_clip: ClipInfo) -> Iterator[str]:
     directory = str(cut_clip.path.parent)

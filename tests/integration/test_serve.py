@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -171,7 +176,9 @@ def test_transient_failure_is_retried_then_fails_the_job_and_reaches_the_dlq(sta
 
 def test_second_serve_on_a_busy_port_fails_with_one_line(stack: ServeProcess, workdir: Path) -> None:
     port = int(stack.info["api"].rsplit(":", 1)[1])
-    second = ServeProcess(workdir / "config.yml", port=port).start()
+    other = workdir / "other-data.yml"  # its own data dir: only the port is shared
+    write_config(other, workdir / "other-data")
+    second = ServeProcess(other, port=port).start()
     try:
         code = second.wait_exit(60)
     finally:
@@ -194,6 +201,69 @@ def test_bad_config_exits_2_naming_the_field(workdir: Path) -> None:
     assert [line for line in proc.stderr_lines if line.strip()] == proc.stderr_matching("sampling.fps"), (
         proc.stderr_tail())
     assert len(proc.stderr_matching("sampling.fps")) == 1
+
+
+def test_second_serve_on_the_same_data_dir_refuses_at_start_with_one_line(stack: ServeProcess,
+                                                                          workdir: Path) -> None:
+    # Another port, the same config (so the same data dir): Qdrant's embedded engine there has one writer.
+    second = ServeProcess(workdir / "config.yml", port=0).start()
+    try:
+        code = second.wait_exit(60)
+    finally:
+        second.kill()
+    assert code == 14, second.stderr_tail()
+    lines = [line for line in second.stderr_lines if line.strip()]
+    pid = stack.proc.pid if stack.proc else 0
+    assert len(lines) == 1 and lines[0].startswith("video-ai: error: data_dir_busy:"), lines
+    assert f"`video-ai serve` (pid {pid}, api {stack.info['api']})" in lines[0]
+    assert second.stdout_lines.empty()
+
+
+def _cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VIDEO_AI__LOGGING__LEVEL": "WARNING"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    return subprocess.run([sys.executable, "-m", "video_ai.cli", *args, "--config", str(workdir / "config.yml")],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_cli_beside_serve_searches_through_its_api_and_analyze_names_the_holder(
+    stack: ServeProcess, files: FileServer, clip: Path, workdir: Path
+) -> None:
+    with stack.client() as client:
+        job_id = client.post("/analyze", json={"video_url": files.url("clip.mp4")}).json()["job_id"]
+        job = wait_for(lambda: _finished(client, job_id), JOB_TIMEOUT_S, what="the job to finish")
+        frames = client.get(f"/jobs/{job_id}/frames").json()["items"]
+    assert job["status"] == "succeeded", job
+    # search: the index is serve's, so the CLI asks serve (tenant dev) and the job submitted through it is found.
+    found = _cli(workdir, "search", "--frame", f"{job_id}:1", "--job-id", job_id, "--top-k", "1", "--json")
+    assert found.returncode == 0, found.stderr
+    hit = json.loads(found.stdout)[0]
+    assert (hit["job_id"], hit["index"], hit["frame_number"]) == (job_id, 1, frames[1]["frame_number"])
+    assert "searching through its API" in found.stderr and "Traceback" not in found.stderr
+    missing = _cli(workdir, "search", "--frame", "no-such-job:0")
+    assert missing.returncode == 3 and "Traceback" not in missing.stderr
+    assert len([line for line in missing.stderr.splitlines() if line.startswith("video-ai: error:")]) == 1
+    # analyze: would write the index serve holds; one line names serve and what to do, exit 14.
+    busy = _cli(workdir, "analyze", str(clip))
+    errors = [line for line in busy.stderr.splitlines() if line.startswith("video-ai: error:")]
+    assert busy.returncode == 14 and len(errors) == 1 and "Traceback" not in busy.stderr, busy.stderr
+    assert "data_dir_busy" in errors[0] and f"POST {stack.info['api']}/analyze" in errors[0]
+
+
+def test_the_readme_python_snippets_run_as_written(stack: ServeProcess, clip: Path, tmp_path: Path) -> None:
+    from tests.readme_snippets import snippets
+
+    python = [s for s in snippets() if s.language == "python"]
+    assert python, "the README has no python snippet"
+    (tmp_path / "media").mkdir()
+    shutil.copyfile(clip, tmp_path / "media" / "demo.mp4")  # the tutorial's step 2 made media/demo.mp4
+    for snippet in python:
+        # The tutorial's example addresses stand for the ones `serve` printed; nothing else is changed.
+        code = snippet.code.replace("http://127.0.0.1:41234", stack.info["s3"]).replace(
+            "http://127.0.0.1:8000", stack.info["api"])
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert proc.returncode == 0, f"README.md line {snippet.line}: {proc.stderr}"
 
 
 def test_sigterm_stops_cleanly_and_frees_the_port(stack: ServeProcess) -> None:

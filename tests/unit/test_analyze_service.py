@@ -120,6 +120,23 @@ def test_transient_error_on_final_attempt_marks_retries_exhausted(tmp_path: Path
     assert job.error is not None and job.error.code == "retries_exhausted"
 
 
+def test_an_unexpected_error_reaches_the_job_with_its_message_and_the_log_with_its_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What a second writer on the embedded index used to end as: `gave up after retries: Exception`, cause unlogged.
+    wal = Exception("failed to open WAL .video-ai/qdrant/x/wal: Can't init WAL: Kind(WouldBlock)")
+    deps = _deps(tmp_path, fetcher=FakeFetcher(error=wal))
+    _queued(deps)
+    with caplog.at_level("ERROR", logger="video_ai"), pytest.raises(Exception, match="Can't init WAL"):
+        analyze_video("job-1", deps, final_attempt=True)
+    job = deps.jobs.get("job-1")
+    assert job is not None and job.error is not None and job.error.code == "retries_exhausted"
+    assert job.error.message == ("gave up after retries: Exception: failed to open WAL .video-ai/qdrant/x/wal: "
+                                 "Can't init WAL: Kind(WouldBlock)")
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[1] is wal]
+    assert logged and getattr(logged[0], "job_id", None) == "job-1"
+
+
 def test_deleted_job_stops_at_next_batch(tmp_path: Path) -> None:
     deps = _deps(tmp_path, frames=FakeFrameSource(n_frames=30))
     _queued(deps)

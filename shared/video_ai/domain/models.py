@@ -173,6 +173,9 @@ class Frame(_Model):
 
 class SearchHit(_Model):
     job_id: str
+    # The sampled frame's index (what `frame: {job_id, index}` and GET /jobs/{id}/frames call `index`); null only for
+    # vectors indexed before the payload carried it. `frame_number` is the frame's position in the video stream.
+    index: int | None = None
     pts_s: float
     frame_number: int
     shot: int

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from video_ai.data_dir_lock import DataDirLock, Owner
 from video_ai.domain.errors import ConfigError
 from video_ai.settings import DEFAULT_CONFIG_PATH, Settings, load_settings
 
@@ -425,9 +426,13 @@ class LocalStack:
         except Exception:
             logger.exception("warm-up failed; the first job will retry")
 
+    @property
+    def api_url(self) -> str:
+        return f"http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+
     def ready_lines(self) -> list[str]:
         return [
-            f"api: http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}",
+            f"api: {self.api_url}",
             f"s3: {self.moto_url}",
             f"api_key: {self.api_key}",
             f"webhook_secret: {self.webhook_secrets[0]}",
@@ -475,7 +480,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config_path: Path | None = 
     """Run the local stack until Ctrl-C / SIGTERM; print the ready lines on stdout; return the exit code.
 
     Binds loopback only unless `allow_remote` (or VIDEO_AI_SERVE_ALLOW_REMOTE=1, for a container) says otherwise.
-    A bad config raises ConfigError (the CLI prints one line and exits 2); a busy port returns 1 after one line.
+    A bad config raises ConfigError (the CLI prints one line and exits 2); a busy port returns 1 after one line; a data
+    dir held by another process (its embedded index has one writer) raises DataDirBusy (one line, exit 14).
     """
     remote_ok = _truthy(os.environ.get(ALLOW_REMOTE_ENV)) if allow_remote is None else allow_remote
     if not is_loopback(host) and not remote_ok:
@@ -485,6 +491,18 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config_path: Path | None = 
         raise ConfigError(f"--port {port}: expected 0-65535", field="port")
     settings = load_serve_settings(config_path)  # a bad config fails here, before anything starts
     worker_count(settings)
+    # The embedded engine has one writer: a second `serve` (or a CLI command) on this data dir must not start.
+    lock = DataDirLock(settings.data_dir, "video-ai serve") if settings.qdrant.backend == "edge" else None
+    if lock is not None:
+        lock.acquire()  # DataDirBusy: one line naming the holder, exit 14
+    try:
+        return _serve_locked(host, port, config_path, settings, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _serve_locked(host: str, port: int, config_path: Path | None, settings: Settings, lock: DataDirLock | None) -> int:
 
     env = {
         **FAKE_CREDENTIALS,
@@ -521,6 +539,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, config_path: Path | None = 
                 return err.exit_code
             if not stack.stop_event.is_set():
                 _redact_in_logs(stack.api_key, *stack.webhook_secrets)
+                if lock is not None:  # lets the CLI beside this `serve` find its API instead of the locked index
+                    lock.publish(Owner(pid=os.getpid(), command="video-ai serve", api=stack.api_url,
+                                       api_key=stack.api_key))
                 sys.stdout.write("\n".join(stack.ready_lines()) + "\n")
                 sys.stdout.flush()
                 logger.info("ready: api on port %d, %d worker(s), data dir %s", stack.port,

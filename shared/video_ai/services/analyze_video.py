@@ -224,12 +224,20 @@ def analyze_video(
             _fail(job, deps, RetriesExhausted(f"gave up after retries: {err.code}: {err.message}"), started)
         raise
     except Exception as err:
+        # Not one of ours: the cause goes to the log with its traceback, and its text (not only its class) to the job.
+        logger.exception("job attempt failed unexpectedly", extra={"job_id": job_id})
         if final_attempt:
-            _fail(job, deps, RetriesExhausted(f"gave up after retries: {type(err).__name__}"), started)
+            _fail(job, deps, RetriesExhausted(f"gave up after retries: {_describe(err)}"), started)
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+def _describe(err: BaseException) -> str:
+    """`Type: message`, one line, bounded: a bare class name tells the reader nothing."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}"[:300] if text else f"{type(err).__name__} (no message)"
 
 
 def _ensure_dir(path: Path) -> Path:
@@ -238,7 +246,7 @@ def _ensure_dir(path: Path) -> Path:
 
 
 def _fail(job: Job, deps: AnalyzeDeps, err: VideoAIError, started: float) -> Job:
-    logger.warning("job failed: %s: %s", err.code, err.message, extra={"job_id": job.job_id})
+    logger.warning("job failed: %s: %s", err.code, err.message, extra={"job_id": job.job_id, "error_code": err.code})
     try:
         failed = deps.jobs.transition(
             job.job_id,

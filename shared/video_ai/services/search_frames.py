@@ -49,8 +49,13 @@ def frame_vector(ref: FrameRef, tenant: str, deps: SearchDeps) -> np.ndarray:
         if job is None or job.tenant != tenant:
             raise NotFound(f"job {ref.job_id} not found", field="frame.job_id")
     points = deps.index.list_frames(deps.model, ref.job_id, tenant, None, ref.index + 1)
+    if not points:
+        # The same words for an unknown job and another tenant's (404, not 403): nothing to tell them apart.
+        raise NotFound(f"job {ref.job_id} not found: no frames of it are indexed for this tenant",
+                       field="frame.job_id")
     if len(points) <= ref.index or ref.index < 0:
-        raise NotFound(f"job {ref.job_id} has no frame {ref.index}", field="frame.index")
+        raise NotFound(f"job {ref.job_id} has {len(points)} sampled frames (index 0 to {len(points) - 1}); "
+                       f"no frame {ref.index}", field="frame.index")
     vector = deps.index.get_vector(deps.model, points[ref.index].id)
     if vector is None:
         raise NotFound(f"job {ref.job_id} has no frame {ref.index}", field="frame.index")
@@ -87,8 +92,10 @@ def _one_per_shot(points: list[ScoredPoint]) -> list[ScoredPoint]:
 
 
 def _hit(point: ScoredPoint) -> SearchHit:
+    index = point.payload.get("index")
     return SearchHit(
         job_id=str(point.payload["job_id"]),
+        index=None if index is None else int(index),
         pts_s=float(point.payload["pts_s"]),
         frame_number=int(point.payload["frame_number"]),
         shot=int(point.payload["shot"]),

@@ -1,0 +1,75 @@
+"""`video-ai` argument handling: usage mistakes exit 2 with the usage line; every option says what it does."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from video_ai.cli import EXIT_CODES, build_parser, main
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["analyze"], "give a SOURCE"),
+        (["analyze", "clip.mp4", "--sample"], "not both"),
+        (["analyze", "clip.mp4", "--fps", "0"], "--fps"),
+        (["analyze", "clip.mp4", "--fps", "nan"], "--fps"),
+        (["analyze", "clip.mp4", "--max-frames", "-3"], "--max-frames"),
+        (["search", "--frame", "nonsense"], "JOB_ID:INDEX"),
+        (["search", "--frame", "abc:-1"], "JOB_ID:INDEX"),
+        (["search", "--frame", "abc:1", "--top-k", "0"], "--top-k"),
+        (["search", "--frame", "abc:1", "--start-s", "5", "--end-s", "2"], "before --start-s"),
+        (["serve", "--workers", "40"], "--workers"),
+        (["serve", "--port", "70000"], "--port"),
+    ],
+)
+def test_usage_mistakes_exit_2_with_the_usage_line_and_one_error(argv: list[str], says: str,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == EXIT_CODES["usage"] == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"usage: video-ai {argv[0]}")
+    errors = [line for line in lines if line.startswith("video-ai: error:")]
+    assert len(errors) == 1 and says in errors[0], err
+    assert "internal_error" not in err and "Traceback" not in err
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.append(sub)
+                found.extend(_subparsers(sub))
+    return found
+
+
+def test_every_option_has_a_description_and_says_its_default() -> None:
+    missing = []
+    for sub in _subparsers(build_parser()):
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            name = f"{sub.prog} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help:
+                missing.append(f"{name}: no description")
+            elif action.default not in (None, False) and f"default: {action.default}" not in action.help:
+                missing.append(f"{name}: its default {action.default!r} is not named")
+    assert missing == []
+
+
+def test_every_exit_code_is_in_the_readme_table() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = {line.split("|")[1].strip(" `"): line.split("|")[2].strip() for line in readme.splitlines()
+             if line.startswith("| `") and line.count("|") >= 4}
+    for code, exit_code in EXIT_CODES.items():
+        assert table.get(code) == str(exit_code), f"{code} (exit {exit_code}) missing from the README's table"
+    for other in ("internal_error", "interrupted"):
+        assert other in table, f"{other} missing from the README's table"
