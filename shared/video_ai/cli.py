@@ -40,6 +40,7 @@ EXIT_CODES: dict[str, int] = {
 EXIT_OTHER = 1
 EXIT_INTERRUPTED = 130
 LOCAL_TENANT = "local"
+MAX_FRAME_INDEX = 1_000_000
 CLI_JOB_NAMESPACE = uuid.UUID("3d6f4b0e-9c1a-4f7e-8b2d-5a0c7e9f1d24")
 
 
@@ -470,9 +471,11 @@ def _frame_ref(raw: str) -> Any:
     from video_ai.services.search_frames import FrameRef
 
     job_id, _, index = raw.rpartition(":")
-    if not job_id or not index.isdigit():
+    if not job_id or not index.isascii() or not index.isdigit():
         raise argparse.ArgumentTypeError(f"expected JOB_ID:INDEX (a job id and a sampled frame's index, e.g. "
                                          f"3f2a…:12), got {raw!r}")
+    if int(index) > MAX_FRAME_INDEX:  # the API's bound too: the embedded index overflows on 2**64
+        raise argparse.ArgumentTypeError(f"INDEX is at most {MAX_FRAME_INDEX}, got {index}")
     return FrameRef(job_id=job_id, index=int(index))
 
 

@@ -19,6 +19,7 @@ from video_ai.cli import EXIT_CODES, build_parser, main
         (["analyze", "clip.mp4", "--max-frames", "-3"], "--max-frames"),
         (["search", "--frame", "nonsense"], "JOB_ID:INDEX"),
         (["search", "--frame", "abc:-1"], "JOB_ID:INDEX"),
+        (["search", "--frame", "abc:18446744073709551616"], "at most 1000000"),
         (["search", "--frame", "abc:1", "--top-k", "0"], "--top-k"),
         (["search", "--frame", "abc:1", "--start-s", "5", "--end-s", "2"], "before --start-s"),
         (["serve", "--workers", "40"], "--workers"),
