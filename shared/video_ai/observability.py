@@ -20,7 +20,7 @@ import sys
 import threading
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -434,9 +434,11 @@ log_context = LogContext()
 
 
 class ContextFilter(logging.Filter):
-    """Handler filter: copies the LogContext keys onto the record (explicit `extra=` wins)."""
+    """Handler filter: copies the LogContext keys onto the record (explicit `extra=` wins); drops uvicorn's
+    `color_message` (the message again, with ANSI colour escapes)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
         for key, value in _log_context.get().items():
             if key not in record.__dict__:
                 setattr(record, key, value)
@@ -446,10 +448,44 @@ class ContextFilter(logging.Filter):
 # ---------------------------------------------------------------------------------------------------- formatters
 
 class RedactingJsonFormatter(LambdaPowertoolsFormatter):
-    """powertools' JSON log format, with a last redaction pass over the whole line (exception text included)."""
+    """powertools' JSON log format, with a last redaction pass over the whole line (exception text included).
+
+    `keys_per_thread`: the keys powertools appends (the Lambda context from `inject_lambda_context`, `append_keys`)
+    go to this thread's LogContext instead of the formatter, which every thread shares. A Lambda runs one invocation
+    at a time, so there the shared keys are right (and the worker's decode thread inherits them); `serve` runs four
+    functions and the API on threads of one process, where shared keys tag a line with another thread's function.
+    """
+
+    def __init__(self, *args: Any, keys_per_thread: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keys_per_thread = keys_per_thread
+
+    def append_keys(self, **additional_keys: Any) -> None:
+        if self.keys_per_thread:
+            log_context.append_keys(**additional_keys)
+        else:
+            super().append_keys(**additional_keys)
+
+    def remove_keys(self, keys: Iterable[str]) -> None:
+        if self.keys_per_thread:
+            log_context.remove_keys(list(keys))
+        else:
+            super().remove_keys(keys)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
+
+
+class RedactingTextPowertoolsFormatter(RedactingJsonFormatter):
+    """powertools' key handling with `RedactingTextFormatter`'s lines: `serve` with `logging.json: false` prints one
+    format for its own lines and the functions' lines alike."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._text = RedactingTextFormatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._text.format(record)
 
 
 class RedactingTextFormatter(logging.Formatter):
@@ -492,12 +528,21 @@ def configure_logging(
     return handler
 
 
-def lambda_logger(service: str | None = None, level: str | None = None) -> Logger:
+def lambda_logger(service: str | None = None, level: str | None = None, *, stream: TextIO | None = None,
+                  keys_per_thread: bool = False, json_logs: bool = True) -> Logger:
     """powertools Logger for a Lambda handler: redacting JSON formatter, and the `video_ai` library loggers routed
-    through it so their lines are JSON and carry the handler's keys (job_id, tenant, function_request_id)."""
+    through it so their lines are JSON and carry the handler's keys (job_id, tenant, function_request_id).
+
+    The first Logger built for a service fixes its handler and formatter for every later one (powertools shares
+    them): `serve` builds it first, with `keys_per_thread` and its stream and format. Timestamps are RFC 3339 in
+    UTC, as `configure_logging` writes them, so one stream never mixes two formats."""
     from aws_lambda_powertools import Logger
 
-    logger = Logger(service=service, level=level, logger_formatter=RedactingJsonFormatter(json_default=str))
+    formatter_class = RedactingJsonFormatter if json_logs else RedactingTextPowertoolsFormatter
+    formatter = formatter_class(json_default=str, utc=True, use_rfc3339=True)
+    logger = Logger(service=service, level=level, logger_formatter=formatter, stream=stream)
+    # Only now: `service` (appended while the Logger was built) belongs on every thread's lines.
+    formatter.keys_per_thread = keys_per_thread
     handler = logger.registered_handler
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter())

@@ -266,6 +266,24 @@ def test_the_readme_python_snippets_run_as_written(stack: ServeProcess, clip: Pa
         assert proc.returncode == 0, f"README.md line {snippet.line}: {proc.stderr}"
 
 
+def test_log_lines_name_their_own_function_in_one_format(stack: ServeProcess) -> None:
+    import re
+
+    lines = [line for line in stack.stderr_lines if line.strip()]
+    # Earlier tests posted /analyze and uploaded to the bucket: each line carries its own thread's function.
+    posts = [line for line in lines if '"POST /analyze' in line]
+    uploads = [line for line in lines if "upload queued as job" in line]
+    assert posts and uploads, "\n".join(lines[-20:])
+    assert all("function_name=" not in line and "cold_start" not in line for line in posts), posts
+    assert all("function_name=video-ai-dev-ingest" in line for line in uploads), uploads
+    assert not [line for line in lines if "color_message" in line or "\x1b[" in line]
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+    # Every record starts with a timestamp in one format (tracebacks continue a record on lines of their own).
+    starts = [line for line in lines if re.match(r"^\{|^\d{4}-", line)]
+    assert len(starts) >= len(posts) + len(uploads)
+    assert all(stamp.match(line) for line in starts), [line for line in starts if not stamp.match(line)][:5]
+
+
 def test_sigterm_stops_cleanly_and_frees_the_port(stack: ServeProcess) -> None:
     port = int(stack.info["api"].rsplit(":", 1)[1])
     moto_port = int(stack.info["s3"].rsplit(":", 1)[1])
@@ -275,6 +293,8 @@ def test_sigterm_stops_cleanly_and_frees_the_port(stack: ServeProcess) -> None:
             sock.settimeout(2)
             sock.connect(("127.0.0.1", p))
     assert stack.stderr_matching("stopped")
+    signalled = stack.stderr_matching("received SIGTERM")
+    assert signalled and all("function_name" not in line for line in signalled), signalled
 
 
 # ---------------------------------------------------------------- the event-source pollers, in-process against moto

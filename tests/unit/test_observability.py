@@ -366,6 +366,51 @@ def test_lambda_logger_routes_library_lines_as_redacted_json(capsys: pytest.Capt
     assert SECRETS["token"] not in lines[0]["message"]
 
 
+def test_serve_keeps_each_threads_function_keys_to_itself_in_one_timestamp_format(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `serve` runs four functions and the API on threads of one process: a line is tagged with its own thread's
+    # function, never with the last one any thread injected; its timestamps are the root handler's format.
+    import re
+
+    logger = lambda_logger(service="video-ai-test-threads", stream=None, keys_per_thread=True)
+    library = logging.getLogger("video_ai")
+    root_stream = io.StringIO()
+    try:
+        ingest_done = threading.Event()
+
+        def ingest() -> None:
+            logger.append_keys(function_name="video-ai-dev-ingest", cold_start=True)
+            logging.getLogger("video_ai.workers").info("upload queued")
+            ingest_done.set()
+
+        thread = threading.Thread(target=ingest)
+        thread.start()
+        thread.join(10)
+        assert ingest_done.is_set()
+        logging.getLogger("video_ai.services.submit_job").info("job queued from the API thread")
+        with _logging_to(Settings()) as (stream, _):
+            coloured = "Started server process [\x1b[36m%d\x1b[0m]"
+            logging.getLogger("uvicorn.error").info("Started server process [%d]", 7,
+                                                    extra={"color_message": coloured})
+            root_stream.write(stream.getvalue())
+    finally:
+        for h in list(library.handlers):
+            library.removeHandler(h)
+        library.propagate = True
+        library.setLevel(logging.NOTSET)
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    by_message = {line["message"]: line for line in lines}
+    assert by_message["upload queued"]["function_name"] == "video-ai-dev-ingest"
+    api_line = by_message["job queued from the API thread"]
+    assert "function_name" not in api_line and "cold_start" not in api_line
+    assert api_line["service"] == "video-ai-test-threads"
+    uvicorn_line = json.loads(root_stream.getvalue().splitlines()[-1])
+    assert "color_message" not in uvicorn_line and "\x1b" not in root_stream.getvalue()
+    rfc3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
+    assert all(rfc3339.match(line["timestamp"]) for line in [*lines, uvicorn_line]), lines
+
+
 # ------------------------------------------------------------------------------------------------ tracing
 
 

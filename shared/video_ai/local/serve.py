@@ -223,10 +223,12 @@ def setup_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     set_log_level(settings.logging.level)
-    # The handler modules build `Logger()` for the same service; the first one built picks the stream for all.
-    from aws_lambda_powertools import Logger
+    # The handler modules build `Logger()` for the same service; the first one built picks the stream, the format and
+    # the formatter for all: keys per thread, since four functions and the API share this process.
+    from video_ai.observability import lambda_logger
 
-    Logger(service=os.environ["POWERTOOLS_SERVICE_NAME"], stream=sys.stderr, level=settings.logging.level)
+    lambda_logger(service=os.environ["POWERTOOLS_SERVICE_NAME"], level=settings.logging.level, stream=sys.stderr,
+                  keys_per_thread=True, json_logs=settings.logging.json_logs)
 
 
 def _redact_in_logs(*secrets: str) -> None:
