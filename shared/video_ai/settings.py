@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from video_ai.domain.errors import ConfigError
+from video_ai.domain.models import MIN_FPS
 
 ENV_PREFIX = "VIDEO_AI__"
 DEFAULT_CONFIG_PATH = Path("config/config.yml")
@@ -67,7 +68,7 @@ class LoggingSettings(_Section):
 
 class SamplingSettings(_Section):
     mode: Literal["fps", "shots", "keyframes"] = "fps"
-    fps: float = Field(default=1.0, gt=0, le=60)
+    fps: float = Field(default=1.0, ge=MIN_FPS, le=60)
     max_frames: int | None = Field(default=None, ge=1, le=100_000)
     shot_threshold: float = Field(default=27.0, gt=0, description="PySceneDetect ContentDetector threshold")
     min_shot_s: float = Field(default=0.5, ge=0, description="Shortest shot; cuts closer than this are merged")

@@ -97,6 +97,8 @@ VIDEO = {"video_url": "https://e.com/v.mp4"}
         ("/analyze", {**VIDEO, "sampling": {"max_frames": 5.0}}, "sampling.max_frames"),
         ("/analyze", {**VIDEO, "sampling": {"fps": True}}, "sampling.fps"),
         ("/analyze", {**VIDEO, "sampling": {"fps": "2"}}, "sampling.fps"),
+        # DynamoDB cannot store 1e-300 (moto read it back as 0 and GET /jobs/{id} failed validation: a 500).
+        ("/analyze", {**VIDEO, "sampling": {"fps": 1e-300}}, "sampling.fps"),
         ("/search", {"frame": {"index": False, "job_id": "j"}}, "frame.index"),
         ("/search", {"frame": {"index": "0", "job_id": "j"}}, "frame.index"),
         ("/search", {"frame": {"index": 0, "job_id": "j"}, "top_k": True}, "top_k"),

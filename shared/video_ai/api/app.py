@@ -235,8 +235,32 @@ ERROR_STATUSES = (401, 404, 409, 413, 422, 503)
 _ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 
 
+# OpenAPI links from the job POST /analyze creates to the routes that take its id: clients (and schemathesis's
+# stateful phase, which follows them with real ids instead of guessing 404s) learn where a job_id goes.
+JOB_LINKS = {
+    "GetJob": ("/jobs/{job_id}", "get"),
+    "ListFrames": ("/jobs/{job_id}/frames", "get"),
+    "ListShots": ("/jobs/{job_id}/shots", "get"),
+    "ReplayCallback": ("/jobs/{job_id}/callback", "post"),
+    "DeleteJob": ("/jobs/{job_id}", "delete"),
+}
+
+
+def _link_job_routes(paths: dict[str, Any]) -> None:
+    accepted = paths.get("/analyze", {}).get("post", {}).get("responses", {}).get("202")
+    if accepted is None:
+        return
+    links = accepted.setdefault("links", {})
+    for name, (path, method) in JOB_LINKS.items():
+        if method in paths.get(path, {}):
+            pointer = path.replace("~", "~0").replace("/", "~1")
+            links[name] = {"operationRef": f"#/paths/{pointer}/{method}",
+                           "parameters": {"job_id": "$response.body#/job_id"}}
+
+
 def _document_error_body(app: FastAPI) -> None:
-    """Put ErrorResponse (and what it references) into the OpenAPI components, once, when the schema is built."""
+    """Put ErrorResponse (and what it references) into the OpenAPI components, and the job links into POST /analyze's
+    202, once, when the schema is built."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -247,6 +271,7 @@ def _document_error_body(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(error.pop("$defs", {}))
         components["ErrorResponse"] = error
+        _link_job_routes(schema.get("paths", {}))
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from video_ai.domain.models import Frame, SamplingMode, SearchHit, Shot
+from video_ai.domain.models import MIN_FPS, Frame, SamplingMode, SearchHit, Shot
 
 
 def _utf8(value: Any) -> None:
@@ -37,7 +37,7 @@ class _Body(BaseModel):
 # naming the field instead of being read as 1, 5 and 5 (pydantic's lax default).
 class SamplingIn(_Body):
     mode: SamplingMode | None = None
-    fps: float | None = Field(default=None, gt=0, le=60, strict=True)
+    fps: float | None = Field(default=None, ge=MIN_FPS, le=60, strict=True)
     max_frames: int | None = Field(default=None, ge=1, le=100_000, strict=True)
 
 

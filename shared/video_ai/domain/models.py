@@ -68,11 +68,14 @@ class Source(_Model):
 
 
 SamplingMode = Literal["fps", "shots", "keyframes"]
+# One sample per 1000 s at least: below that a rate is no use on a video of at most a few hours, and DynamoDB cannot
+# store a number under 1e-130 (moto read 1e-300 back as 0, which then failed validation: a 500 on GET /jobs/{id}).
+MIN_FPS = 0.001
 
 
 class Sampling(_Model):
     mode: SamplingMode = "fps"
-    fps: float = Field(default=1.0, gt=0, le=60)
+    fps: float = Field(default=1.0, ge=MIN_FPS, le=60)
     max_frames: int | None = Field(default=None, ge=1, le=100_000)
 
 
