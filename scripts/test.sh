@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Set up a virtualenv (first run only) and run every check CI runs: ruff, mypy --strict, cfn-lint, pytest.
+# Set up a virtualenv (first run only) and run every check CI runs: ruff, mypy --strict, cfn-lint, pytest, and every
+# function run as Lambda runs it (scripts/lambda-local.sh: podman, SAM CLI; as root it installs what it needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh dev
 echo "== ruff"
-.venv/bin/ruff check shared functions tests benchmarks
+.venv/bin/ruff check shared functions tests benchmarks scripts
 echo "== mypy --strict"
 .venv/bin/mypy
 # Each function's handler.py/bootstrap.py on its own (they share module names, as on Lambda's sys.path).
@@ -21,6 +22,19 @@ if [ "${CI:-}" = "true" ]; then
   bash scripts/promtool-check.sh --install
 else
   bash scripts/promtool-check.sh --install || echo "promtool unavailable here: its checks will be skipped"
+fi
+echo "== lambda-local"
+# The deployed artifacts built and run as Lambda runs them; before pytest, whose summary stays the last line. Required
+# in CI (a machine that cannot install podman fails here, saying why). Elsewhere it runs where podman is installed or
+# installable (root) unless VIDEO_AI_SKIP_LAMBDA_LOCAL=1, and otherwise says why it skipped.
+if [ "${CI:-}" = "true" ]; then
+  bash scripts/lambda-local.sh
+elif [ "${VIDEO_AI_SKIP_LAMBDA_LOCAL:-}" = 1 ]; then
+  echo "lambda-local skipped: VIDEO_AI_SKIP_LAMBDA_LOCAL=1"
+elif [ "$(id -u)" = 0 ] || command -v podman > /dev/null; then
+  bash scripts/lambda-local.sh
+else
+  echo "lambda-local skipped: podman is not installed and installing it needs root (README: 'Run the functions as Lambda runs them')"
 fi
 echo "== pytest"
 # pytest exits 5 when it collected no test: that is a failure here, and `set -e` makes it one.

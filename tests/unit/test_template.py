@@ -238,7 +238,7 @@ def test_api_routes_everything_to_the_app_with_throttling(resources: dict[str, A
 def test_zip_functions_share_the_layer_on_one_architecture(resources: dict[str, Any], function: str) -> None:
     fn = props(resources, function)
     layer = resources["SharedLayer"]
-    assert fn["Runtime"] == "python3.12" and fn["Handler"] == "handler.handler"
+    assert fn["Runtime"] == "python3.13" and fn["Handler"] == "handler.handler"
     assert fn["Layers"] == [{"Ref": "SharedLayer"}]
     assert fn["Architectures"] == layer["Properties"]["CompatibleArchitectures"]
     assert fn["Architectures"] == [layer["Metadata"]["BuildArchitecture"]]
@@ -512,7 +512,7 @@ def test_samconfig_environments(template: dict[str, Any]) -> None:
 def test_worker_dockerfile_installs_shared_and_bakes_the_model() -> None:
     dockerfile = (ROOT / "functions/worker/Dockerfile").read_text()
     assert [line for line in dockerfile.splitlines() if line.startswith("FROM")] == [
-        "FROM public.ecr.aws/lambda/python:3.12"
+        "FROM public.ecr.aws/lambda/python:3.13"
     ]
     assert '".[worker]"' in dockerfile
     assert "COPY shared/video_ai" in dockerfile and "COPY pyproject.toml" in dockerfile

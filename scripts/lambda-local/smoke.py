@@ -1,0 +1,518 @@
+"""Smoke-run every function as deployed: `sam local invoke` and `sam local start-api` on what `sam build` made.
+
+Called by scripts/lambda-local.sh (which builds the images and sets DOCKER_HOST, CONTAINERS_CONF and the OCI runtime
+that runs each container as Lambda does). Everything the functions talk to runs here on 127.0.0.1: moto's server (the
+template's table, queues, topic, bucket, and the secrets whose ARNs the template passes), a file server for the clip
+and a Standard Webhooks receiver. Containers reach them through slirp4netns as 10.0.2.2 (the host's loopback).
+Prints one line per function (`api: ok init 0.62 s invoke 0.03 s`) and exits 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+from standardwebhooks import Webhook
+
+from video_ai.adapters.dynamodb_jobs import job_to_item
+from video_ai.domain.models import Job, Source
+from video_ai.local.resources import create_resources, load_template
+from video_ai.samples import make_demo_clip
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILT_TEMPLATE = ROOT / ".aws-sam/build/template.yaml"
+HOST = "10.0.2.2"  # slirp4netns: the host's loopback as a container sees it
+REGION = "us-east-1"
+# The job, API key and tenant that the files in events/ name; the smoke run seeds them so each event means something.
+SEED_JOB = "5b0e7c1a-3f2d-4e8b-9a61-0c4d2f7e8b19"
+API_KEY = "dev-key"
+TENANT = "default"
+# Which function each file in events/ belongs to (a new file must be added here: the run fails on an unknown one).
+EVENT_FUNCTIONS = {
+    "api_health.json": "ApiFunction",
+    "api_get_job.json": "ApiFunction",
+    "api_post_analyze.json": "ApiFunction",
+    "sqs_job.json": "WorkerFunction",
+    "sns_job_finished.json": "CallbackFunction",
+    "sqs_upload.json": "IngestFunction",
+}
+SHORT = {"ApiFunction": "api", "IngestFunction": "ingest", "WorkerFunction": "worker", "CallbackFunction": "callback",
+         "SearchFunction": "search"}
+REPORT = re.compile(
+    r"REPORT RequestId: \S+\s+(?:Init Duration: (?P<init>[\d.]+) ms\s+)?Duration: (?P<duration>[\d.]+) ms"
+    r".*?(?:Max Memory Used: (?P<max_mb>\d+) MB)?\s*$",
+    re.M,
+)
+# Host paths podman itself puts into every container (its own per-container files), besides /tmp and a zip function's
+# code at /var/task (how `sam local` mounts a zip package; Lambda unpacks it there, read-only).
+PODMAN_FILES = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv", "/dev/shm"}
+
+
+class SmokeFailure(Exception):
+    """One check of the smoke run failed."""
+
+
+@dataclass
+class Invocation:
+    function: str
+    what: str
+    init_s: float | None
+    duration_s: float | None
+    max_memory_mb: int | None
+    wall_s: float
+
+
+@dataclass
+class Smoke:
+    sam: str
+    run_dir: Path
+    env_file: Path
+    params: list[str]
+    api_key: str = API_KEY
+    invocations: list[Invocation] = field(default_factory=list)
+    constraints_seen: int = 0
+
+    # ------------------------------------------------------------ sam local invoke
+    def invoke(self, function: str, event: dict[str, Any], what: str, timeout: float = 600) -> dict[str, Any]:
+        path = self.run_dir / f"event-{len(self.invocations)}.json"
+        path.write_text(json.dumps(event))
+        start = time.monotonic()
+        proc = subprocess.run(
+            [self.sam, "local", "invoke", function, "-t", str(BUILT_TEMPLATE), "-e", str(path), *self._common()],
+            capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        )
+        wall = time.monotonic() - start
+        (self.run_dir / f"invoke-{len(self.invocations)}-{SHORT[function]}.log").write_text(proc.stderr)
+        if proc.returncode != 0:
+            raise SmokeFailure(f"sam local invoke {function} ({what}) exited {proc.returncode}: {_tail(proc.stderr)}")
+        self.invocations.append(_invocation(function, what, proc.stderr, wall))
+        self.check_constraints(function)
+        lines = [line for line in proc.stdout.splitlines() if line.strip()]
+        try:
+            response: dict[str, Any] = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            raise SmokeFailure(f"{function} ({what}) returned no JSON: {proc.stdout[-500:]!r}") from None
+        if "errorType" in response:
+            raise SmokeFailure(f"{function} ({what}) raised {response['errorType']}: {response.get('errorMessage')}")
+        return response
+
+    def _common(self) -> list[str]:
+        return ["--env-vars", str(self.env_file), "--skip-pull-image", "--region", REGION,
+                "--add-host", f"example.com:{HOST}", "--parameter-overrides", " ".join(self.params)]
+
+    # ------------------------------------------------------------ Lambda's constraints, as the OCI runtime applied them
+    def check_constraints(self, function: str) -> None:
+        log = self.run_dir / "containers.jsonl"
+        records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        new, self.constraints_seen = records[self.constraints_seen:], len(records)
+        if not any(r["function"] == function for r in new):
+            raise SmokeFailure(f"{function}: no container ran under the Lambda constraints (OCI runtime not in use?)")
+        for record in new:
+            memory = memory_size(record["function"])
+            extra = set(record["bind_mounts"]) - PODMAN_FILES - {"/tmp", "/var/task"}
+            if (record["uid"], record["readonly_root"], record["memory_mb"]) != (993, True, memory) or extra:
+                raise SmokeFailure(f"container not constrained as Lambda's: {record} (MemorySize {memory})")
+
+    # ------------------------------------------------------------ sam local start-api
+    @contextmanager
+    def start_api(self) -> Iterator[str]:
+        port = _free_port()
+        log = open(self.run_dir / "start-api.log", "w")  # noqa: SIM115 - closed below, after the process
+        proc = subprocess.Popen(
+            [self.sam, "local", "start-api", "-t", str(BUILT_TEMPLATE), "--host", "127.0.0.1", "--port", str(port),
+             *self._common()],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise SmokeFailure(f"sam local start-api exited {proc.returncode}: {_tail(_read(log.name))}")
+                try:
+                    urllib.request.urlopen(base + "/", timeout=1)
+                    break
+                except urllib.error.HTTPError:
+                    break  # listening (the app answers / with an error, or SAM with 403/404)
+                except OSError:
+                    time.sleep(0.3)
+            else:
+                raise SmokeFailure(f"sam local start-api did not listen within 60 s: {_tail(_read(log.name))}")
+            yield base
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
+
+    def http(self, base: str, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any, float]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(base + path, data=data, method=method,
+                                         headers={"x-api-key": self.api_key, "content-type": "application/json"})
+        start = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as err:
+            status, raw = err.code, err.read()
+        elapsed = time.monotonic() - start
+        try:
+            return status, json.loads(raw or b"null"), elapsed
+        except ValueError:
+            return status, raw.decode(errors="replace"), elapsed
+
+
+def _invocation(function: str, what: str, logs: str, wall: float) -> Invocation:
+    reports = list(REPORT.finditer(logs))
+    if not reports:
+        return Invocation(function, what, None, None, None, wall)
+    report = reports[-1]
+    init = report.group("init")
+    return Invocation(function, what, float(init) / 1000 if init else None, float(report.group("duration")) / 1000,
+                      int(report.group("max_mb")) if report.group("max_mb") else None, wall)
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _read(path: str) -> str:
+    return Path(path).read_text(errors="replace")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def memory_size(function: str) -> int:
+    template = load_template(ROOT / "template.yaml")
+    size = template["Resources"][function]["Properties"]["MemorySize"]
+    if isinstance(size, dict):  # !Ref WorkerMemorySize
+        size = template["Parameters"][size["Ref"]]["Default"]
+    return int(size)
+
+
+# ---------------------------------------------------------------- loopback servers
+@contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Deliveries:
+    """What the receiver verified: (webhook-id, body) per delivery."""
+
+    def __init__(self, secret: str) -> None:
+        self.verifier = Webhook(secret)
+        self.items: list[tuple[str, dict[str, Any]]] = []
+        self.rejected = 0
+        self.lock = threading.Lock()
+
+    def server(self) -> ThreadingHTTPServer:
+        from http.server import BaseHTTPRequestHandler
+
+        deliveries = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    payload = deliveries.verifier.verify(body, headers)
+                except Exception:
+                    with deliveries.lock:
+                        deliveries.rejected += 1
+                    self.send_response(400)
+                else:
+                    with deliveries.lock:
+                        deliveries.items.append((headers["webhook-id"], payload))
+                    self.send_response(204)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    def for_job(self, job_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [payload for _, payload in self.items if payload.get("job_id") == job_id]
+
+
+class QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+# ---------------------------------------------------------------- events
+def load_event(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ROOT / "events" / name).read_text())
+    return data
+
+
+def sqs_event(body: str, source_arn: str) -> dict[str, Any]:
+    event = load_event("sqs_job.json")
+    record = event["Records"][0]
+    record.update(body=body, messageId=str(uuid.uuid4()), eventSourceARN=source_arn,
+                  md5OfBody=hashlib.md5(body.encode()).hexdigest())
+    record["attributes"]["ApproximateReceiveCount"] = "1"
+    return event
+
+
+def sns_event(envelope: dict[str, Any]) -> dict[str, Any]:
+    event = load_event("sns_job_finished.json")
+    sns = event["Records"][0]["Sns"]
+    sns.update(Message=envelope["Message"], MessageId=envelope["MessageId"], TopicArn=envelope["TopicArn"],
+               Timestamp=envelope["Timestamp"])
+    return event
+
+
+def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SmokeFailure(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+# ---------------------------------------------------------------- the run
+def run(sam: str, run_dir: Path) -> list[Invocation]:
+    for name in sorted(p.name for p in (ROOT / "events").glob("*.json")):
+        if name not in EVENT_FUNCTIONS:
+            raise SmokeFailure(f"events/{name}: no function mapped to it in scripts/lambda-local/smoke.py")
+
+    media = run_dir / "media"
+    media.mkdir()
+    make_demo_clip(media / "demo.mp4")
+    webhook_secret = "whsec_" + secrets.token_urlsafe(24)
+    deliveries = Deliveries(webhook_secret)
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        moto_port = moto._server.server_port  # type: ignore[union-attr]
+        endpoint = f"http://127.0.0.1:{moto_port}"
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+        names = create_resources(session, ROOT / "template.yaml", "dev", endpoint_url=endpoint)
+        client = partial(session.client, endpoint_url=endpoint)
+        sm = client("secretsmanager")
+        arns = {
+            "ApiKeysSecretArn": sm.create_secret(
+                Name="video-ai/dev/api-keys",
+                SecretString=json.dumps({hashlib.sha256(API_KEY.encode()).hexdigest(): TENANT}),
+            )["ARN"],
+            "WebhookSecretArn": sm.create_secret(Name="video-ai/dev/webhook", SecretString=webhook_secret)["ARN"],
+            "QdrantApiKeySecretArn": sm.create_secret(Name="video-ai/dev/qdrant-api-key", SecretString="unused")["ARN"],
+        }
+        params = [f"{key}={value}" for key, value in arns.items()]
+        params += ["Stage=dev", "QdrantUrl=http://qdrant.invalid:6333"]
+
+        # What the finished-job topic publishes, captured as a subscriber would (the SNS event for the callback).
+        sqs = client("sqs")
+        capture = sqs.create_queue(QueueName="smoke-job-finished")["QueueUrl"]
+        capture_arn = sqs.get_queue_attributes(QueueUrl=capture, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        client("sns").subscribe(TopicArn=names.topic_arn, Protocol="sqs", Endpoint=capture_arn)
+
+        with (
+            serving(ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietFiles, directory=str(media)))) as files,
+            serving(deliveries.server()) as receiver,
+        ):
+            clip_url = f"http://{HOST}:{files.server_address[1]}/demo.mp4"
+            hook_url = f"http://{HOST}:{receiver.server_address[1]}/hook"
+            env = {key: value for key, value in names.environment().items()}
+            env["VIDEO_AI__AWS__REGION"] = REGION
+            env["VIDEO_AI__QDRANT__BACKEND"] = "edge"  # the embedded engine, under the template's data dir in /tmp
+            env_file = run_dir / "env.json"
+            env_file.write_text(json.dumps({"Parameters": env}))
+            # Not the functions' config but the machine around them: where AWS is, and that the clip server and the
+            # receiver are on private addresses over plain http (the development profile allows both).
+            runtime_config = json.loads((run_dir / "oci-lambda.json").read_text())
+            runtime_config["env"] = {
+                "AWS_ENDPOINT_URL": f"http://{HOST}:{moto_port}",
+                "VIDEO_AI__AWS__ENDPOINT_URL": f"http://{HOST}:{moto_port}",
+                "VIDEO_AI__PROFILE": "development",
+                "VIDEO_AI__NETWORK__ALLOW_HTTP": "true",
+                "VIDEO_AI__NETWORK__ALLOW_PRIVATE_ADDRESSES": "true",
+            }
+            (run_dir / "oci-lambda.json").write_text(json.dumps(runtime_config))
+            smoke = Smoke(sam, run_dir, env_file, params)
+
+            ddb = client("dynamodb")
+            seeded = Job(job_id=SEED_JOB, tenant=TENANT, source=Source(url=clip_url), callback_url=hook_url)
+            ddb.put_item(TableName=names.table_name, Item=job_to_item(seeded))
+            s3 = client("s3")
+            upload = load_event("sqs_upload.json")
+            s3_record = json.loads(upload["Records"][0]["body"])["Records"][0]["s3"]
+            s3.create_bucket(Bucket=s3_record["bucket"]["name"])
+            key = urllib.parse.unquote_plus(s3_record["object"]["key"])
+            s3.put_object(Bucket=s3_record["bucket"]["name"], Key=key, Body=(media / "demo.mp4").read_bytes())
+
+            def job(job_id: str) -> dict[str, Any]:
+                from video_ai.adapters.dynamodb_jobs import item_to_job
+
+                item = ddb.get_item(TableName=names.table_name, Key={"job_id": {"S": job_id}}).get("Item")
+                return item_to_job(item).model_dump(mode="json") if item else {}
+
+            # ---- every file in events/, against the function it belongs to
+            response = smoke.invoke("ApiFunction", load_event("api_health.json"), "events/api_health.json")
+            _expect(response.get("statusCode") == 200, "GET /health", response)
+            response = smoke.invoke("ApiFunction", load_event("api_get_job.json"), "events/api_get_job.json")
+            _expect(response.get("statusCode") == 200 and json.loads(response["body"])["job_id"] == SEED_JOB,
+                    "GET /jobs/{seeded job}", response)
+            response = smoke.invoke("ApiFunction", load_event("api_post_analyze.json"), "events/api_post_analyze.json")
+            _expect(response.get("statusCode") == 202, "POST /analyze (the seed's body)", response)
+            sqs.purge_queue(QueueUrl=names.jobs_queue_url)  # its source is example.com: it is not run
+            response = smoke.invoke("WorkerFunction", load_event("sqs_job.json"), "events/sqs_job.json")
+            _expect(response == {"batchItemFailures": []}, "worker on events/sqs_job.json", response)
+            done = job(SEED_JOB)
+            _expect(done.get("status") == "succeeded" and done["frames_indexed"] > 0, "seeded job succeeded", done)
+            response = smoke.invoke("CallbackFunction", load_event("sns_job_finished.json"),
+                                    "events/sns_job_finished.json")
+            wait_for("the seeded job's signed callback", lambda: deliveries.for_job(SEED_JOB))
+            before = {item["S"] for item in _job_ids(ddb, names.table_name)}
+            response = smoke.invoke("IngestFunction", upload, "events/sqs_upload.json")
+            _expect(response == {"batchItemFailures": []}, "ingest on events/sqs_upload.json", response)
+            created = {item["S"] for item in _job_ids(ddb, names.table_name)} - before
+            _expect(len(created) == 1, "one job for the uploaded object", sorted(created))
+            uploaded = job(created.pop())
+            _expect((uploaded.get("source") or {}).get("s3", {}).get("key") == key, "the upload's job", uploaded)
+            sqs.purge_queue(QueueUrl=names.jobs_queue_url)
+            client("sqs").purge_queue(QueueUrl=capture)
+
+            # ---- the API over HTTP, then the worker and the callback on the job it accepted
+            with smoke.start_api() as base:
+                seed_body = {"video_url": clip_url, "callback_url": hook_url}
+                status, body, _ = smoke.http(base, "POST", "/analyze", seed_body)
+                _expect(status == 202 and body.get("status") == "queued", "POST /analyze over HTTP", (status, body))
+                job_id = body["job_id"]
+                status, body, _ = smoke.http(base, "GET", f"/jobs/{job_id}")
+                _expect(status == 200 and body["status"] == "queued", "GET /jobs/{id} over HTTP", (status, body))
+                messages = wait_for("the job's SQS message", lambda: sqs.receive_message(
+                    QueueUrl=names.jobs_queue_url, MaxNumberOfMessages=1, AttributeNames=["All"]).get("Messages"))
+                queue_arn = sqs.get_queue_attributes(QueueUrl=names.jobs_queue_url,
+                                                     AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+                response = smoke.invoke("WorkerFunction", sqs_event(messages[0]["Body"], queue_arn),
+                                        "the accepted job's SQS message")
+                _expect(response == {"batchItemFailures": []}, "worker on the accepted job", response)
+                status, body, _ = smoke.http(base, "GET", f"/jobs/{job_id}")
+                _expect(status == 200 and body["status"] == "succeeded" and body["frames_indexed"] > 0,
+                        "the accepted job succeeded, vectors written", (status, body))
+                frames = body["frames_indexed"]
+                status, hits, search_s = smoke.http(base, "POST", "/search",
+                                                    {"frame": {"job_id": job_id, "index": 0}, "top_k": 3})
+                items = hits.get("items", []) if isinstance(hits, dict) else hits
+                _expect(status == 200 and any(hit.get("job_id") == job_id for hit in items),
+                        "POST /search finds the job's vectors (SearchFunction)", (status, hits))
+                smoke.invocations.append(Invocation("SearchFunction", "POST /search over HTTP", None, None, None,
+                                                    search_s))
+                smoke.check_constraints("SearchFunction")
+            envelope = json.loads(wait_for("the job-finished notification", lambda: sqs.receive_message(
+                QueueUrl=capture, MaxNumberOfMessages=1).get("Messages"))[0]["Body"])
+            smoke.invoke("CallbackFunction", sns_event(envelope), "the accepted job's SNS event")
+            delivered = wait_for("the accepted job's signed callback", lambda: deliveries.for_job(job_id))
+            _expect(delivered[0]["type"] == "job.succeeded" and deliveries.rejected == 0,
+                    "the callback verifies with standardwebhooks", delivered)
+            say(f"job {job_id}: succeeded, {frames} vectors, callback verified with standardwebhooks")
+            return smoke.invocations
+    finally:
+        moto.stop()
+
+
+def _job_ids(ddb: Any, table: str) -> list[dict[str, str]]:
+    items = ddb.scan(TableName=table, ProjectionExpression="job_id")["Items"]
+    return [item["job_id"] for item in items]
+
+
+def _expect(ok: bool, what: str, got: Any) -> None:
+    if not ok:
+        raise SmokeFailure(f"{what}: got {json.dumps(got, default=str)[:800]}")
+
+
+def say(text: str) -> None:
+    sys.stderr.write(f"lambda-local: {text}\n")
+
+
+def summary(invocations: list[Invocation]) -> list[str]:
+    lines = []
+    for function in ("ApiFunction", "IngestFunction", "WorkerFunction", "SearchFunction", "CallbackFunction"):
+        mine = [inv for inv in invocations if inv.function == function]
+        if not mine:
+            lines.append(f"{SHORT[function]}: not run")
+            continue
+        inits = [inv.init_s for inv in mine if inv.init_s is not None]
+        durations = [inv.duration_s for inv in mine if inv.duration_s is not None]
+        parts = [f"{SHORT[function]}: ok"]
+        if inits:
+            parts.append(f"init {statistics.median(inits):.2f} s")
+        if durations:
+            parts.append(f"invoke {statistics.median(durations):.2f} s")
+        if not inits and not durations:
+            parts.append(f"request {statistics.median(inv.wall_s for inv in mine):.2f} s (through start-api)")
+        parts.append(f"({len(mine)} run{'s' if len(mine) > 1 else ''}, {memory_size(function)} MB)")
+        lines.append(" ".join(parts))
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sam", required=True)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/lambda-local.json")
+    args = parser.parse_args()
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION,
+                      AWS_REGION=REGION, SAM_CLI_TELEMETRY="0")
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        invocations = run(args.sam, args.run_dir)
+    except (SmokeFailure, subprocess.TimeoutExpired) as err:
+        say(f"FAILED: {err}")
+        say(f"logs: {args.run_dir} (kept when KEEP_RUN_DIR=1)")
+        return 1
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps([inv.__dict__ for inv in invocations], indent=1))
+    for line in summary(invocations):
+        sys.stdout.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
