@@ -110,6 +110,24 @@ def _source_from_arg(raw: str) -> Source:
     return Source(url=path.resolve().as_uri())
 
 
+def _features_arg(text: str) -> list[str]:
+    """`--features visual,labels`: names the analyzer registry knows, each once, in the order given."""
+    from video_ai.analyzers import available_features
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in available_features()]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(available_features())} (comma-separated)"
+                                         + (f"; not available: {', '.join(unknown)}" if unknown else ""))
+    return list(dict.fromkeys(names))
+
+
+def _shot_labels(result: Any) -> dict[int, str]:
+    """Each shot's top three labels as one line's tail."""
+    return {shot.shot: ", ".join(f"{lb.name} {lb.confidence:.2f}" for lb in shot.labels[:3])
+            for shot in result.job.labels or [] if shot.labels}
+
+
 def _sampling_from_args(args: argparse.Namespace, settings: Settings) -> Sampling:
     mode = "shots" if args.shots else "keyframes" if args.keyframes else settings.sampling.mode
     fps = args.fps if args.fps is not None else settings.sampling.fps
@@ -167,8 +185,10 @@ def _summary(result: Any) -> str:
                  + (f" at {job.sampling.fps:g} fps" if job.sampling.mode == "fps" else "")
                  + (f", max {job.sampling.max_frames} frames" if job.sampling.max_frames else ""))
     lines.append(f"frames indexed: {job.frames_indexed}; shots: {job.shots_detected}")
+    labels = _shot_labels(result)
     for shot in result.shots[:50]:
-        lines.append(f"  shot {shot.index:3d}: {_fmt_time(shot.start_s)} - {_fmt_time(shot.end_s)}")
+        tail = f"  {labels[shot.index]}" if shot.index in labels else ""
+        lines.append(f"  shot {shot.index:3d}: {_fmt_time(shot.start_s)} - {_fmt_time(shot.end_s)}{tail}")
     if len(result.shots) > 50:
         lines.append(f"  … {len(result.shots) - 50} more shots")
     t = job.timings
@@ -192,9 +212,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             make_demo_clip(sample)
         args.source = str(sample)
     sampling = _sampling_from_args(args, settings)
+    features = args.features or list(settings.analysis.features)
     source = _source_from_arg(args.source)
     with _hold_data_dir(settings, "video-ai analyze"):
-        return _analyze_locked(args, settings, sampling, source)
+        return _analyze_locked(args, settings, sampling, source, features)
 
 
 def _hold_data_dir(settings: Settings, command: str) -> AbstractContextManager[object]:
@@ -206,7 +227,8 @@ def _hold_data_dir(settings: Settings, command: str) -> AbstractContextManager[o
     return DataDirLock(settings.data_dir, command)
 
 
-def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Sampling, source: Source) -> int:
+def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Sampling, source: Source,
+                    features: list[str]) -> int:
     from video_ai import composition
     from video_ai.adapters.local_jobs import FileJobRepository
     from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
@@ -214,27 +236,32 @@ def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Samp
     jobs = FileJobRepository(settings.data_dir)
     index = composition.build_index(settings)
     # The same source with the same sampling is the same local job: a re-run replaces its frames, never adds copies.
-    job_id = str(uuid.uuid5(CLI_JOB_NAMESPACE, json.dumps(
-        {"source": source.model_dump(mode="json"), "sampling": sampling.model_dump(mode="json")}, sort_keys=True)))
+    key: dict[str, Any] = {"source": source.model_dump(mode="json"), "sampling": sampling.model_dump(mode="json")}
+    if features != ["visual"]:
+        key["features"] = sorted(features)
+    job_id = str(uuid.uuid5(CLI_JOB_NAMESPACE, json.dumps(key, sort_keys=True)))
     previous = jobs.get(job_id)
     if previous is not None:
         stale_model = previous.model or ModelInfo(name=settings.model.name, version=settings.model.version,
                                                   dim=settings.model.dim)
         index.delete(stale_model, SearchFilter(tenant=LOCAL_TENANT, job_id=job_id))
         jobs.delete(job_id)
-    job = jobs.create(Job(job_id=job_id, tenant=LOCAL_TENANT, source=source, sampling=sampling))
+    job = jobs.create(Job(job_id=job_id, tenant=LOCAL_TENANT, source=source, sampling=sampling,
+                          features=features))
     thumbs: list[SampledFrame] = []
     try:
+        embedder = composition.build_embedder(settings)
         deps = AnalyzeDeps(
             jobs=jobs,
             fetcher=composition.build_fetcher(settings, allow_local_files=True),
             frames=composition.build_frame_source(settings),
-            embedder=composition.build_embedder(settings),
+            embedder=embedder,
             index=index,
             notifier=None,
             workdir=composition.workdir(settings),
             batch_size=settings.model.batch_size,
             pipeline_queue=settings.scale.pipeline_queue,
+            analyzers=composition.build_analyzers(settings, embedder, index),
         )
         progress = _Progress(sys.stderr.isatty() or os.environ.get("VIDEO_AI_PROGRESS") == "1")
         result = analyze_video(
@@ -255,6 +282,8 @@ def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Samp
         record = result.job.public()
         record["shots"] = [s.model_dump(mode="json") for s in result.shots]
         record["frames"] = [f.model_dump(mode="json") for f in result.frames]
+        if result.job.labels is not None:
+            record["labels"] = [s.model_dump(mode="json") for s in result.job.labels]
         sys.stdout.write(json.dumps(record, indent=2) + "\n")
     else:
         sys.stdout.write(_summary(result) + "\n")
@@ -498,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--keyframes", action="store_true", help="keyframes only (fastest)")
     analyze.add_argument("--max-frames", type=_int_in(1, 1_000_000), metavar="N",
                          help="stop after N sampled frames (default: sampling.max_frames in the config, none)")
+    analyze.add_argument("--features", type=_features_arg, metavar="LIST",
+                         help="what to find, comma-separated: visual (frame vectors), labels (ImageNet classes per "
+                         "shot); default from config: visual,labels")
     analyze.add_argument("--json", action="store_true", help="print the job record, shots and frames as JSON")
     analyze.add_argument("--contact-sheet", metavar="PNG", help="write a grid of the sampled frames")
     with_config(analyze)

@@ -13,7 +13,8 @@ from video_ai.settings import Settings
 
 if TYPE_CHECKING:
     from video_ai.adapters.aws import AwsClients
-    from video_ai.domain.ports import Embedder, FrameSource, RangedOpener, VectorIndex, VideoFetcher
+    from video_ai.analyzers import AnalyzerSet
+    from video_ai.domain.ports import Embedder, FrameSource, RangedOpener, Tracing, VectorIndex, VideoFetcher
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -21,6 +22,16 @@ def build_embedder(settings: Settings) -> Embedder:
     from video_ai.model import ensure_model
 
     return OnnxEmbedder(settings.model, ensure_model(settings.model, settings.data_dir))
+
+
+def build_analyzers(settings: Settings, embedder: Embedder, index: VectorIndex,
+                    tracing: Tracing | None = None) -> AnalyzerSet:
+    """The analyzers jobs may ask for (features), sharing the process's image model and index."""
+    from video_ai.analyzers import AnalyzerContext, AnalyzerSet
+    from video_ai.domain.ports import NullTracing
+
+    return AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, tracing=tracing or NullTracing(),
+                                       labels=settings.analysis.labels))
 
 
 def build_frame_source(settings: Settings) -> FrameSource:

@@ -30,6 +30,7 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from pydantic import SecretStr
 
 from video_ai.domain.errors import VideoAIError
+from video_ai.domain.models import FEATURES
 from video_ai.domain.ports import Metrics
 
 if TYPE_CHECKING:
@@ -93,6 +94,16 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "video_ai_embed_seconds", "EmbedTime", "Seconds", buckets=SECONDS_BUCKETS),
         MetricSpec("index_seconds", "histogram", "Time spent writing vectors to the index, per job.",
                    "video_ai_index_seconds", "IndexTime", "Seconds", buckets=SECONDS_BUCKETS),
+        # One unlabelled pair per feature (not a `feature` label): they ride in the worker's one EMF flush.
+        *(spec for feature in FEATURES for spec in (
+            MetricSpec(f"analyzer_{feature}_seconds", "histogram",
+                       f"Time the {feature} analyzer spent on a job (the shared decode excluded).",
+                       f"video_ai_analyzer_{feature}_seconds", f"Analyzer{feature.capitalize()}Time", "Seconds",
+                       buckets=SECONDS_BUCKETS),
+            MetricSpec(f"analyzer_{feature}_items", "counter",
+                       f"What the {feature} analyzer produced (frames indexed, frames labelled...).",
+                       f"video_ai_analyzer_{feature}_items", f"Analyzer{feature.capitalize()}Items", "Count"),
+        )),
         MetricSpec("job_seconds", "histogram", "Job latency from processing start to its terminal state.",
                    "video_ai_job_seconds", "JobLatency", "Seconds", buckets=SECONDS_BUCKETS),
         MetricSpec("queue_wait_seconds", "histogram", "Time a job message waited in the queue before a worker took it.",

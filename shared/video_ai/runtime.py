@@ -198,7 +198,13 @@ class Runtime:
     def analyze_deps(self) -> AnalyzeDeps:
         from video_ai.adapters.http_fetch import HttpVideoFetcher
         from video_ai.adapters.s3_store import S3SourceStager, S3VideoFetcher
-        from video_ai.composition import build_frame_source, build_ranged_opener, clean_workdir, workdir
+        from video_ai.composition import (
+            build_analyzers,
+            build_frame_source,
+            build_ranged_opener,
+            clean_workdir,
+            workdir,
+        )
         from video_ai.services.analyze_video import AnalyzeDeps
 
         settings = self.settings
@@ -216,6 +222,7 @@ class Runtime:
             segment_queue=self.queue(), segment_s=settings.scale.segment_s,
             stager=S3SourceStager(self.clients, settings.aws.uploads_bucket) if settings.aws.uploads_bucket else None,
             ranged=build_ranged_opener(self.clients),
+            analyzers=build_analyzers(settings, self.embedder(), self.index(), self.tracing),
         )
 
     def api_context(self) -> ApiContext:

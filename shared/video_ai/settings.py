@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from video_ai.domain.errors import ConfigError
-from video_ai.domain.models import MIN_FPS
+from video_ai.domain.models import MIN_FPS, Feature
 
 ENV_PREFIX = "VIDEO_AI__"
 DEFAULT_CONFIG_PATH = Path("config/config.yml")
@@ -112,6 +112,45 @@ class ModelSettings(_Section):
     )
 
 
+class LabelSettings(_Section):
+    """The labels analyzer: ImageNet classes of each shot's informative frames, from crops (FACTS: squashing a wide
+    frame to the model's square labels it poorly)."""
+
+    crops: Literal["centre", "three", "none"] = Field(
+        default="centre",
+        description="centre: one centre square crop per labelled frame; three: three square crops along a wide (or "
+        "tall) frame (three model runs); none: the whole frame only (no model run of its own with visual). A class "
+        "scores its best input",
+    )
+    whole_frame: bool = Field(
+        default=True,
+        description="Also score the whole frame as the embedder sees it (free when the visual feature runs: its "
+        "logits come from the same model run)",
+    )
+    window_s: float = Field(
+        default=10.0, gt=0,
+        description="A shot gets one labelled frame (its most detailed one) per started window of this length",
+    )
+    min_contrast: float = Field(
+        default=12.0, ge=0, le=128,
+        description="Frames whose luma standard deviation is below this (black, fades, flat colour) are not labelled",
+    )
+    top_k: int = Field(default=5, ge=1, le=20, description="Labels kept per frame and per shot")
+    min_confidence: float = Field(default=0.05, ge=0, le=1, description="Labels below this confidence are dropped")
+
+
+def _default_features() -> list[Feature]:
+    return ["visual", "labels"]
+
+
+class AnalysisSettings(_Section):
+    features: list[Feature] = Field(
+        default_factory=_default_features, min_length=1,
+        description="What a job finds when its request names no `features` (new jobs read it; a reload applies)",
+    )
+    labels: LabelSettings = Field(default_factory=LabelSettings)
+
+
 class LimitsSettings(_Section):
     max_source_bytes: int = Field(default=2 * 1024**3, ge=1)
     max_duration_s: float = Field(default=4 * 3600.0, gt=0)
@@ -169,6 +208,7 @@ class Settings(_Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)

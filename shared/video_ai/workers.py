@@ -116,6 +116,7 @@ def ingest_record(body: str, runtime: Runtime) -> list[Job]:
                 sampling=Sampling(mode=defaults.mode, fps=defaults.fps, max_frames=defaults.max_frames),
                 tags={"trigger": "s3-upload"},
                 idempotency_key=key,
+                features=list(runtime.settings.analysis.features),
             ),
             deps,
         )

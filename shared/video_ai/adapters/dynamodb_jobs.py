@@ -5,8 +5,9 @@ GSI `by_content` (HASH `content_key` S, ALL); TTL attribute `expires_at`.
 
 Item layout: the Job's JSON with numbers as DynamoDB N (floats written as their shortest repr, so they read back
 bit-for-bit), top-level None attributes left out (a NULL-typed GSI key would be refused), nested None as NULL, and
-`shots` as zlib-compressed JSON (a long video's shot list would otherwise eat the 400 KB item limit). Attributes the
-Job model does not know (`idempotency_key`, `segments_done`, `segments_total`, `expires_at`) stay in the item only.
+`shots` and `labels` as zlib-compressed JSON (a long video's lists would otherwise eat the 400 KB item limit).
+Attributes the Job model does not know (`idempotency_key`, `segments_done`, `segments_total`, `expires_at`) stay
+in the item only.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ MAX_PAGE = 1000
 _GSI_KEYS = ("tenant", "created_at", "content_key")
 # Set once at creation or by transition(); update() must not touch them.
 _IMMUTABLE = frozenset({"job_id", "status", "created_at", "tenant"})
-_COMPRESSED = frozenset({"shots"})
+_COMPRESSED = frozenset({"shots", "labels"})
 # DynamoDB numbers: 38 significant digits, magnitude 1e-130 .. 9.99e125.
 _N_MAX = 1e126
 _N_MIN = 1e-130

@@ -28,6 +28,7 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
 * Geometry. `info.width/height` are the coded size; `info.rotation` is the clockwise angle (0/90/180/270) a player
   turns the picture (like the mp4 `rotate` tag), read from the display matrix. Sampled images are upright:
   `image_size=(w, h)` is the upright size; swscale scales and converts to RGB in one call, numpy rotates.
+  `detail_short_side` adds `detail`, an upright copy that keeps the coded aspect with that short side (for crops).
 * `info.vfr`: at `open()` a guess from metadata (average rate vs. the stream's base rate); after a full pass, the
   measured answer (largest/smallest PTS gap > 1.1). `frame_count` and (if unknown) `duration_s` are filled then too.
 * Damage. An error before any frame -> CorruptMedia. An error after frames were produced stops the pass there:
@@ -127,6 +128,7 @@ class PyAVFrameSource:
         thumbnail_width: int | None = None,
         start_s: float | None = None,
         end_s: float | None = None,
+        detail_short_side: int | None = None,
     ) -> PyAVVideoReader:
         """Probe `path` (a local file or an open MediaFile, which the reader closes) and prepare a pass. Raises
         UnsupportedMedia / NoVideoStream / CorruptMedia / EmptyVideo, and whatever the MediaFile's reads raise."""
@@ -134,6 +136,7 @@ class PyAVFrameSource:
             Path(path) if isinstance(path, str | PathLike) else path, sampling, self.settings, self.limits, self.clock,
             image_size=image_size, thumbnail_width=thumbnail_width,
             skip_nonref=self.skip_nonref, threads=self.threads, start_s=start_s, end_s=end_s,
+            detail_short_side=detail_short_side,
         )
 
 
@@ -208,6 +211,7 @@ class PyAVVideoReader:
         threads: bool,
         start_s: float | None = None,
         end_s: float | None = None,
+        detail_short_side: int | None = None,
     ) -> None:
         if start_s is not None and end_s is not None and end_s <= start_s:
             raise ValueError("end_s must be after start_s")
@@ -222,6 +226,7 @@ class PyAVVideoReader:
         self.clock = clock
         self.image_size = image_size
         self.thumbnail_width = thumbnail_width
+        self.detail_short_side = detail_short_side
         self.truncated = False
         self.warnings: list[str] = []
         self.frames_decoded = 0
@@ -502,14 +507,18 @@ class PyAVVideoReader:
     def _convert(self, item: _Decoded, index: int, shot: int) -> SampledFrame:
         frame = item.frame
         image = self._rgb(frame, self.image_size)
-        thumb = None
+        thumb = detail = None
+        up_w, up_h = (frame.height, frame.width) if self._rotation in (90, 270) else (frame.width, frame.height)
         if self.thumbnail_width:
-            up_w, up_h = (frame.height, frame.width) if self._rotation in (90, 270) else (frame.width, frame.height)
             tw = max(2, self.thumbnail_width)
             thumb = self._rgb(frame, (tw, max(2, round(up_h * tw / up_w))))
+        if self.detail_short_side:
+            side = self.detail_short_side
+            scale = side / min(up_w, up_h)
+            detail = self._rgb(frame, (max(side, round(up_w * scale)), max(side, round(up_h * scale))))
         return SampledFrame(
             index=index, pts_s=float(item.t), frame_number=item.number, shot=shot, image=image,
-            thumbnail=thumb,
+            thumbnail=thumb, detail=detail,
         )
 
     def _rgb(self, frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:

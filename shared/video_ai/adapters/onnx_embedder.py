@@ -112,10 +112,30 @@ class OnnxEmbedder:
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Return an (N, dim) float32 array, each row of unit length (an all-zero feature row stays zero)."""
-        dim = self._settings.dim
         if len(images) == 0:
-            return np.zeros((0, dim), dtype=np.float32)
-        vectors = np.concatenate(self._run(images, self._settings.output_name), axis=0)
+            return np.zeros((0, self._settings.dim), dtype=np.float32)
+        return self._normalised(np.concatenate(self._run(images, self._settings.output_name), axis=0))
+
+    def embed_with_logits(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """`embed` plus the class logits (N, classes) of the same images from the same session.run, when the model
+        has a `logits` output (None otherwise): the classifier head costs ~0.3% of the network."""
+        if LOGITS_OUTPUT not in self._output_names() or self._settings.output_name == LOGITS_OUTPUT:
+            return self.embed(images), None
+        if len(images) == 0:
+            return np.zeros((0, self._settings.dim), dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
+        vectors: list[np.ndarray] = []
+        logits: list[np.ndarray] = []
+        step = self._settings.batch_size
+        for start in range(0, len(images), step):
+            tensor = self.preprocess(images[start : start + step])
+            features, scores = self.session.run([self._settings.output_name, LOGITS_OUTPUT],
+                                                {self._input(): tensor})
+            vectors.append(np.asarray(features, dtype=np.float32).reshape(tensor.shape[0], -1))
+            logits.append(np.asarray(scores, dtype=np.float32).reshape(tensor.shape[0], -1))
+        return self._normalised(np.concatenate(vectors, axis=0)), np.concatenate(logits, axis=0)
+
+    def _normalised(self, vectors: np.ndarray) -> np.ndarray:
+        dim = self._settings.dim
         if vectors.shape[1] != dim:
             raise ValueError(
                 f"model output {self._settings.output_name!r} has {vectors.shape[1]} values per image; "
@@ -125,10 +145,12 @@ class OnnxEmbedder:
         vectors /= np.maximum(norms, np.float32(1e-12))
         return vectors
 
+    def _output_names(self) -> set[str]:
+        return {o.name for o in self.session.get_outputs()}
+
     def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Raw class scores (N, classes) from the model's `logits` output; ValueError if it has none."""
-        names = {o.name for o in self.session.get_outputs()}
-        if LOGITS_OUTPUT not in names:
+        if LOGITS_OUTPUT not in self._output_names():
             raise ValueError(f"{self._model_path.name} has no {LOGITS_OUTPUT!r} output")
         if len(images) == 0:
             return np.zeros((0, 0), dtype=np.float32)

@@ -352,6 +352,7 @@ def create_app(ctx: ApiContext, *, prometheus: bool = True, index_routes: bool =
             sampling=sampling,
             tags=_check_tags(body.tags, ctx.settings.api.max_tags),
             idempotency_key=_check_idempotency_key(idempotency_key),
+            features=list(body.features or ctx.settings.analysis.features),
         )
         submitted = submit_job(command, SubmitDeps(jobs=ctx.jobs, queue=ctx.queue, guard=ctx.guard,
                                                    metrics=ctx.metrics))
@@ -386,6 +387,9 @@ def create_app(ctx: ApiContext, *, prometheus: bool = True, index_routes: bool =
         ctx.notifier_factory().job_finished(job, replay=True)
         return Accepted(job_id=job.job_id, status=job.status.value)
 
+    from video_ai.api.results import router as results_router
+
+    app.include_router(results_router)
     if index_routes:
         _index_routes(app, ctx)
     if prometheus:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from video_ai.domain.models import MIN_FPS, Frame, SamplingMode, SearchHit, Shot
+from video_ai.domain.models import MIN_FPS, Feature, Frame, SamplingMode, SearchHit, Shot, ShotLabels
 
 
 def _utf8(value: Any) -> None:
@@ -47,6 +47,23 @@ class AnalyzeRequest(_Body):
     callback_url: str | None = Field(default=None, max_length=2048, description="signed POST when the job ends")
     sampling: SamplingIn | None = None
     tags: dict[str, str] | None = Field(default=None, description="up to 20 short labels, echoed back")
+    features: list[Feature] | None = Field(
+        default=None, min_length=1, max_length=4,
+        description="what to find: visual (frame vectors), labels (ImageNet classes per shot); default from config",
+    )
+
+    @field_validator("features", mode="after")
+    @classmethod
+    def _known_features(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        from video_ai.analyzers import available_features
+
+        missing = [f for f in value if f not in available_features()]
+        if missing:
+            raise ValueError(f"not available here: {', '.join(missing)} (available: "
+                             f"{', '.join(available_features())})")
+        return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _one_source(self) -> AnalyzeRequest:
@@ -68,6 +85,13 @@ class FramesPage(BaseModel):
 class ShotsPage(BaseModel):
     items: list[Shot]
     next_token: str | None = None
+
+
+class LabelsPage(BaseModel):
+    items: list[ShotLabels]
+    next_token: str | None
+    reason: str | None = Field(
+        default=None, description="why the page is empty: the job ran without labels, or has not finished")
 
 
 class JobsPage(BaseModel):

@@ -30,6 +30,12 @@ class InvalidRequest(VideoAIError):
     http_status = 422
 
 
+class FeatureUnavailable(InvalidRequest):
+    """A job asked for a feature this deployment cannot run (no analyzer registered for it)."""
+
+    code = "feature_unavailable"
+
+
 class ConfigError(VideoAIError):
     code = "invalid_config"
 

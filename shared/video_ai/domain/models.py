@@ -126,7 +126,71 @@ class Shot(_Model):
     end_frame: int
 
 
-PRIVATE_JOB_FIELDS = frozenset({"shots", "request_hash", "content_key", "staged_source", "source_etag"})
+# What a job can be asked to find (DESIGN §3). Which of them a deployment can run is the analyzer registry's business
+# (video_ai.analyzers); "visual" alone is what every job did before features existed.
+Feature = Literal["visual", "labels", "speech", "ocr"]
+FEATURES: tuple[Feature, ...] = ("visual", "labels", "speech", "ocr")
+DEFAULT_FEATURES: tuple[Feature, ...] = ("visual",)
+
+
+class FeatureStats(_Model):
+    """What one analyzer did for a job: how many things it produced (frames indexed, frames labelled...) and the
+    wall seconds spent in it, decode excluded (the decode pass is shared)."""
+
+    count: int = 0
+    seconds: float = 0.0
+
+
+class Label(_Model):
+    """An ImageNet class as a word: its index in the model's logits, its name, and a confidence in [0, 1]."""
+
+    class_id: int
+    name: str
+    confidence: float
+    # WordNet hypernyms ("cat", "feline", "animal" for a tabby): filled when served, not stored.
+    categories: list[str] | None = None
+
+
+class FrameLabels(_Model):
+    """The top labels of one labelled frame (the analyzer labels only a shot's informative frames)."""
+
+    pts_s: float
+    frame_number: int
+    shot: int
+    labels: list[Label]
+
+
+class ShotLabels(_Model):
+    """A shot's labels aggregated over its labelled frames, on the shot's time range (like Rekognition's and Video
+    Intelligence's shot labels); `frames` are the labelled frames behind them."""
+
+    shot: int
+    start_s: float
+    end_s: float
+    labels: list[Label]
+    frames: list[FrameLabels] = Field(default_factory=list)
+
+
+MomentKind = Literal["label", "speech", "ocr"]
+
+
+class Moment(_Model):
+    """Something said, written or seen as words, on the video's clock (DESIGN §3): what the text index stores and
+    what `POST /search {text}` finds. `shot` is None where no shot applies (a transcript segment across a cut)."""
+
+    job_id: str
+    tenant: str
+    kind: MomentKind
+    text: str
+    start_s: float
+    end_s: float
+    shot: int | None = None
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+PRIVATE_JOB_FIELDS = frozenset(
+    {"shots", "labels", "request_hash", "content_key", "staged_source", "source_etag"}
+)
 
 
 class Job(_Model):
@@ -149,6 +213,10 @@ class Job(_Model):
     error: ErrorInfo | None = None
     callback: CallbackState | None = None
     reused_from: str | None = None
+    # Absent on records older than features: those jobs ran the frame embedder only.
+    features: list[Feature] = Field(default_factory=lambda: list(DEFAULT_FEATURES))
+    feature_stats: dict[str, FeatureStats] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
     segments_total: int = 0
     # A split job's copy of an HTTP(S) source in the service's bucket: its segments read that, not the origin.
     staged_source: Source | None = None
@@ -160,6 +228,8 @@ class Job(_Model):
     content_key: str | None = None
     # Stored with the record for GET /jobs/{id}/shots; left out of the public record to keep callbacks small.
     shots: list[Shot] = Field(default_factory=list)
+    # GET /jobs/{id}/labels; private for the same reason as shots. None: the labels analyzer never ran for this job.
+    labels: list[ShotLabels] | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON a client sees (API, `--json`, callback `data`)."""
@@ -195,6 +265,11 @@ class SampledFrame:
     shot: int
     image: np.ndarray  # H x W x 3, uint8, RGB, already rotated upright
     thumbnail: np.ndarray | None = None
+    # Upright, display aspect kept, short side FrameNeeds.detail_short_side: only when an analyzer asked for it.
+    detail: np.ndarray | None = None
+    # The image model's class logits for `image`, when an analyzer ran the model on it already (the frame embedder
+    # gets them from the same session.run as the vectors), so the labels analyzer need not run it again.
+    logits: np.ndarray | None = None
 
 
 @dataclass(slots=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from video_ai.domain.models import (
+    Frame,
     FramePoint,
     Job,
     JobStatus,
@@ -39,6 +40,78 @@ class Embedder(Protocol):
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Return an (N, dim) float32 array, each row of unit length."""
+        ...
+
+
+class Classifier(Protocol):
+    """An image model's class scores: the ImageNet logits the frame embedder's graph computes beside its features."""
+
+    def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Return (N, classes) float32 raw scores; ValueError when the model has no class output."""
+        ...
+
+
+@dataclass(slots=True, frozen=True)
+class FrameNeeds:
+    """What an analyzer wants the one decode pass to make of each sampled frame, besides `image` (the model-size
+    picture every frame carries): `detail_short_side` asks for `SampledFrame.detail`, an upright copy that keeps the
+    display aspect with its short side this long (crops of it are model-size without a resize)."""
+
+    detail_short_side: int | None = None
+
+
+@dataclass(slots=True)
+class FeatureOutput:
+    """What an analyzer hands back at the end of a pass (or of a split job's merge, or of a reuse).
+
+    `count`: its headline number (frames indexed, frames labelled); `fields`: job-record fields it owns, written with
+    the job's final transition; `segment`: JSON a segment stores for `Analyzer.merge`; `frames`: the frames indexed
+    (the CLI prints them); `timings`: seconds to add to the job's classic Timings fields (embed_s, index_s);
+    `warnings`: short sentences for the job's `warnings[]`."""
+
+    count: int = 0
+    fields: dict[str, Any] = field(default_factory=dict)
+    segment: dict[str, Any] = field(default_factory=dict)
+    frames: list[Frame] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class AnalyzerRun(Protocol):
+    """One analyzer over one pass (a whole video or one segment): fed batches in presentation order."""
+
+    def add(self, frames: Sequence[SampledFrame]) -> None: ...
+
+    def finish(self, shots: Sequence[Shot]) -> FeatureOutput:
+        """After the last batch; `shots` are the pass's shots (a segment's frames before its first cut have shot
+        -1: the merge renumbers them)."""
+        ...
+
+
+class Analyzer(Protocol):
+    """One feature (DESIGN §1): an adapter behind this port, chosen per job, loaded lazily, timed and counted by the
+    orchestrator. `analyze_video` calls every analyzer of a job alike and never names one."""
+
+    @property
+    def feature(self) -> str: ...
+
+    @property
+    def needs(self) -> FrameNeeds: ...
+
+    def start(self, job: Job) -> AnalyzerRun:
+        """Prepare a pass (load the model on first use). Raises a VideoAIError to fail the job."""
+        ...
+
+    def reuse(self, job: Job, previous: Job) -> FeatureOutput:
+        """Content-hash reuse: copy what `previous` (same bytes, same sampling, same features) found to `job`."""
+        ...
+
+    def merge(self, job: Job, segments: Sequence[Mapping[str, Any]], shots: Sequence[Shot]) -> FeatureOutput:
+        """A split job's finalisation: combine the segments' `FeatureOutput.segment` dicts on the merged shots."""
+        ...
+
+    def discard(self, job: Job) -> None:
+        """A job cancelled mid-pass (DELETE /jobs/{id}): remove whatever this analyzer stored outside the record."""
         ...
 
 
@@ -91,8 +164,10 @@ class FrameSource(Protocol):
         thumbnail_width: int | None = None,
         start_s: float | None = None,
         end_s: float | None = None,
+        detail_short_side: int | None = None,
     ) -> VideoReader:
         """Probe `path` (a local file, or an open MediaFile the reader then owns and closes) and prepare a pass.
+        `detail_short_side`: also give each sampled frame an aspect-keeping `detail` copy (FrameNeeds).
         Raises UnsupportedMedia / NoVideoStream / CorruptMedia / EmptyVideo, and whatever the MediaFile raises."""
         ...
 

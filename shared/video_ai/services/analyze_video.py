@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import logging
 import math
@@ -16,8 +15,9 @@ from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from video_ai.analyzers import AnalyzerContext, AnalyzerSet
 from video_ai.domain.errors import (
     InvalidRequest,
     InvalidTransition,
@@ -29,23 +29,22 @@ from video_ai.domain.errors import (
 )
 from video_ai.domain.models import (
     ErrorInfo,
+    FeatureStats,
     Frame,
-    FramePoint,
     Job,
     JobStatus,
     ModelInfo,
     SampledFrame,
-    ScoredPoint,
-    SearchFilter,
     Shot,
     Source,
     Timings,
     VideoInfo,
-    point_id,
     utc_now,
 )
 from video_ai.domain.ports import (
+    Analyzer,
     Embedder,
+    FeatureOutput,
     FetchedVideo,
     FrameSource,
     JobQueue,
@@ -63,9 +62,6 @@ from video_ai.domain.ports import (
     VideoFetcher,
     VideoReader,
 )
-
-if TYPE_CHECKING:
-    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +92,17 @@ class AnalyzeDeps:
     ranged: RangedOpener | None = None
     # How often (in sampled frames, whatever the batch size) progress is written and cancellation checked.
     progress_every: int = 128
+    # The analyzers jobs may ask for (features). None: the registry's, built on `embedder` and `index`.
+    analyzers: AnalyzerSet | None = None
+
+    def __post_init__(self) -> None:
+        if self.analyzers is None:
+            self.analyzers = AnalyzerSet(AnalyzerContext(embedder=self.embedder, index=self.index,
+                                                         tracing=self.tracing))
+
+    def analyzers_for(self, job: Job) -> list[Analyzer]:
+        assert self.analyzers is not None
+        return self.analyzers.for_features(list(job.features))
 
 
 @dataclass(slots=True)
@@ -111,8 +118,16 @@ class _Batch:
     decode_s: float
 
 
+@dataclass(slots=True)
+class _Output:
+    """One analyzer's output for a pass, a merge or a reuse, with the wall seconds spent in the analyzer."""
+
+    feature: str
+    output: FeatureOutput
+    seconds: float
+
+
 _DONE = object()
-REUSE_PAGE = 256
 
 
 def _batches(frames: Iterator[SampledFrame], size: int, hook: FrameHook | None) -> Iterator[_Batch]:
@@ -215,7 +230,8 @@ def analyze_video(
     except _Cancelled:
         # DELETE /jobs/{id} removed the record and the vectors it saw; the batches upserted since go too.
         logger.info("job cancelled while processing", extra={"job_id": job_id})
-        deps.index.delete(deps.embedder.info, SearchFilter(tenant=job.tenant, job_id=job_id))
+        for analyzer in deps.analyzers_for(job):
+            analyzer.discard(job)
         return AnalysisResult(job=job)
     except VideoAIError as err:
         if err.permanent:
@@ -273,39 +289,36 @@ def _fetch(job: Job, deps: AnalyzeDeps, workdir: Path, timings: Timings, source:
     return fetched
 
 
-def _index_frames(
+def _analyze_pass(
     job: Job,
     deps: AnalyzeDeps,
+    analyzers: list[Analyzer],
     reader: VideoReader,
     timings: Timings,
     on_progress: ProgressFn | None,
     on_frame: FrameHook | None,
     span: tuple[float, float],
-) -> list[Frame]:
-    """Decode (in a thread) ▶ embed ▶ upsert, batch by batch; progress is the share of `span` (seconds) covered."""
-    model = deps.embedder.info
-    with deps.tracing.span("index"):
-        deps.index.ensure_collection(model)
-    frames: list[Frame] = []
+) -> tuple[list[_Output], int, int]:
+    """Decode (in a thread) and feed every analyzer each batch; progress is the share of `span` (seconds) covered.
+    Returns each analyzer's output, the number of frames sampled and the last sampled frame_number (-1: none)."""
+    runs = [(analyzer, analyzer.start(job)) for analyzer in analyzers]
+    seconds = [0.0] * len(runs)
     stop = threading.Event()
-    source_label = job.source.describe()
     span_start, span_end = span
     since_checkpoint = 0
+    sampled = 0
+    last_sampled = -1
     # Closed on the way out, error or not: that stops and joins the decode thread before the caller closes the reader
     # it is reading (closing a reader under that thread fails with "generator already executing" and hides the error).
     with closing(_prefetch(_batches(iter(reader), deps.batch_size, on_frame), deps.pipeline_queue, stop)) as batches:
         for batch in batches:
             timings.decode_s += batch.decode_s
-            with deps.tracing.span("embed"):
+            for i, (_, run) in enumerate(runs):
                 t0 = time.perf_counter()
-                vectors = deps.embedder.embed([f.image for f in batch.frames])
-                timings.embed_s += time.perf_counter() - t0
-            points, new_frames = _points(job, batch.frames, vectors, source_label)
-            with deps.tracing.span("index"):
-                t0 = time.perf_counter()
-                deps.index.upsert(model, points)
-                timings.index_s += time.perf_counter() - t0
-            frames.extend(new_frames)
+                run.add(batch.frames)
+                seconds[i] += time.perf_counter() - t0
+            sampled += len(batch.frames)
+            last_sampled = max(last_sampled, max(f.frame_number for f in batch.frames))
             covered = batch.frames[-1].pts_s - span_start
             progress = min(0.99, covered / (span_end - span_start)) if span_end > span_start else 0.0
             if on_progress is not None:
@@ -314,7 +327,41 @@ def _index_frames(
             if since_checkpoint >= deps.progress_every:
                 since_checkpoint = 0
                 _checkpoint(job.job_id, deps, progress if job.segments_total == 0 else None)
-    return frames
+    shots = reader.shots
+    outputs: list[_Output] = []
+    for i, (analyzer, run) in enumerate(runs):
+        t0 = time.perf_counter()
+        output = run.finish(shots)
+        outputs.append(_Output(analyzer.feature, output, seconds[i] + time.perf_counter() - t0))
+    return outputs, sampled, last_sampled
+
+
+def _apply(outputs: list[_Output], timings: Timings) -> dict[str, Any]:
+    """The job-record fields of the analyzers' outputs, with their per-feature stats and warnings; their classic
+    timings (embed_s, index_s) are added to `timings`."""
+    fields: dict[str, Any] = {}
+    stats: dict[str, FeatureStats] = {}
+    warnings: list[str] = []
+    for item in outputs:
+        fields.update(item.output.fields)
+        for name, value in item.output.timings.items():
+            setattr(timings, name, getattr(timings, name) + value)
+        stats[item.feature] = FeatureStats(count=item.output.count, seconds=round(item.seconds, 4))
+        warnings.extend(item.output.warnings)
+    fields["feature_stats"] = stats
+    if warnings:
+        fields["warnings"] = list(dict.fromkeys(warnings))
+    return fields
+
+
+def _frames_of(outputs: list[_Output]) -> list[Frame]:
+    return [frame for item in outputs for frame in item.output.frames]
+
+
+def _needs(analyzers: list[Analyzer]) -> dict[str, Any]:
+    """Extra frame-source arguments the job's analyzers need (none for the frame embedder alone)."""
+    sides = [a.needs.detail_short_side for a in analyzers if a.needs.detail_short_side]
+    return {"detail_short_side": max(sides)} if sides else {}
 
 
 def _rounded(timings: Timings) -> Timings:
@@ -343,44 +390,48 @@ def _run(
     thumbnail_width: int | None,
 ) -> AnalysisResult:
     timings = Timings()
+    analyzers = deps.analyzers_for(job)
     fetched = _fetch(job, deps, workdir, timings)
     model = deps.embedder.info
     key = content_key(job, fetched.sha256, model)
     previous = deps.jobs.find_by_content(key)
     if previous is not None and previous.job_id != job.job_id and previous.tenant == job.tenant:
-        return _reuse(job, previous, deps, key, fetched.sha256, timings, started)
+        return _reuse(job, previous, deps, analyzers, key, fetched.sha256, timings, started)
     reader = deps.frames.open(
-        fetched.path, job.sampling, image_size=deps.embedder.input_size, thumbnail_width=thumbnail_width
+        fetched.path, job.sampling, image_size=deps.embedder.input_size, thumbnail_width=thumbnail_width,
+        **_needs(analyzers),
     )
     try:
         video = reader.info
         if _should_split(job, deps, reader):
             return _split(job, deps, video, fetched, key)
         deps.jobs.update(job.job_id, video=video, sha256=fetched.sha256, model=model)
-        frames = _index_frames(job, deps, reader, timings, on_progress, on_frame, (0.0, video.duration_s))
+        outputs, _, _ = _analyze_pass(job, deps, analyzers, reader, timings, on_progress, on_frame,
+                                      (0.0, video.duration_s))
         shots = reader.shots
         video = reader.info  # a full pass knows the frame count and whether the rate varies
     finally:
         reader.close()
+    fields = _apply(outputs, timings)
     timings.total_s = time.perf_counter() - started
     with deps.tracing.span("notify"):
         done = deps.jobs.transition(
             job.job_id,
             JobStatus.SUCCEEDED,
             video=video,
-            frames_indexed=len(frames),
             shots_detected=len(shots),
             shots=shots,
             timings=_rounded(timings),
             progress=1.0,
             content_key=key,
+            **fields,
         )
         _record_success(done, deps)
         if deps.notifier is not None:
             deps.notifier.job_finished(done)
     if on_progress is not None:
         on_progress(1.0)
-    return AnalysisResult(job=done, frames=frames, shots=shots)
+    return AnalysisResult(job=done, frames=_frames_of(outputs), shots=shots)
 
 
 def segment_bounds(duration_s: float, segment_s: float) -> list[tuple[float, float | None]]:
@@ -483,12 +534,14 @@ def _run_segment(
             raise SourceChanged(f"the source changed while the job ran (sha256 {fetched.sha256[:12]}…)")
         media = fetched.path
     start_s, end_s = bounds[segment]
+    analyzers = deps.analyzers_for(job)
     try:
         reader = deps.frames.open(media, job.sampling, image_size=deps.embedder.input_size,
-                                  start_s=start_s, end_s=end_s)
+                                  start_s=start_s, end_s=end_s, **_needs(analyzers))
         try:
-            frames = _index_frames(job, deps, reader, timings, on_progress, None,
-                                   (start_s, end_s if end_s is not None else job.video.duration_s))
+            outputs, sampled, last_sampled = _analyze_pass(
+                job, deps, analyzers, reader, timings, on_progress, None,
+                (start_s, end_s if end_s is not None else job.video.duration_s))
             shots = reader.shots
             info = reader.info
         finally:
@@ -498,15 +551,22 @@ def _run_segment(
             ranged.close()
             # Time spent waiting on S3; the GETs run inside the decode pass, so decode_s includes it too.
             timings.fetch_s += ranged.fetch_seconds
+    for item in outputs:
+        for name, value in item.output.timings.items():
+            setattr(timings, name, getattr(timings, name) + value)
     timings.total_s = time.perf_counter() - started
     result = {
         "segment": segment,
         "start_s": start_s,
         "end_s": end_s,
-        "frames": len(frames),
+        "frames": sampled,
+        "last_sampled": last_sampled,
         "shots": [s.model_dump(mode="json") for s in shots],
         "timings": _rounded(timings).model_dump(mode="json"),
         "frame_count": info.frame_count,
+        "features": {item.feature: item.output.segment for item in outputs},
+        "feature_seconds": {item.feature: round(item.seconds, 4) for item in outputs},
+        "warnings": [w for item in outputs for w in item.output.warnings],
     }
     if ranged is not None:
         result["bytes_fetched"] = ranged.bytes_fetched
@@ -537,37 +597,37 @@ def merge_segment_shots(results: dict[int, dict[str, Any]], duration_s: float, l
 
 
 def _finalize_segments(job: Job, deps: AnalyzeDeps) -> AnalysisResult:
-    """The last segment in: global shots, global sample indexes and shot ids on every point, then succeed once."""
+    """The last segment in: global shots, then each analyzer merges its segments on them; succeed once."""
     assert job.video is not None
-    model = job.model or deps.embedder.info
     results = deps.jobs.segment_results(job.job_id)
-    points = _all_points(job, deps, model)
-    frame_counts = [r["frame_count"] for r in results.values() if r.get("frame_count")]
-    last_frame = max([int(c) - 1 for c in frame_counts] + [int(p.payload["frame_number"]) for p in points] + [0])
+    ordered = [results[i] for i in sorted(results)]
+    frame_counts = [r["frame_count"] for r in ordered if r.get("frame_count")]
+    last_frame = max([int(c) - 1 for c in frame_counts] + [int(r.get("last_sampled", -1)) for r in ordered] + [0])
     shots = merge_segment_shots(results, job.video.duration_s, last_frame)
-    shot_starts = [s.start_frame for s in shots]
-    updates: list[tuple[str, dict[str, Any]]] = []
-    frames: list[Frame] = []
-    for rank, point in enumerate(points):
-        number = int(point.payload["frame_number"])
-        shot = bisect.bisect_right(shot_starts, number) - 1
-        if point.payload.get("index") != rank or point.payload.get("shot") != shot:
-            updates.append((point.id, {"index": rank, "shot": shot}))
-        frames.append(Frame(index=rank, pts_s=float(point.payload["pts_s"]), frame_number=number, shot=shot,
-                            point_id=point.id))
-    if updates:
-        deps.index.set_payloads(model, updates)
+    outputs: list[_Output] = []
+    for analyzer in deps.analyzers_for(job):
+        t0 = time.perf_counter()
+        output = analyzer.merge(job, [r.get("features", {}).get(analyzer.feature, {}) for r in ordered], shots)
+        spent = sum(float(r.get("feature_seconds", {}).get(analyzer.feature, 0.0)) for r in ordered)
+        outputs.append(_Output(analyzer.feature, output, spent + time.perf_counter() - t0))
     timings = Timings()
-    for result in results.values():
+    for result in ordered:
         for name, value in result["timings"].items():
             if name != "total_s":
                 setattr(timings, name, getattr(timings, name) + float(value))
+    fields = _apply([_Output(o.feature, FeatureOutput(count=o.output.count, fields=o.output.fields,
+                                                      warnings=o.output.warnings), o.seconds) for o in outputs],
+                    timings)  # the segments' timings already hold the analyzers' embed_s/index_s
+    segment_warnings = [str(w) for r in ordered for w in r.get("warnings", [])]
+    if segment_warnings:
+        fields["warnings"] = list(dict.fromkeys(segment_warnings + fields.get("warnings", [])))
     timings.total_s = _seconds_since(job.started_at)
     try:
         done = deps.jobs.transition(
-            job.job_id, JobStatus.SUCCEEDED, frames_indexed=len(points), shots_detected=len(shots), shots=shots,
+            job.job_id, JobStatus.SUCCEEDED, shots_detected=len(shots), shots=shots,
             timings=_rounded(timings), progress=1.0,
             video=job.video.model_copy(update={"frame_count": last_frame + 1}) if frame_counts else job.video,
+            **fields,
         )
     except InvalidTransition:
         current = deps.jobs.get(job.job_id)  # failed or cancelled meanwhile: nothing to finalise
@@ -575,18 +635,7 @@ def _finalize_segments(job: Job, deps: AnalyzeDeps) -> AnalysisResult:
     _record_success(done, deps)
     if deps.notifier is not None:
         deps.notifier.job_finished(done)
-    return AnalysisResult(job=done, frames=frames, shots=shots)
-
-
-def _all_points(job: Job, deps: AnalyzeDeps, model: ModelInfo) -> list[ScoredPoint]:
-    points: list[ScoredPoint] = []
-    after: int | None = None
-    while True:
-        page = deps.index.list_frames(model, job.job_id, job.tenant, after, REUSE_PAGE)
-        points.extend(page)
-        if len(page) < REUSE_PAGE:
-            return points
-        after = int(page[-1].payload["frame_number"])
+    return AnalysisResult(job=done, frames=_frames_of(outputs), shots=shots)
 
 
 def _seconds_since(timestamp: str | None) -> float:
@@ -597,78 +646,38 @@ def _seconds_since(timestamp: str | None) -> float:
 
 
 def content_key(job: Job, sha256: str, model: ModelInfo) -> str:
-    """Same tenant, same bytes, same sampling, same model: the same vectors. Reuse needs all four to match."""
+    """Same tenant, same bytes, same sampling, same model, same features: the same results. Reuse needs all five to
+    match, so a job asking for labels never gets a result computed without them (a frames-only job keeps the key it
+    had before features existed)."""
     s = job.sampling
     raw = f"{job.tenant}|{sha256}|{s.mode}|{s.fps}|{s.max_frames}|{model.name}|{model.version}|{model.dim}"
+    features = sorted(set(job.features))
+    if features != ["visual"]:
+        raw += "|features=" + ",".join(features)
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _reuse(job: Job, previous: Job, deps: AnalyzeDeps, key: str, sha256: str, timings: Timings,
-           started: float) -> AnalysisResult:
-    """Copy a finished job's vectors under this job's ids instead of decoding and embedding again."""
+def _reuse(job: Job, previous: Job, deps: AnalyzeDeps, analyzers: list[Analyzer], key: str, sha256: str,
+           timings: Timings, started: float) -> AnalysisResult:
+    """Each analyzer copies what the finished job found instead of decoding and analysing again."""
     model = previous.model or deps.embedder.info
-    deps.index.ensure_collection(model)
-    frames: list[Frame] = []
-    after: int | None = None
-    t0 = time.perf_counter()
-    while True:
-        page = deps.index.list_frames(model, previous.job_id, previous.tenant, after, REUSE_PAGE)
-        points: list[FramePoint] = []
-        for old in page:
-            vector = deps.index.get_vector(model, old.id)
-            if vector is None:
-                continue
-            number = int(old.payload["frame_number"])
-            pid = point_id(job.job_id, number)
-            payload = {**old.payload, "job_id": job.job_id, "tenant": job.tenant, "source": job.source.describe()}
-            points.append(FramePoint(id=pid, vector=vector, payload=payload))
-            frames.append(Frame(index=int(old.payload["index"]), pts_s=float(old.payload["pts_s"]),
-                                frame_number=number, shot=int(old.payload["shot"]), point_id=pid))
-        if points:
-            deps.index.upsert(model, points)
-        if len(page) < REUSE_PAGE:
-            break
-        after = int(page[-1].payload["frame_number"])
-    timings.index_s = time.perf_counter() - t0
+    outputs: list[_Output] = []
+    for analyzer in analyzers:
+        t0 = time.perf_counter()
+        output = analyzer.reuse(job, previous)
+        outputs.append(_Output(analyzer.feature, output, time.perf_counter() - t0))
+    fields = _apply(outputs, timings)
     timings.total_s = time.perf_counter() - started
     done = deps.jobs.transition(
         job.job_id, JobStatus.SUCCEEDED, sha256=sha256, video=previous.video, model=model,
-        frames_indexed=len(frames), shots_detected=previous.shots_detected, shots=previous.shots,
-        timings=Timings(**{k: round(v, 4) for k, v in timings.model_dump().items()}), progress=1.0,
-        reused_from=previous.job_id, content_key=key,
+        shots_detected=previous.shots_detected, shots=previous.shots,
+        timings=_rounded(timings), progress=1.0, reused_from=previous.job_id, content_key=key, **fields,
     )
     deps.metrics.count("jobs_reused")
     _record_success(done, deps)
     if deps.notifier is not None:
         deps.notifier.job_finished(done)
-    return AnalysisResult(job=done, frames=frames, shots=previous.shots)
-
-
-def _points(
-    job: Job, frames: list[SampledFrame], vectors: np.ndarray, source_label: str
-) -> tuple[list[FramePoint], list[Frame]]:
-    points: list[FramePoint] = []
-    out: list[Frame] = []
-    for frame, vector in zip(frames, vectors, strict=True):
-        pid = point_id(job.job_id, frame.frame_number)
-        points.append(
-            FramePoint(
-                id=pid,
-                vector=vector,
-                payload={
-                    "job_id": job.job_id,
-                    "tenant": job.tenant,
-                    "index": frame.index,
-                    "pts_s": frame.pts_s,
-                    "frame_number": frame.frame_number,
-                    "shot": frame.shot,
-                    "source": source_label,
-                },
-            )
-        )
-        out.append(Frame(index=frame.index, pts_s=frame.pts_s, frame_number=frame.frame_number, shot=frame.shot,
-                         point_id=pid))
-    return points, out
+    return AnalysisResult(job=done, frames=_frames_of(outputs), shots=previous.shots)
 
 
 def _checkpoint(job_id: str, deps: AnalyzeDeps, progress: float | None) -> None:
@@ -696,6 +705,9 @@ def _record_success(job: Job, deps: AnalyzeDeps) -> None:
             deps.metrics.observe("realtime_factor", job.video.duration_s / job.timings.total_s)
     deps.metrics.observe("decode_seconds", job.timings.decode_s)
     deps.metrics.observe("embed_seconds", job.timings.embed_s)
+    for feature, stats in job.feature_stats.items():
+        deps.metrics.observe(f"analyzer_{feature}_seconds", stats.seconds)
+        deps.metrics.count(f"analyzer_{feature}_items", float(stats.count))
 
 
 __all__ = ["AnalysisResult", "AnalyzeDeps", "JobCancelled", "NullMetrics", "NullTracing", "analyze_video"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from video_ai.domain.errors import TransientError, VideoAIError
-from video_ai.domain.models import ErrorInfo, Job, JobStatus, Sampling, Source
+from video_ai.domain.models import DEFAULT_FEATURES, ErrorInfo, Feature, Job, JobStatus, Sampling, Source
 from video_ai.domain.ports import JobQueue, JobRepository, Metrics, NullMetrics
 
 logger = logging.getLogger(__name__)
@@ -37,14 +37,17 @@ class SubmitJob:
     sampling: Sampling = field(default_factory=Sampling)
     tags: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
+    features: list[Feature] = field(default_factory=lambda: list(DEFAULT_FEATURES))
 
     def request_hash(self) -> str:
-        body = {
+        body: dict[str, object] = {
             "source": self.source.model_dump(mode="json"),
             "callback_url": self.callback_url,
             "sampling": self.sampling.model_dump(mode="json"),
             "tags": self.tags,
         }
+        if list(self.features) != list(DEFAULT_FEATURES):
+            body["features"] = sorted(set(self.features))
         return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -80,6 +83,7 @@ def submit_job(command: SubmitJob, deps: SubmitDeps) -> Submitted:
         source=command.source,
         callback_url=command.callback_url,
         sampling=command.sampling,
+        features=list(command.features),
         request_hash=request_hash,
     )
     if command.idempotency_key is not None:

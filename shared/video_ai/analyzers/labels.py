@@ -1,0 +1,253 @@
+"""The "labels" analyzer: ImageNet classes of each shot's informative frames, from the frame model's own logits.
+
+What runs on which frames, and why (FACTS, measured on real footage; BENCHMARKS.md "Labels"):
+* Squashing a 16:9 frame to the model's square labels it poorly ("fur coat" for a cockatoo). The decoder hands this
+  analyzer an aspect-keeping copy whose short side is the model's input size, so square crops of it need no resize:
+  one centre crop (default), or three along a wide (or tall) frame. The whole (squashed) frame is scored too: when
+  the frame embedder ran, its logits came with the vectors from the same run, at no cost. A class scores its best
+  input. Three crops cost three model runs per labelled frame, and their quality was no better on the photographs
+  measured (BENCHMARKS.md), so they are an option.
+* Black, fading and flat frames get low, meaningless labels and cost as much as any: frames whose luma standard
+  deviation is under `min_contrast` are skipped.
+* Frames of one shot look alike: each shot gets one labelled frame, its most detailed (highest contrast) one, per
+  started `window_s` of the shot, so the cost follows the number of shots and the length, not the sampling rate.
+Confidences are the softmax probability of the best input (not temperature-calibrated: no labelled footage here).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from video_ai.domain.models import FrameLabels, Job, Label, Moment, SampledFrame, Shot, ShotLabels
+from video_ai.domain.ports import FeatureOutput, FrameNeeds
+
+if TYPE_CHECKING:
+    from video_ai.analyzers import AnalyzerContext
+    from video_ai.settings import LabelSettings
+
+logger = logging.getLogger(__name__)
+
+# Frames held before one batched model run (x3 crops each).
+PENDING_FRAMES = 8
+
+
+def square_crops(image: np.ndarray, mode: str) -> list[np.ndarray]:
+    """Square crops of an upright image: three along its long side (ends and centre) when it is clearly longer than
+    wide or tall, else (or in `centre` mode) the centre one; none in `none` mode."""
+    if mode == "none":
+        return []
+    h, w = image.shape[:2]
+    side = min(h, w)
+    if mode == "three" and max(h, w) >= 1.2 * side:
+        starts = [0, (max(h, w) - side) // 2, max(h, w) - side]
+        if w >= h:
+            return [image[:, x : x + side] for x in starts]
+        return [image[y : y + side, :] for y in starts]
+    y, x = (h - side) // 2, (w - side) // 2
+    return [image[y : y + side, x : x + side]]
+
+
+def contrast(image: np.ndarray) -> float:
+    """Standard deviation of an approximate luma on every other pixel: ~0 on black, fades in from black and flat
+    colour; higher on detailed frames (cheap: ~0.3 ms on a 398x224 frame)."""
+    small = image[::2, ::2].astype(np.float32)
+    luma = small[..., 0] * 0.299 + small[..., 1] * 0.587 + small[..., 2] * 0.114
+    return float(luma.std())
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    out: np.ndarray = exp / exp.sum(axis=-1, keepdims=True)
+    return out
+
+
+def aggregate(frames: Sequence[FrameLabels], shots: Sequence[Shot], top_k: int) -> list[ShotLabels]:
+    """Per shot: each class at its best confidence over the shot's labelled frames, best first; every shot is listed
+    (a shot with no informative frame has no labels)."""
+    by_shot: dict[int, list[FrameLabels]] = {}
+    for frame in frames:
+        by_shot.setdefault(frame.shot, []).append(frame)
+    out: list[ShotLabels] = []
+    known = {shot.index for shot in shots}
+    ranges = [(shot.index, shot.start_s, shot.end_s) for shot in shots]
+    # A frame whose shot the pass did not report (none should) still gets a range: its own frames' times.
+    ranges += [(i, min(f.pts_s for f in fs), max(f.pts_s for f in fs)) for i, fs in by_shot.items() if i not in known]
+    for index, start_s, end_s in sorted(ranges):
+        best: dict[int, Label] = {}
+        for frame in by_shot.get(index, []):
+            for label in frame.labels:
+                if label.class_id not in best or label.confidence > best[label.class_id].confidence:
+                    best[label.class_id] = label
+        ranked = sorted(best.values(), key=lambda lb: (-lb.confidence, lb.class_id))[:top_k]
+        out.append(ShotLabels(shot=index, start_s=start_s, end_s=end_s, labels=ranked,
+                              frames=sorted(by_shot.get(index, []), key=lambda f: f.frame_number)))
+    return out
+
+
+def label_moments(job: Job) -> list[Moment]:
+    """A labelled job's shot labels as moments for the text index: one per shot and label, its text every word that
+    names the class (name, WordNet synonyms and hypernyms), on the shot's time range."""
+    from video_ai.model.wordnet import class_words
+
+    moments = []
+    for shot in job.labels or []:
+        for label in shot.labels:
+            text = class_words(label.class_id).text() if 0 <= label.class_id < 1000 else label.name
+            moments.append(Moment(job_id=job.job_id, tenant=job.tenant, kind="label", text=text,
+                                  start_s=shot.start_s, end_s=shot.end_s, shot=shot.shot,
+                                  confidence=min(1.0, max(0.0, label.confidence))))
+    return moments
+
+
+class LabelAnalyzer:
+    feature = "labels"
+
+    def __init__(self, context: AnalyzerContext) -> None:
+        self.embedder = context.embedder
+        self.settings: LabelSettings = context.labels
+        width, height = context.embedder.input_size
+        # The whole-frame-only mode needs no aspect-keeping copy (its conversion alone is ~3% of analyze's CPU).
+        self.needs = FrameNeeds(detail_short_side=min(width, height) if self.settings.crops != "none" else None)
+        self._names: tuple[str, ...] | None = None
+
+    def names(self) -> tuple[str, ...]:
+        if self._names is None:
+            from video_ai.model import imagenet_labels
+
+            self._names = imagenet_labels()
+        return self._names
+
+    def classify(self, images: Sequence[np.ndarray]) -> np.ndarray | None:
+        """(N, classes) logits, or None when the image model has no class output (e.g. a configured CLIP tower)."""
+        logits = getattr(self.embedder, "logits", None)
+        if logits is None:
+            return None
+        try:
+            out: np.ndarray = logits(images)
+        except ValueError:
+            return None
+        return out
+
+    def start(self, job: Job) -> LabelRun:
+        return LabelRun(self)
+
+    def reuse(self, job: Job, previous: Job) -> FeatureOutput:
+        labels = previous.labels or []
+        return FeatureOutput(count=sum(len(s.frames) for s in labels), fields={"labels": labels},
+                             warnings=[w for w in previous.warnings if w.startswith("labels:")])
+
+    def merge(self, job: Job, segments: Sequence[Mapping[str, Any]], shots: Sequence[Shot]) -> FeatureOutput:
+        """Segments label their own frames; the merged shots regroup them (a segment's frames before its first cut
+        carried shot -1)."""
+        starts = [shot.start_frame for shot in shots]
+        frames = []
+        for segment in segments:
+            for raw in segment.get("frames", []):
+                frame = FrameLabels.model_validate(raw)
+                frames.append(frame.model_copy(update={"shot": max(0, bisect.bisect_right(starts, frame.frame_number)
+                                                                    - 1)}))
+        warnings = [str(w) for segment in segments for w in segment.get("warnings", [])]
+        labels = aggregate(frames, shots, self.settings.top_k)
+        return FeatureOutput(count=len(frames), fields={"labels": labels}, warnings=list(dict.fromkeys(warnings)))
+
+    def discard(self, job: Job) -> None:
+        return None  # labels live in the job record, which DELETE removes
+
+
+@dataclass(slots=True)
+class _Candidate:
+    frame: SampledFrame
+    score: float
+
+
+class LabelRun:
+    """Keeps the best frame of the current (shot, window) and labels the chosen ones in small batches."""
+
+    def __init__(self, analyzer: LabelAnalyzer) -> None:
+        self._analyzer = analyzer
+        self._settings = analyzer.settings
+        self._key: tuple[int, int] | None = None
+        self._best: _Candidate | None = None
+        self._shot_start: dict[int, float] = {}
+        self._pending: list[SampledFrame] = []
+        self.labelled: list[FrameLabels] = []
+        self.warnings: list[str] = []
+        self.model_runs = 0
+        self._disabled = False
+
+    def add(self, frames: Sequence[SampledFrame]) -> None:
+        if self._disabled:
+            return
+        for frame in frames:
+            image = frame.detail if frame.detail is not None else frame.image
+            start = self._shot_start.setdefault(frame.shot, frame.pts_s)
+            key = (frame.shot, int((frame.pts_s - start) // self._settings.window_s))
+            if key != self._key:
+                self._choose()
+                self._key = key
+            score = contrast(image)
+            if score >= self._settings.min_contrast and (self._best is None or score > self._best.score):
+                self._best = _Candidate(frame, score)
+        if len(self._pending) >= PENDING_FRAMES:
+            self._label()
+
+    def _choose(self) -> None:
+        if self._best is not None:
+            self._pending.append(self._best.frame)
+        self._best = None
+
+    def _label(self) -> None:
+        frames, self._pending = self._pending, []
+        if not frames or self._disabled:
+            return
+        mode = self._settings.crops
+        crops: list[np.ndarray] = []
+        owners: list[int] = []
+        known: list[tuple[int, np.ndarray]] = []  # logits the frame embedder computed already
+        for i, frame in enumerate(frames):
+            image = frame.detail if frame.detail is not None else frame.image
+            inputs = square_crops(image, mode)
+            if self._settings.whole_frame or not inputs:
+                if frame.logits is not None:
+                    known.append((i, frame.logits))
+                else:
+                    inputs.append(frame.image)
+            crops.extend(inputs)
+            owners.extend([i] * len(inputs))
+        logits = self._analyzer.classify(crops) if crops else np.zeros((0, len(known[0][1])), np.float32)
+        names = self._analyzer.names()
+        if logits is None or logits.shape[1] != len(names):
+            self._disabled = True
+            self.warnings.append("labels: the image model has no ImageNet class output; no labels were made")
+            logger.warning("labels skipped: the image model has no ImageNet class output")
+            return
+        self.model_runs += len(crops)
+        if known:
+            logits = np.concatenate([logits, np.stack([row for _, row in known])], axis=0)
+            owners.extend(i for i, _ in known)
+        probs = softmax(logits.astype(np.float32))
+        per_frame = np.zeros((len(frames), probs.shape[1]), dtype=np.float32)
+        np.maximum.at(per_frame, np.asarray(owners), probs)
+        k = self._settings.top_k
+        floor = self._settings.min_confidence
+        for frame, row in zip(frames, per_frame, strict=True):
+            top = np.argsort(-row)[:k]
+            labels = [Label(class_id=int(c), name=names[int(c)], confidence=round(float(row[c]), 4))
+                      for c in top if row[c] >= floor]
+            self.labelled.append(FrameLabels(pts_s=frame.pts_s, frame_number=frame.frame_number, shot=frame.shot,
+                                             labels=labels))
+
+    def finish(self, shots: Sequence[Shot]) -> FeatureOutput:
+        self._choose()
+        self._label()
+        segment = {"frames": [f.model_dump(mode="json") for f in self.labelled], "warnings": self.warnings}
+        labels = aggregate(self.labelled, shots, self._settings.top_k)
+        return FeatureOutput(count=len(self.labelled), fields={"labels": labels}, segment=segment,
+                             warnings=list(self.warnings))

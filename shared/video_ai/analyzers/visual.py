@@ -1,0 +1,175 @@
+"""The "visual" analyzer: the frame embedder. Every sampled frame becomes one vector in `frames__<model>__<dim>`."""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from video_ai.domain.models import (
+    Frame,
+    FramePoint,
+    Job,
+    ModelInfo,
+    SampledFrame,
+    ScoredPoint,
+    SearchFilter,
+    Shot,
+    point_id,
+)
+from video_ai.domain.ports import Embedder, FeatureOutput, FrameNeeds, Tracing, VectorIndex
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from video_ai.analyzers import AnalyzerContext
+
+REUSE_PAGE = 256
+
+
+class VisualAnalyzer:
+    feature = "visual"
+    needs = FrameNeeds()
+
+    def __init__(self, context: AnalyzerContext) -> None:
+        self.embedder: Embedder = context.embedder
+        self.index: VectorIndex = context.index
+        self.tracing: Tracing = context.tracing
+
+    def start(self, job: Job) -> VisualRun:
+        model = self.embedder.info
+        with self.tracing.span("index"):
+            self.index.ensure_collection(model)
+        return VisualRun(self, job, model)
+
+    def reuse(self, job: Job, previous: Job) -> FeatureOutput:
+        """Copy the previous job's vectors under this job's point ids instead of decoding and embedding again."""
+        model = previous.model or self.embedder.info
+        self.index.ensure_collection(model)
+        frames: list[Frame] = []
+        after: int | None = None
+        t0 = time.perf_counter()
+        while True:
+            page = self.index.list_frames(model, previous.job_id, previous.tenant, after, REUSE_PAGE)
+            points: list[FramePoint] = []
+            for old in page:
+                vector = self.index.get_vector(model, old.id)
+                if vector is None:
+                    continue
+                number = int(old.payload["frame_number"])
+                pid = point_id(job.job_id, number)
+                payload = {**old.payload, "job_id": job.job_id, "tenant": job.tenant, "source": job.source.describe()}
+                points.append(FramePoint(id=pid, vector=vector, payload=payload))
+                frames.append(Frame(index=int(old.payload["index"]), pts_s=float(old.payload["pts_s"]),
+                                    frame_number=number, shot=int(old.payload["shot"]), point_id=pid))
+            if points:
+                self.index.upsert(model, points)
+            if len(page) < REUSE_PAGE:
+                break
+            after = int(page[-1].payload["frame_number"])
+        return FeatureOutput(count=len(frames), frames=frames, fields={"frames_indexed": len(frames)},
+                             timings={"index_s": time.perf_counter() - t0})
+
+    def merge(self, job: Job, segments: Sequence[Mapping[str, Any]], shots: Sequence[Shot]) -> FeatureOutput:
+        """Global sample indexes and shot ids on every point of a split job (segments numbered theirs locally)."""
+        model = job.model or self.embedder.info
+        points = self.all_points(job, model)
+        shot_starts = [s.start_frame for s in shots]
+        updates: list[tuple[str, dict[str, Any]]] = []
+        frames: list[Frame] = []
+        for rank, point in enumerate(points):
+            number = int(point.payload["frame_number"])
+            shot = bisect.bisect_right(shot_starts, number) - 1
+            if point.payload.get("index") != rank or point.payload.get("shot") != shot:
+                updates.append((point.id, {"index": rank, "shot": shot}))
+            frames.append(Frame(index=rank, pts_s=float(point.payload["pts_s"]), frame_number=number, shot=shot,
+                                point_id=point.id))
+        if updates:
+            self.index.set_payloads(model, updates)
+        return FeatureOutput(count=len(points), frames=frames, fields={"frames_indexed": len(points)})
+
+    def all_points(self, job: Job, model: ModelInfo) -> list[ScoredPoint]:
+        points: list[ScoredPoint] = []
+        after: int | None = None
+        while True:
+            page = self.index.list_frames(model, job.job_id, job.tenant, after, REUSE_PAGE)
+            points.extend(page)
+            if len(page) < REUSE_PAGE:
+                return points
+            after = int(page[-1].payload["frame_number"])
+
+    def discard(self, job: Job) -> None:
+        self.index.delete(self.embedder.info, SearchFilter(tenant=job.tenant, job_id=job.job_id))
+
+
+class VisualRun:
+    """Embed each batch and upsert its points at once (one vector per sampled frame)."""
+
+    def __init__(self, analyzer: VisualAnalyzer, job: Job, model: ModelInfo) -> None:
+        self._analyzer = analyzer
+        self._job = job
+        self._model = model
+        self._source = job.source.describe()
+        self.frames: list[Frame] = []
+        self.embed_s = 0.0
+        self.index_s = 0.0
+
+    def add(self, frames: Sequence[SampledFrame]) -> None:
+        tracing = self._analyzer.tracing
+        with tracing.span("embed"):
+            t0 = time.perf_counter()
+            vectors = self._embed(frames)
+            self.embed_s += time.perf_counter() - t0
+        points, new_frames = frame_points(self._job, frames, vectors, self._source)
+        with tracing.span("index"):
+            t0 = time.perf_counter()
+            self._analyzer.index.upsert(self._model, points)
+            self.index_s += time.perf_counter() - t0
+        self.frames.extend(new_frames)
+
+    def _embed(self, frames: Sequence[SampledFrame]) -> np.ndarray:
+        """Vectors; the class logits of the same run ride along on the frames when the model has them (free for
+        the labels analyzer, which would otherwise run the model on these images again)."""
+        images = [f.image for f in frames]
+        with_logits = getattr(self._analyzer.embedder, "embed_with_logits", None)
+        if with_logits is None:
+            return self._analyzer.embedder.embed(images)
+        vectors, logits = with_logits(images)
+        if logits is not None:
+            for frame, row in zip(frames, logits, strict=True):
+                frame.logits = row
+        out: np.ndarray = vectors
+        return out
+
+    def finish(self, shots: Sequence[Shot]) -> FeatureOutput:
+        n = len(self.frames)
+        return FeatureOutput(count=n, frames=self.frames, fields={"frames_indexed": n}, segment={"frames": n},
+                             timings={"embed_s": self.embed_s, "index_s": self.index_s})
+
+
+def frame_points(
+    job: Job, frames: Sequence[SampledFrame], vectors: np.ndarray, source_label: str
+) -> tuple[list[FramePoint], list[Frame]]:
+    points: list[FramePoint] = []
+    out: list[Frame] = []
+    for frame, vector in zip(frames, vectors, strict=True):
+        pid = point_id(job.job_id, frame.frame_number)
+        points.append(
+            FramePoint(
+                id=pid,
+                vector=vector,
+                payload={
+                    "job_id": job.job_id,
+                    "tenant": job.tenant,
+                    "index": frame.index,
+                    "pts_s": frame.pts_s,
+                    "frame_number": frame.frame_number,
+                    "shot": frame.shot,
+                    "source": source_label,
+                },
+            )
+        )
+        out.append(Frame(index=frame.index, pts_s=frame.pts_s, frame_number=frame.frame_number, shot=frame.shot,
+                         point_id=pid))
+    return points, out

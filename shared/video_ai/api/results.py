@@ -1,0 +1,51 @@
+"""Routes for what a job found, read from its record (light: the API function serves them): labels per shot."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from video_ai.api.app import OwnedJob
+from video_ai.api.schemas import LabelsPage
+from video_ai.domain.errors import InvalidRequest
+from video_ai.domain.models import ShotLabels
+
+router = APIRouter()
+
+
+def _offset(token: str | None, total: int) -> int:
+    """The token is the index of the next shot: not a secret, and checked against the job's shots."""
+    if token is None:
+        return 0
+    if not token.isdigit() or not 0 < int(token) <= total:
+        raise InvalidRequest("next_token is not a token this job's labels issued", field="next_token")
+    return int(token)
+
+
+@router.get("/jobs/{job_id}/labels", response_model=LabelsPage, )
+def list_labels(
+    job: OwnedJob,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    next_token: Annotated[str | None, Query(max_length=32)] = None,
+) -> LabelsPage:
+    """Each shot's labels (best first, with its time range) and the labelled frames behind them, in shot order."""
+    if "labels" not in job.features:
+        return LabelsPage(items=[], next_token=None, reason=f"the job ran without the labels feature (features: "
+                                                            f"{', '.join(job.features)})")
+    if job.labels is None:
+        return LabelsPage(items=[], next_token=None, reason=f"the job is {job.status.value}; labels come when it "
+                                                            "succeeds")
+    start = _offset(next_token, len(job.labels))
+    page = [_with_categories(shot) for shot in job.labels[start : start + limit]]
+    end = start + len(page)
+    return LabelsPage(items=page, next_token=str(end) if end < len(job.labels) else None)
+
+
+def _with_categories(shot: ShotLabels) -> ShotLabels:
+    """A shot's labels with their WordNet hypernyms, so a client sees why "animal" finds a tabby."""
+    from video_ai.model.wordnet import class_words
+
+    labels = [label.model_copy(update={"categories": class_words(label.class_id).categories()})
+              if 0 <= label.class_id < 1000 else label for label in shot.labels]
+    return shot.model_copy(update={"labels": labels})
