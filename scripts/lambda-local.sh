@@ -76,20 +76,19 @@ if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
     || die "arm64 emulation unavailable: binfmt_misc has no qemu-aarch64 entry (as root: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && update-binfmts --enable qemu-aarch64)"
 fi
 
-SAM=$(command -v sam || true)
-if [ -z "$SAM" ] || ! "$SAM" --version 2> /dev/null | grep -q "$SAM_VERSION"; then
-  SAM=$CACHE/sam-$SAM_VERSION/bin/sam
-  if [ ! -x "$SAM" ]; then
-    t=$(stamp)
-    say "installing SAM CLI $SAM_VERSION into $CACHE/sam-$SAM_VERSION"
-    python3 -m venv "$CACHE/sam-$SAM_VERSION"
-    "$CACHE/sam-$SAM_VERSION/bin/pip" install --quiet --disable-pip-version-check "aws-sam-cli==$SAM_VERSION" \
-      > "$CACHE/sam-install.log" 2>&1 || die "pip install aws-sam-cli==$SAM_VERSION failed (see $CACHE/sam-install.log)"
-    say "installed in $(since "$t")"
-  fi
+# SAM CLI of a known version in a venv of its own: the smoke run starts it through its interpreter (lambda-local/sam.py).
+SAM=$CACHE/sam-$SAM_VERSION/bin/sam
+if [ ! -x "$SAM" ]; then
+  t=$(stamp)
+  say "installing SAM CLI $SAM_VERSION into $CACHE/sam-$SAM_VERSION"
+  python3 -m venv "$CACHE/sam-$SAM_VERSION"
+  "$CACHE/sam-$SAM_VERSION/bin/pip" install --quiet --disable-pip-version-check "aws-sam-cli==$SAM_VERSION" \
+    > "$CACHE/sam-install.log" 2>&1 || { rm -rf "$CACHE/sam-$SAM_VERSION"; die "pip install aws-sam-cli==$SAM_VERSION failed (see $CACHE/sam-install.log)"; }
+  say "installed in $(since "$t")"
 fi
 export SAM_CLI_TELEMETRY=0 SAM_CLI_CONTAINER_CONNECTION_TIMEOUT=60
-RIE_DIR=$("$(dirname "$(readlink -f "$SAM")")/python" -c 'import pathlib, samcli; print(pathlib.Path(samcli.__file__).parent / "local/rapid")')
+SAM_PYTHON=$CACHE/sam-$SAM_VERSION/bin/python
+RIE_DIR=$("$SAM_PYTHON" -c 'import pathlib, samcli; print(pathlib.Path(samcli.__file__).parent / "local/rapid")')
 
 # `sam build` builds the zip functions' layer on the host with the runtime's interpreter (layers/shared/Makefile).
 # A real interpreter, not a version manager's shim: sam build runs it from the PATH it is given.
@@ -213,4 +212,7 @@ if [ "$BUILD_ONLY" = 1 ]; then exit 0; fi
 if ! .venv/bin/python -c "import moto, standardwebhooks, av" 2> /dev/null; then
   . scripts/venv.sh local
 fi
-KEEP_RUN_DIR=${KEEP_RUN_DIR:-} .venv/bin/python "$HERE/smoke.py" --sam "$SAM" --run-dir "$RUN"
+# SAM CLI through scripts/lambda-local/sam.py: its containers reach the host's loopback (that file says why).
+printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$SAM_PYTHON" "$HERE/sam.py" > "$RUN/sam"
+chmod 755 "$RUN/sam"
+.venv/bin/python "$HERE/smoke.py" --sam "$RUN/sam" --run-dir "$RUN"

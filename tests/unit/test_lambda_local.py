@@ -94,18 +94,33 @@ def test_the_bootstrap_gives_the_function_lambdas_sys_path(tmp_path: Path) -> No
     runtime = tmp_path / "runtime"
     (runtime / "awslambdaric").mkdir(parents=True)
     (runtime / "awslambdaric/__init__.py").write_text("")
-    (runtime / "awslambdaric/bootstrap.py").write_text(
-        "import json, sys\n"
-        "def run(app_root, handler, api):\n"
-        f"    open({str(tmp_path / 'ran')!r}, 'w').write(json.dumps([app_root, handler, api, sys.path]))\n"
+    # awslambdaric's `python -m awslambdaric <handler>` entry point, recording what it was started with, then asking
+    # for the first event as the real one does after importing the handler.
+    (runtime / "awslambdaric/lambda_runtime_client.py").write_text(
+        "class BaseLambdaRuntimeClient:\n"
+        "    def wait_next_invocation(self):\n"
+        "        return 'event'\n"
     )
-    env = {**os.environ, "LAMBDA_TASK_ROOT": "/var/task", "LAMBDA_RUNTIME_DIR": str(runtime),
+    (runtime / "awslambdaric/__main__.py").write_text(
+        "import json, os, sys\n"
+        "from .lambda_runtime_client import BaseLambdaRuntimeClient\n"
+        "def main(args):\n"
+        f"    open({str(tmp_path / 'ran')!r}, 'w').write(json.dumps([os.getcwd(), args[1:], sys.path]))\n"
+        "    assert BaseLambdaRuntimeClient().wait_next_invocation() == 'event'\n"
+        "    assert BaseLambdaRuntimeClient().wait_next_invocation() == 'event'\n"
+    )
+    task = tmp_path / "task"
+    task.mkdir()
+    env = {**os.environ, "LAMBDA_TASK_ROOT": str(task), "LAMBDA_RUNTIME_DIR": str(runtime),
            "_HANDLER": "handler.handler", "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}
-    subprocess.run([sys.executable, str(HERE / "base/bootstrap.py")], check=True, env=env)
-    app_root, handler, api, path = json.loads((tmp_path / "ran").read_text())
+    result = subprocess.run([sys.executable, str(HERE / "base/bootstrap.py")], check=True, env=env,
+                            capture_output=True, text=True)
+    # Lambda's INIT_REPORT, once, when the runtime first asks for an event.
+    assert re.fullmatch(r"INIT_REPORT Init Duration: \d+\.\d\d ms Phase: init Status: success\n", result.stdout)
+    cwd, args, path = json.loads((tmp_path / "ran").read_text())
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    assert (app_root, handler, api) == ("/var/task", "handler.handler", "127.0.0.1:9001")
-    assert path[:3] == ["/var/task", f"/opt/python/lib/{version}/site-packages", "/opt/python"]
+    assert (cwd, args) == (str(task), ["handler.handler"])
+    assert path[:3] == [str(task), f"/opt/python/lib/{version}/site-packages", "/opt/python"]
     assert path[-1] == str(runtime)
 
 
