@@ -2,9 +2,24 @@
 
 Rules this reader keeps (the lead's analyze service and the tests rely on them):
 
-* Time. `pts_s = (frame.pts - stream.start_time) * time_base`, exact on variable-frame-rate video; never derived
-  from the container's fps or a frame count.
-* Sampling (`fps` mode). Sample times are t_k = k / fps (k = 0, 1, ...) relative to the stream start. The frame
+* Time (DESIGN §3, "the clock"). `pts_s = frame.pts * time_base`: the frame's presentation time on the file's own
+  timeline (edit lists applied as FFmpeg applies them), which is what a browser's `<video>.currentTime` reads while
+  the frame is on screen, also when the first frame is not at zero (measured in Chromium on MP4 and WebM whose
+  first frame is at 2 s: currentTime 2.0 shows frame 0, 2.5 frame 12 of 25 fps). Only a negative start is moved to
+  zero (the timeline starts at 0). Exact on variable-frame-rate video; never derived from the container's fps or a
+  frame count. Sample times t_k = k / fps are on the same clock, and `info.duration_s` is where the video ends on
+  it (like `<video>.duration`: a clip whose frames run from 2 s to 5.2 s lasts 5.2 s).
+* AVI. The container has no presentation times: a chunk's position (its dts) is all there is, and the times FFmpeg
+  puts on decoded frames are out of order with B-frames (and a frame late without). So in AVI every non-empty chunk
+  is a slot, and the frames the decoder puts out (in presentation order) take the slots in order: frame k is shown
+  at slot k. This is right for B-frames, packed B-frames (the N-VOP chunk keeps the packed frame's slot), a "doubled"
+  header (an empty filler chunk after each frame: the slots are 2 ticks of 1/50 s apart, i.e. 25 fps) and files
+  without an index. NONREF skipping is off (it needs presentation times before decoding) and keyframes mode decodes
+  every frame and keeps the keyframes (an open-GOP keyframe is shown after the B-frames decoded after it). The
+  header's frame count (chunks, fillers included) is not compared with the frames seen.
+* Measured, not declared. After a complete pass `frame_count` is the frames counted, `vfr` the measured answer and
+  `fps` (frames - 1) / (last time - first time) when the header's rate is more than 1% off (an AVI that says 50).
+* Sampling (`fps` mode). Sample times are t_k = k / fps (k = 0, 1, ...) on that clock. The frame
   chosen for t_k is the first frame of the stream (in presentation order, counting every frame, decoded or not)
   whose pts >= t_k. A frame is emitted once even when it is the pick for several t_k (gaps longer than 1/fps in
   VFR video). `max_frames` keeps the first N samples and ends the pass there.
@@ -279,10 +294,18 @@ class PyAVVideoReader:
         if threads:
             ctx.thread_type = "AUTO"
         self._time_base: Fraction = stream.time_base or Fraction(1, 90000)
-        self._start_pts: int | None = stream.start_time
+        # The clock's origin: zero, so times are the file's own (a browser's currentTime); a negative start is zero.
+        self._start_pts: int | None = min(0, stream.start_time or 0)
+        # AVI stores no presentation time: a chunk's position is its only timestamp, so frames are timed by slots.
+        self._slots = container.format.name == "avi"
+        if self._slots:
+            self._start_pts = 0  # the first chunk is at zero, and so is the first frame shown
         self._mode = self.sampling.mode
-        self._skip_nonref = skip_nonref and self._mode == "fps" and ctx.name in NONREF_CODECS
-        if self._mode == "keyframes":
+        # Skipping needs each packet's presentation time before decoding it, which AVI does not have.
+        self._skip_nonref = (skip_nonref and self._mode == "fps" and ctx.name in NONREF_CODECS
+                             and not self._slots)
+        if self._mode == "keyframes" and not self._slots:
+            # (AVI decodes every frame: a keyframe's time is its place among the frames shown, not its chunk's.)
             ctx.skip_frame = "NONKEY"
         self._fps_q = Fraction(str(self.sampling.fps)) if self.sampling.mode == "fps" else Fraction(1)
         avg = stream.average_rate or stream.guessed_rate
@@ -291,7 +314,9 @@ class PyAVVideoReader:
         vfr_guess = bool(avg and base and abs(float(base) / float(avg) - 1.0) > 0.01)
         duration_s = 0.0
         if stream.duration is not None and stream.duration > 0:
-            duration_s = float(stream.duration * self._time_base)
+            # Where the stream ends on the clock (its start plus its length), as Matroska's duration already is.
+            end = stream.duration + (stream.start_time or 0) - (self._start_pts or 0)
+            duration_s = float(end * self._time_base)
         elif container.duration is not None and container.duration > 0:
             duration_s = container.duration / av.time_base
         self._duration_known = duration_s > 0
@@ -310,6 +335,7 @@ class PyAVVideoReader:
         if first is None:
             raise EmptyVideo(f"{self.name}: the video stream has no decodable frame")
         self._first: _Decoded | None = first
+        self._first_t: Fraction | None = first.t
         rotation = _clockwise(first.frame.rotation or 0)
         self._rotation = rotation
         frames = int(stream.frames or 0) or None
@@ -339,7 +365,7 @@ class PyAVVideoReader:
         stream = self._stream
         entries = stream.index_entries
         total = int(stream.frames or 0)
-        if entries is None or total == 0 or len(entries) != total:
+        if entries is None or total == 0 or len(entries) != total or self._slots:
             raise NotImplementedError(f"{self.name}: segments need a complete sample index (MP4/MOV)")
         self._index_dts = [int(e.timestamp) for e in entries]
         if self._start_pts is None or self.start_s is None:
@@ -379,7 +405,8 @@ class PyAVVideoReader:
         """Whether `open(start_s=..., end_s=...)` works on this file: it needs a complete sample index (MP4/MOV)."""
         entries = self._stream.index_entries
         total = int(self._stream.frames or 0)
-        return entries is not None and total > 0 and len(entries) == total and self._start_pts is not None
+        return (entries is not None and total > 0 and len(entries) == total and self._start_pts is not None
+                and not self._slots)
 
     @property
     def shots(self) -> list[Shot]:
@@ -430,7 +457,7 @@ class PyAVVideoReader:
                     # Decoded from the keyframe before the segment: the previous segment owns it, but the detector
                     # saw it so that a cut right at start_s is found.
                     continue
-                if last is not None and item.pred_t is not None and self._mode != "keyframes":
+                if last is not None and item.pred_t is not None and (self._mode != "keyframes" or self._slots):
                     gap = item.t - item.pred_t
                     if gap > 0:
                         gaps = (min(gaps[0], gap), max(gaps[1], gap)) if gaps else (gap, gap)
@@ -482,7 +509,7 @@ class PyAVVideoReader:
 
     def _is_sample(self, item: _Decoded, new_shot: bool) -> bool:
         if self._mode == "keyframes":
-            return True
+            return not self._slots or bool(item.frame.key_frame)
         if self._mode == "shots":
             return new_shot
         return item.t >= 0 and grid_point_in(item.pred_t, item.t, self._fps_q)
@@ -541,7 +568,9 @@ class PyAVVideoReader:
         if last is None:
             return
         frame_dur = Fraction(1) / Fraction(self._avg_fps).limit_denominator(1001)
-        if last.frame.duration:
+        if self._slots:
+            frame_dur = self._slot_step * self._time_base
+        elif last.frame.duration:
             frame_dur = last.frame.duration * self._time_base
         end_t = last.t + frame_dur
         end_frame = self._ordinals_seen - 1 if self._complete or self.truncated else last.number
@@ -556,8 +585,12 @@ class PyAVVideoReader:
             else:
                 end_t = max(end_t, Fraction(self._info.duration_s))
             update: dict[str, Any] = {"frame_count": self._ordinals_seen}
-            if gaps is not None and self._mode != "keyframes":
+            if gaps is not None and (self._mode != "keyframes" or self._slots):
                 update["vfr"] = bool(gaps[1] > gaps[0] * Fraction(11, 10))
+            measured = self._measured_fps(last)
+            if measured is not None and (self._info.fps is None or abs(measured / self._info.fps - 1) > 0.01):
+                # The header's rate is a claim (an AVI "doubled" file says 50 for 25): the frames decide.
+                update["fps"] = round(measured, 3)
             self._info = self._info.model_copy(update=update)
         shots: list[Shot] = []
         for i, (start_t, start_frame) in enumerate(shot_starts):
@@ -573,11 +606,20 @@ class PyAVVideoReader:
             )
         self._shots = shots
 
+    def _measured_fps(self, last: _Decoded) -> float | None:
+        """Frames per second over the whole pass: (frames - 1) / (time of the last frame - time of the first)."""
+        span = max(last.t, self._max_t) if self._max_t is not None else last.t
+        first = self._first_t
+        if first is None or self._ordinals_seen < 2 or span <= first:
+            return None
+        return float((self._ordinals_seen - 1) / (span - first))
+
     def _check_short(self, last: _Decoded | None) -> None:
         """A file that ends well before its declared length was cut off (an interrupted download)."""
         if last is None or self.truncated:
             return
-        declared = self._info.frame_count
+        # An AVI header counts chunks, fillers included (twice the frames of a "doubled" file): only time tells.
+        declared = None if self._slots else self._info.frame_count
         short_frames = declared is not None and self._ordinals_seen < declared
         slack = max(1.0, 0.02 * self._info.duration_s)
         reached = last.t
@@ -615,7 +657,10 @@ class PyAVVideoReader:
         self._max_t: Fraction | None = None
         self._max_pts: int | None = None  # the latest pts demuxed, decoded or not
         produced = 0
-        keyframes_only = self._mode == "keyframes"
+        slots = self._slots
+        keyframes_only = self._mode == "keyframes" and not slots
+        last_slot: int | None = None
+        self._slot_step = 1
         demux = self._container.demux(stream)
         while True:
             self._check_watchdog()
@@ -628,20 +673,27 @@ class PyAVVideoReader:
                 break
             if ordinal < 0 and packet.size:
                 ordinal = self._ordinal_of_packet(packet)
-            if packet.pts is not None and packet.size:
-                heapq.heappush(pending, packet.pts)
-                if self._max_pts is None or packet.pts > self._max_pts:
-                    self._max_pts = packet.pts
+            stamp = packet.dts if slots else packet.pts
+            if stamp is not None and packet.size:
+                heapq.heappush(pending, stamp)
+                if self._max_pts is None or stamp > self._max_pts:
+                    self._max_pts = stamp
+                if slots:
+                    # A chunk's slot is its dts; the frames the decoder puts out, in presentation order, take the
+                    # slots in order (an empty chunk, a writer's filler for a doubled rate, takes none).
+                    if last_slot is not None and stamp > last_slot:
+                        self._slot_step = stamp - last_slot
+                    last_slot = stamp
                 if len(recent) == recent.maxlen:
                     old = recent[0]
                     del recent_sorted[bisect.bisect_left(recent_sorted, old)]
-                lower = recent_sorted[bisect.bisect_left(recent_sorted, packet.pts) - 1] if recent_sorted else None
-                if lower is not None and lower >= packet.pts:
+                lower = recent_sorted[bisect.bisect_left(recent_sorted, stamp) - 1] if recent_sorted else None
+                if lower is not None and lower >= stamp:
                     lower = None
-                recent.append(packet.pts)
-                bisect.insort(recent_sorted, packet.pts)
+                recent.append(stamp)
+                bisect.insort(recent_sorted, stamp)
                 if self._skip_nonref:
-                    ctx.skip_frame = "NONREF" if self._skippable(lower, packet.pts) else "DEFAULT"
+                    ctx.skip_frame = "NONREF" if self._skippable(lower, stamp) else "DEFAULT"
             elif packet.size:
                 packets_have_pts = False
                 if self._skip_nonref:
@@ -655,6 +707,8 @@ class PyAVVideoReader:
                 break
             for frame in frames:
                 pts = frame.pts
+                if slots:
+                    pts = pending[0] if pending else self._next_slot(prev_pts)
                 if pts is None:
                     continue
                 self.frames_decoded += 1
@@ -680,6 +734,10 @@ class PyAVVideoReader:
             # Frames demuxed but never output (skipped at the tail or lost): they still count.
             self._max_t = (max(pending) - (self._start_pts or 0)) * tb
             self._ordinals_seen = ordinal + len(pending)
+
+    def _next_slot(self, prev: int | None) -> int:
+        """AVI, a frame beyond the chunks' slots (packed frames without their filler chunk): the slot after."""
+        return prev + self._slot_step if prev is not None else 0
 
     def _ordinal_of_packet(self, packet: Any) -> int:
         """Position of the seek keyframe in the sample index (decode order)."""
