@@ -231,10 +231,13 @@ def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Samp
                     features: list[str]) -> int:
     from video_ai import composition
     from video_ai.adapters.local_jobs import FileJobRepository
+    from video_ai.analyzers import MomentStore
+    from video_ai.domain.models import MomentFilter
     from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
 
     jobs = FileJobRepository(settings.data_dir)
     index = composition.build_index(settings)
+    moment_index = composition.build_moment_index(settings) if "labels" in features else None
     # The same source with the same sampling is the same local job: a re-run replaces its frames, never adds copies.
     key: dict[str, Any] = {"source": source.model_dump(mode="json"), "sampling": sampling.model_dump(mode="json")}
     if features != ["visual"]:
@@ -245,6 +248,8 @@ def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Samp
         stale_model = previous.model or ModelInfo(name=settings.model.name, version=settings.model.version,
                                                   dim=settings.model.dim)
         index.delete(stale_model, SearchFilter(tenant=LOCAL_TENANT, job_id=job_id))
+        if moment_index is not None:
+            moment_index.delete(MomentFilter(tenant=LOCAL_TENANT, job_id=job_id))
         jobs.delete(job_id)
     job = jobs.create(Job(job_id=job_id, tenant=LOCAL_TENANT, source=source, sampling=sampling,
                           features=features))
@@ -261,7 +266,10 @@ def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Samp
             workdir=composition.workdir(settings),
             batch_size=settings.model.batch_size,
             pipeline_queue=settings.scale.pipeline_queue,
-            analyzers=composition.build_analyzers(settings, embedder, index),
+            analyzers=composition.build_analyzers(
+                settings, embedder, index,
+                moments=MomentStore(moment_index, composition.build_text_embedder(settings)) if moment_index else None,
+            ),
         )
         progress = _Progress(sys.stderr.isatty() or os.environ.get("VIDEO_AI_PROGRESS") == "1")
         result = analyze_video(
@@ -273,6 +281,8 @@ def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Samp
         )
     finally:
         index.close()
+        if moment_index is not None:
+            moment_index.close()
     if args.contact_sheet and result.job.status is JobStatus.SUCCEEDED:
         from video_ai.contact_sheet import render_contact_sheet
 
@@ -306,6 +316,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         from video_ai.data_dir_lock import current_owner
 
         owner = current_owner(settings.data_dir)
+    if args.text is not None:
+        return _search_text(args, settings, None if owner is None else (owner.api, owner.api_key))
     hits: list[SearchHit]
     if owner is not None and owner.api and owner.api_key:
         hits = _search_through_serve(args, owner.api, owner.api_key)
@@ -321,6 +333,60 @@ def cmd_search(args: argparse.Namespace) -> int:
             number = "?" if hit.index is None else str(hit.index)
             sys.stdout.write(f"{rank:3d}. {hit.score:.4f}  job {hit.job_id}  frame {number} (t={_fmt_time(hit.pts_s)}, "
                              f"video frame {hit.frame_number})  shot {hit.shot}\n")
+    return 0
+
+
+def _search_text(args: argparse.Namespace, settings: Settings, serve: tuple[str | None, str | None] | None) -> int:
+    """`--text`: moments whose words match, from the data dir's text index (or through a running serve's API)."""
+    from video_ai.domain.models import MomentHit
+
+    text = args.text.strip()
+    if not text or len(text) > 1000:
+        raise VideoAIError("--text takes 1 to 1000 characters of words", field="text")
+    hits: list[MomentHit]
+    if serve is not None and serve[0] and serve[1]:
+        import httpx
+
+        body = {k: v for k, v in {"text": text, "top_k": args.top_k, "job_id": args.job_id, "start_s": args.start_s,
+                                  "end_s": args.end_s}.items() if v is not None}
+        try:
+            response = httpx.post(f"{serve[0]}/search", json=body, headers={"x-api-key": serve[1]}, timeout=60.0)
+        except httpx.HTTPError as err:
+            raise VideoAIError(f"the running `video-ai serve` at {serve[0]} did not answer: {err}") from None
+        if response.status_code != 200:
+            error = _api_error(response)
+            raised = VideoAIError(f"{error.get('message', response.text[:200])} (from serve at {serve[0]})",
+                                  field=error.get("field"))
+            raised.code = str(error.get("code", "internal_error"))
+            raise raised
+        hits = [MomentHit.model_validate(item) for item in response.json()["items"]]
+    else:
+        from video_ai import composition
+        from video_ai.services.search_moments import TextQuery, TextSearchDeps, search_moments
+
+        with _hold_data_dir(settings, "video-ai search"):
+            index = composition.build_moment_index(settings)
+            if index is None:
+                raise VideoAIError("text search needs the embedded engine (qdrant.backend: edge) in this version",
+                                   field="text")
+            try:
+                hits = search_moments(
+                    TextQuery(tenant=args.tenant or LOCAL_TENANT, text=text, top_k=args.top_k, job_id=args.job_id,
+                              start_s=args.start_s, end_s=args.end_s),
+                    TextSearchDeps(index=index, embedder=lambda: composition.build_text_embedder(settings)),
+                )
+            finally:
+                index.close()
+    if args.json:
+        sys.stdout.write(json.dumps([h.model_dump(mode="json") for h in hits], indent=2) + "\n")
+        return 0
+    if not hits:
+        sys.stdout.write("no matching moments\n")
+    for rank, hit in enumerate(hits, start=1):
+        words = ", ".join(hit.text.split(", ")[:3])
+        why = f"  (matched: {', '.join(hit.matched)})" if hit.matched else ""
+        sys.stdout.write(f"{rank:3d}. {hit.score:.4f}  job {hit.job_id}  {hit.kind} {_fmt_time(hit.start_s)} - "
+                         f"{_fmt_time(hit.end_s)}  shot {hit.shot}  {words}{why}\n")
     return 0
 
 
@@ -535,13 +601,15 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(analyze)
     analyze.set_defaults(func=cmd_analyze, usage_parser=analyze)
 
-    search = sub.add_parser("search", help="find the nearest frames",
+    search = sub.add_parser("search", help="find the nearest frames, or moments by words",
                             description="Find the frames nearest to an image or to a sampled frame. While `video-ai "
                                         "serve` holds the data dir, the search goes through its API (tenant dev).")
     what = search.add_mutually_exclusive_group(required=True)
     what.add_argument("--image", metavar="PNG", help="an image (PNG or JPEG)")
     what.add_argument("--frame", metavar="JOB_ID:INDEX", type=_frame_ref,
                       help="sampled frame INDEX (0-based, the `index` of GET /jobs/{id}/frames) of an analyzed job")
+    what.add_argument("--text", metavar="WORDS",
+                      help="words: moments (shot labels, widened by WordNet) whose words match, best first")
     search.add_argument("--top-k", type=_int_in(1, 100), default=10, metavar="K",
                         help="how many hits, 1-100 (default: 10)")
     search.add_argument("--job-id", help="only frames of this job (default: all your jobs)")

@@ -13,8 +13,17 @@ from video_ai.settings import Settings
 
 if TYPE_CHECKING:
     from video_ai.adapters.aws import AwsClients
-    from video_ai.analyzers import AnalyzerSet
-    from video_ai.domain.ports import Embedder, FrameSource, RangedOpener, Tracing, VectorIndex, VideoFetcher
+    from video_ai.analyzers import AnalyzerSet, MomentStore
+    from video_ai.domain.ports import (
+        Embedder,
+        FrameSource,
+        MomentIndex,
+        RangedOpener,
+        TextEmbedder,
+        Tracing,
+        VectorIndex,
+        VideoFetcher,
+    )
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -25,13 +34,30 @@ def build_embedder(settings: Settings) -> Embedder:
 
 
 def build_analyzers(settings: Settings, embedder: Embedder, index: VectorIndex,
-                    tracing: Tracing | None = None) -> AnalyzerSet:
-    """The analyzers jobs may ask for (features), sharing the process's image model and index."""
+                    tracing: Tracing | None = None, moments: MomentStore | None = None) -> AnalyzerSet:
+    """The analyzers jobs may ask for (features), sharing the process's image model and index (and text index)."""
     from video_ai.analyzers import AnalyzerContext, AnalyzerSet
     from video_ai.domain.ports import NullTracing
 
     return AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, tracing=tracing or NullTracing(),
-                                       labels=settings.analysis.labels))
+                                       labels=settings.analysis.labels, moments=moments))
+
+
+def build_text_embedder(settings: Settings) -> TextEmbedder:
+    from video_ai.adapters.onnx_text_embedder import OnnxTextEmbedder
+
+    return OnnxTextEmbedder(threads=settings.model.threads)
+
+
+def build_moment_index(settings: Settings) -> MomentIndex | None:
+    """The text index of moments on the embedded engine; None on a Qdrant server (not built for it yet: label moments
+    are then not indexed and text search answers that it is unavailable)."""
+    if settings.qdrant.backend != "edge":
+        return None
+    from video_ai.adapters.onnx_text_embedder import INFO
+    from video_ai.adapters.qdrant_edge_moments import QdrantEdgeMoments
+
+    return QdrantEdgeMoments(settings.data_dir, INFO)
 
 
 def build_frame_source(settings: Settings) -> FrameSource:

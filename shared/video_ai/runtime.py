@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from video_ai.domain.errors import ConfigError, InvalidRequest
-from video_ai.domain.ports import Embedder, Metrics, NullMetrics, NullTracing, Tracing, VectorIndex
+from video_ai.domain.ports import (
+    Embedder,
+    Metrics,
+    MomentIndex,
+    NullMetrics,
+    NullTracing,
+    TextEmbedder,
+    Tracing,
+    VectorIndex,
+)
 from video_ai.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +36,7 @@ if TYPE_CHECKING:
     from video_ai.adapters.sns_notifier import SnsNotifier
     from video_ai.adapters.sqs_queue import SqsJobQueue
     from video_ai.adapters.webhook_sender import WebhookSender
+    from video_ai.analyzers import MomentStore
     from video_ai.api.app import ApiContext
     from video_ai.services.analyze_video import AnalyzeDeps
     from video_ai.services.submit_job import SubmitDeps
@@ -174,6 +184,22 @@ class Runtime:
 
         return self._once("embedder", lambda: build_embedder(self.settings))
 
+    def moment_index(self) -> MomentIndex | None:
+        from video_ai.composition import build_moment_index
+
+        return self._once("moments", lambda: build_moment_index(self.settings))
+
+    def text_embedder(self) -> TextEmbedder:
+        from video_ai.composition import build_text_embedder
+
+        return self._once("text_embedder", lambda: build_text_embedder(self.settings))
+
+    def moment_store(self) -> MomentStore | None:
+        from video_ai.analyzers import MomentStore
+
+        index = self.moment_index()
+        return MomentStore(index, self.text_embedder()) if index is not None else None
+
     def guard(self) -> NetGuard:
         from video_ai.adapters.net_guard import NetGuard
 
@@ -222,7 +248,7 @@ class Runtime:
             segment_queue=self.queue(), segment_s=settings.scale.segment_s,
             stager=S3SourceStager(self.clients, settings.aws.uploads_bucket) if settings.aws.uploads_bucket else None,
             ranged=build_ranged_opener(self.clients),
-            analyzers=build_analyzers(settings, self.embedder(), self.index(), self.tracing),
+            analyzers=build_analyzers(settings, self.embedder(), self.index(), self.tracing, self.moment_store()),
         )
 
     def api_context(self) -> ApiContext:
@@ -233,14 +259,18 @@ class Runtime:
         return ApiContext(
             settings=self.settings, jobs=self.jobs(), queue=self.queue(), auth=ApiKeyAuth(hashes),
             index_factory=self.index, embedder_factory=self.embedder, notifier_factory=self.notifier,
-            guard=self.guard(), metrics=self.metrics,
+            guard=self.guard(), metrics=self.metrics, moments_factory=self.moment_index,
+            text_embedder_factory=self.text_embedder,
         )
 
     def close(self) -> None:
         with self._lock:
             index = self._cache.pop("index", None)
+            moments = self._cache.pop("moments", None)
         if index is not None:
             index.close()
+        if moments is not None:
+            moments.close()
 
 
 _process_runtime: Runtime | None = None

@@ -304,7 +304,8 @@ def test_shot_labels_keep_each_class_at_its_best_frame_and_list_every_shot() -> 
 def test_a_moment_has_the_shape_the_text_index_stores() -> None:
     moment = Moment(job_id="j", tenant="t", kind="label", text="tabby, cat", start_s=0, end_s=5, shot=0,
                     confidence=0.8)
-    assert set(moment.model_dump()) == {"job_id", "tenant", "kind", "text", "start_s", "end_s", "shot", "confidence"}
+    assert set(moment.model_dump()) == {"job_id", "tenant", "kind", "text", "start_s", "end_s", "shot", "confidence",
+                                        "pts_s"}  # DESIGN §3 plus a representative time for the hit
     with pytest.raises(ValueError):
         Moment(job_id="j", tenant="t", kind="smell", text="x", start_s=0, end_s=1,  # type: ignore[arg-type]
                confidence=0.5)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from video_ai.analyzers.labels import label_moments
-from video_ai.domain.models import Job, Label, ShotLabels, Source
+from video_ai.domain.models import FrameLabels, Label, ShotLabels
 from video_ai.model import imagenet_labels
 from video_ai.model.wordnet import TOO_GENERAL, class_words
 
@@ -42,10 +42,12 @@ def test_names_and_synonyms_line_up_with_the_models_classes() -> None:
 
 
 def test_shot_labels_become_label_moments_with_their_words() -> None:
-    job = Job(job_id="j", tenant="t", source=Source(url="https://example.com/v.mp4"), labels=[
-        ShotLabels(shot=2, start_s=4.0, end_s=9.5, labels=[Label(class_id=281, name="tabby", confidence=0.7)])])
-    (moment,) = label_moments(job)
+    label = Label(class_id=281, name="tabby", confidence=0.7)
+    frames = [FrameLabels(pts_s=5.0, frame_number=125, shot=2, labels=[label.model_copy(update={"confidence": 0.4})]),
+              FrameLabels(pts_s=8.0, frame_number=200, shot=2, labels=[label])]
+    (moment,) = label_moments("j", "t", [ShotLabels(shot=2, start_s=4.0, end_s=9.5, labels=[label], frames=frames)])
     assert (moment.kind, moment.shot, moment.start_s, moment.end_s, moment.confidence) == ("label", 2, 4.0, 9.5, 0.7)
+    assert moment.job_id == "j" and moment.tenant == "t" and moment.pts_s == 8.0  # its best frame
     assert moment.text.startswith("tabby cat, tabby, domestic cat") and "animal" in moment.text
 
 

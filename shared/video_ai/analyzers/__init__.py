@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from video_ai.domain.errors import FeatureUnavailable
-from video_ai.domain.ports import Analyzer, Embedder, NullTracing, Tracing, VectorIndex
+from video_ai.domain.models import Moment, MomentFilter
+from video_ai.domain.ports import Analyzer, Embedder, MomentIndex, NullTracing, TextEmbedder, Tracing, VectorIndex
 from video_ai.settings import LabelSettings
 
 REGISTRY: Mapping[str, str] = {
@@ -26,13 +27,32 @@ def available_features() -> tuple[str, ...]:
 
 
 @dataclass(slots=True)
+class MomentStore:
+    """Where analyzers put what they found as words: the text index, each moment with its sentence vector."""
+
+    index: MomentIndex
+    embedder: TextEmbedder
+
+    def replace(self, job_id: str, tenant: str, kind: str, moments: list[Moment]) -> None:
+        """A job's moments of one kind, replacing those of an earlier run of the same job."""
+        self.index.delete(MomentFilter(tenant=tenant, job_id=job_id, kinds=(kind,)))
+        if moments:
+            self.index.upsert(moments, self.embedder.embed([m.text for m in moments]))
+
+    def delete(self, job_id: str, tenant: str) -> None:
+        self.index.delete(MomentFilter(tenant=tenant, job_id=job_id))
+
+
+@dataclass(slots=True)
 class AnalyzerContext:
-    """What analyzers are built from: the shared image model and index of the process, and their settings."""
+    """What analyzers are built from: the shared image model and index of the process, the text index (None: not
+    available, e.g. on a Qdrant server for now), and their settings."""
 
     embedder: Embedder
     index: VectorIndex
     tracing: Tracing = field(default_factory=NullTracing)
     labels: LabelSettings = field(default_factory=LabelSettings)
+    moments: MomentStore | None = None
 
 
 AnalyzerFactory = Callable[[AnalyzerContext], Analyzer]
@@ -73,4 +93,4 @@ class AnalyzerSet:
         return [self.get(f) for f in dict.fromkeys(ordered)]
 
 
-__all__ = ["REGISTRY", "AnalyzerContext", "AnalyzerSet", "analyzer_class", "available_features"]
+__all__ = ["REGISTRY", "AnalyzerContext", "AnalyzerSet", "MomentStore", "analyzer_class", "available_features"]

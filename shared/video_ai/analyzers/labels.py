@@ -91,18 +91,19 @@ def aggregate(frames: Sequence[FrameLabels], shots: Sequence[Shot], top_k: int) 
     return out
 
 
-def label_moments(job: Job) -> list[Moment]:
-    """A labelled job's shot labels as moments for the text index: one per shot and label, its text every word that
-    names the class (name, WordNet synonyms and hypernyms), on the shot's time range."""
+def label_moments(job_id: str, tenant: str, shots: Sequence[ShotLabels]) -> list[Moment]:
+    """Shot labels as moments for the text index: one per shot and label, its text every word that names the class
+    (name, WordNet synonyms and hypernyms), on the shot's time range, at the labelled frame that scored it best."""
     from video_ai.model.wordnet import class_words
 
     moments = []
-    for shot in job.labels or []:
+    for shot in shots:
         for label in shot.labels:
             text = class_words(label.class_id).text() if 0 <= label.class_id < 1000 else label.name
-            moments.append(Moment(job_id=job.job_id, tenant=job.tenant, kind="label", text=text,
-                                  start_s=shot.start_s, end_s=shot.end_s, shot=shot.shot,
-                                  confidence=min(1.0, max(0.0, label.confidence))))
+            scored = [(lb.confidence, f.pts_s) for f in shot.frames for lb in f.labels if lb.class_id == label.class_id]
+            moments.append(Moment(job_id=job_id, tenant=tenant, kind="label", text=text, start_s=shot.start_s,
+                                  end_s=shot.end_s, shot=shot.shot, confidence=min(1.0, max(0.0, label.confidence)),
+                                  pts_s=max(scored)[1] if scored else None))
     return moments
 
 
@@ -112,6 +113,7 @@ class LabelAnalyzer:
     def __init__(self, context: AnalyzerContext) -> None:
         self.embedder = context.embedder
         self.settings: LabelSettings = context.labels
+        self.moments = context.moments
         width, height = context.embedder.input_size
         # The whole-frame-only mode needs no aspect-keeping copy (its conversion alone is ~3% of analyze's CPU).
         self.needs = FrameNeeds(detail_short_side=min(width, height) if self.settings.crops != "none" else None)
@@ -136,10 +138,16 @@ class LabelAnalyzer:
         return out
 
     def start(self, job: Job) -> LabelRun:
-        return LabelRun(self)
+        return LabelRun(self, job)
+
+    def index(self, job: Job, labels: Sequence[ShotLabels]) -> None:
+        """Put the job's shot labels in the text index (when this process has one)."""
+        if self.moments is not None:
+            self.moments.replace(job.job_id, job.tenant, "label", label_moments(job.job_id, job.tenant, labels))
 
     def reuse(self, job: Job, previous: Job) -> FeatureOutput:
         labels = previous.labels or []
+        self.index(job, labels)
         return FeatureOutput(count=sum(len(s.frames) for s in labels), fields={"labels": labels},
                              warnings=[w for w in previous.warnings if w.startswith("labels:")])
 
@@ -155,10 +163,12 @@ class LabelAnalyzer:
                                                                     - 1)}))
         warnings = [str(w) for segment in segments for w in segment.get("warnings", [])]
         labels = aggregate(frames, shots, self.settings.top_k)
+        self.index(job, labels)
         return FeatureOutput(count=len(frames), fields={"labels": labels}, warnings=list(dict.fromkeys(warnings)))
 
     def discard(self, job: Job) -> None:
-        return None  # labels live in the job record, which DELETE removes
+        if self.moments is not None:  # the labels themselves live in the job record, which DELETE removes
+            self.moments.delete(job.job_id, job.tenant)
 
 
 @dataclass(slots=True)
@@ -170,8 +180,9 @@ class _Candidate:
 class LabelRun:
     """Keeps the best frame of the current (shot, window) and labels the chosen ones in small batches."""
 
-    def __init__(self, analyzer: LabelAnalyzer) -> None:
+    def __init__(self, analyzer: LabelAnalyzer, job: Job) -> None:
         self._analyzer = analyzer
+        self._job = job
         self._settings = analyzer.settings
         self._key: tuple[int, int] | None = None
         self._best: _Candidate | None = None
@@ -249,5 +260,7 @@ class LabelRun:
         self._label()
         segment = {"frames": [f.model_dump(mode="json") for f in self.labelled], "warnings": self.warnings}
         labels = aggregate(self.labelled, shots, self._settings.top_k)
+        if self._job.segments_total == 0:  # a segment's shots are its own: the merge indexes the whole job's
+            self._analyzer.index(self._job, labels)
         return FeatureOutput(count=len(self.labelled), fields={"labels": labels}, segment=segment,
                              warnings=list(self.warnings))

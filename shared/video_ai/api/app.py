@@ -32,8 +32,28 @@ from video_ai.api.schemas import (
     ShotsPage,
 )
 from video_ai.domain.errors import Conflict, InvalidRequest, JobNotFound, VideoAIError
-from video_ai.domain.models import PRIVATE_JOB_FIELDS, Frame, Job, ModelInfo, Sampling, SearchFilter, Source
-from video_ai.domain.ports import Embedder, JobQueue, JobRepository, Metrics, Notifier, NullMetrics, VectorIndex
+from video_ai.domain.models import (
+    PRIVATE_JOB_FIELDS,
+    Frame,
+    Job,
+    ModelInfo,
+    MomentFilter,
+    MomentHit,
+    Sampling,
+    SearchFilter,
+    Source,
+)
+from video_ai.domain.ports import (
+    Embedder,
+    JobQueue,
+    JobRepository,
+    Metrics,
+    MomentIndex,
+    Notifier,
+    NullMetrics,
+    TextEmbedder,
+    VectorIndex,
+)
 from video_ai.services.submit_job import AllowAll, SubmitDeps, SubmitJob, UrlGuard, submit_job
 from video_ai.settings import Settings
 
@@ -53,6 +73,9 @@ class ApiContext:
     notifier_factory: Callable[[], Notifier] | None = None
     guard: UrlGuard = field(default_factory=AllowAll)
     metrics: Metrics = field(default_factory=NullMetrics)
+    # The text index of moments and its sentence model (None: no text search here).
+    moments_factory: Callable[[], MomentIndex | None] | None = None
+    text_embedder_factory: Callable[[], TextEmbedder] | None = None
     _index: VectorIndex | None = None
     _embedder: Embedder | None = None
 
@@ -65,6 +88,9 @@ class ApiContext:
         if self._embedder is None:
             self._embedder = self.embedder_factory()
         return self._embedder
+
+    def moments(self) -> MomentIndex | None:
+        return self.moments_factory() if self.moments_factory is not None else None
 
     def model(self) -> ModelInfo:
         m = self.settings.model
@@ -422,6 +448,9 @@ def _index_routes(app: FastAPI, ctx: ApiContext) -> None:
         job = ctx.jobs.get(job_id) if len(job_id) <= 128 else None
         if job is not None and job.tenant == tenant_id:
             ctx.index().delete(job.model or ctx.model(), SearchFilter(tenant=tenant_id, job_id=job_id))
+            moments = ctx.moments()
+            if moments is not None:
+                moments.delete(MomentFilter(tenant=tenant_id, job_id=job_id))
             ctx.jobs.delete(job_id)
             ctx.metrics.count("jobs_deleted")
         return Response(status_code=204)
@@ -430,6 +459,8 @@ def _index_routes(app: FastAPI, ctx: ApiContext) -> None:
     def search(body: SearchRequest, tenant_id: Tenant) -> SearchResponse:
         from video_ai.services.search_frames import FrameRef, SearchDeps, SearchQuery, search_frames
 
+        if body.text is not None:
+            return SearchResponse(items=list(_search_text(ctx, body, tenant_id)))
         image = None
         if body.image_base64 is not None:
             from video_ai.images import decode_image
@@ -442,6 +473,19 @@ def _index_routes(app: FastAPI, ctx: ApiContext) -> None:
             SearchDeps(index=ctx.index(), model=ctx.model(), embedder=ctx.embedder, jobs=ctx.jobs),
         )
         return SearchResponse(items=hits)
+
+
+def _search_text(ctx: ApiContext, body: SearchRequest, tenant_id: str) -> list[MomentHit]:
+    from video_ai.services.search_moments import TextQuery, TextSearchDeps, search_moments
+
+    index = ctx.moments()
+    if index is None or ctx.text_embedder_factory is None:
+        raise InvalidRequest("text search needs the embedded engine (qdrant.backend: edge) in this version",
+                             field="text")
+    assert body.text is not None
+    query = TextQuery(tenant=tenant_id, text=body.text, top_k=body.top_k, job_id=body.job_id, start_s=body.start_s,
+                      end_s=body.end_s, kinds=tuple(body.kinds or ()))
+    return search_moments(query, TextSearchDeps(index=index, embedder=ctx.text_embedder_factory))
 
 
 def _mount_metrics(app: FastAPI) -> None:

@@ -6,7 +6,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from video_ai.domain.models import MIN_FPS, Feature, Frame, SamplingMode, SearchHit, Shot, ShotLabels
+from video_ai.domain.models import (
+    MIN_FPS,
+    Feature,
+    Frame,
+    MomentHit,
+    MomentKind,
+    SamplingMode,
+    SearchHit,
+    Shot,
+    ShotLabels,
+)
 
 
 def _utf8(value: Any) -> None:
@@ -117,16 +127,39 @@ class SearchRequest(_Body):
     start_s: float | None = Field(default=None, ge=0, strict=True)
     end_s: float | None = Field(default=None, ge=0, strict=True)
     collapse: Literal["shot"] | None = None
+    text: str | None = Field(default=None, min_length=1, max_length=1000,
+                             description="words to find in what was seen (labels), said or written: moment hits")
+    kinds: list[MomentKind] | None = Field(default=None, min_length=1, max_length=3,
+                                           description="with text: only these kinds of moments")
+
+    @field_validator("text", mode="after")
+    @classmethod
+    def _plain_text(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("text must not be empty or only whitespace")
+        if any((ord(c) < 32 and c not in "\t\n\r") or 127 <= ord(c) < 160 for c in value):
+            raise ValueError("text must not contain control characters")
+        return value.strip()
 
     @model_validator(mode="after")
     def _one_query(self) -> SearchRequest:
+        if self.text is not None:
+            if self.image_base64 is not None or self.frame is not None:
+                raise ValueError("text with an image or a frame is not supported yet: give text alone")
+            if self.collapse is not None:
+                raise ValueError("collapse applies to frame hits, not to text search")
+            return self
+        if self.kinds is not None:
+            raise ValueError("kinds applies to text search: give text")
         if (self.image_base64 is None) == (self.frame is None):
-            raise ValueError("give exactly one of image_base64 or frame")
+            raise ValueError("give exactly one of image_base64, frame or text")
         return self
 
 
 class SearchResponse(BaseModel):
-    items: list[SearchHit]
+    items: list[SearchHit] | list[MomentHit]
 
 
 class ErrorBody(BaseModel):

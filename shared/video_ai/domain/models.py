@@ -186,6 +186,41 @@ class Moment(_Model):
     end_s: float
     shot: int | None = None
     confidence: float = Field(ge=0.0, le=1.0)
+    # A representative time inside the moment (a label's best frame); None: its start.
+    pts_s: float | None = None
+
+
+MOMENT_NAMESPACE = uuid.UUID("3c9e4f1a-7b2d-4e6f-8a15-9d0c2b7e4f63")
+
+
+def moment_id(moment: Moment) -> str:
+    """uuid5 of what identifies a moment (job, kind, shot, time range, text): re-analysis overwrites, never adds."""
+    key = f"{moment.job_id}:{moment.kind}:{moment.shot}:{moment.start_s:.3f}:{moment.end_s:.3f}:{moment.text}"
+    return str(uuid.uuid5(MOMENT_NAMESPACE, key))
+
+
+class MomentHit(_Model):
+    """A moment found by `POST /search {text}`; `pts_s` is a representative time (the labelled frame, else the
+    moment's start); `matched` the query words found in the moment's text."""
+
+    job_id: str
+    kind: MomentKind
+    text: str
+    start_s: float
+    end_s: float
+    pts_s: float
+    shot: int | None
+    score: float
+    matched: list[str] = Field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class MomentFilter:
+    tenant: str | None = None
+    job_id: str | None = None
+    start_s: float | None = None  # moments overlapping [start_s, end_s]
+    end_s: float | None = None
+    kinds: tuple[str, ...] = ()
 
 
 PRIVATE_JOB_FIELDS = frozenset(

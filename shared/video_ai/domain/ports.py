@@ -14,6 +14,9 @@ from video_ai.domain.models import (
     Job,
     JobStatus,
     ModelInfo,
+    Moment,
+    MomentFilter,
+    MomentHit,
     SampledFrame,
     Sampling,
     ScoredPoint,
@@ -41,6 +44,34 @@ class Embedder(Protocol):
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Return an (N, dim) float32 array, each row of unit length."""
         ...
+
+
+class TextEmbedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors (a sentence model; the query and the moments use the same)."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Return an (N, dim) float32 array, each row of unit length."""
+        ...
+
+
+class MomentIndex(Protocol):
+    """The text index of moments (DESIGN §1): a dense vector per moment beside a keyword (BM25) representation of
+    its text that the index computes itself; search fuses both rankings."""
+
+    def upsert(self, moments: Sequence[Moment], vectors: np.ndarray) -> None: ...
+
+    def search(self, text: str, vector: np.ndarray, limit: int, flt: MomentFilter) -> list[MomentHit]: ...
+
+    def count(self, flt: MomentFilter) -> int: ...
+
+    def delete(self, flt: MomentFilter) -> None:
+        """Delete by filter; needs job_id and/or tenant (an empty filter is refused)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Classifier(Protocol):
