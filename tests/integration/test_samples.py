@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration import clips
 from video_ai import samples
-from video_ai.adapters.frame_source import PyAVFrameSource
+from video_ai.adapters.frame_source import REPRESENTATIVE_S, PyAVFrameSource
 from video_ai.domain.models import Sampling
 from video_ai.samples import ClipInfo
 
@@ -80,7 +80,11 @@ def test_demo_clip(tmp_path: Path) -> None:
         frames = list(reader)
     assert (reader.info.width, reader.info.height, reader.info.codec) == (640, 360, "h264")
     assert reader.info.duration_s == pytest.approx(20.0, abs=0.05)
-    assert [f.pts_s for f in frames] == pytest.approx([0.0, *samples.DEMO_CUTS], abs=1e-6)
+    # One frame per shot, from its first REPRESENTATIVE_S seconds (the most informative, not the cut's).
+    starts = [0.0, *samples.DEMO_CUTS]
+    assert [f.shot for f in frames] == list(range(len(starts)))
+    for f, start in zip(frames, starts, strict=True):
+        assert start - 1e-6 <= f.pts_s < start + float(REPRESENTATIVE_S), (f.pts_s, start)
 
 
 def test_frames_of_one_shot_are_closer_than_frames_of_different_shots(cfr_clip: ClipInfo, model_path: Path) -> None:

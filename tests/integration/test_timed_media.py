@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.timed_media import Numbered, make_numbered, read_number
-from video_ai.adapters.frame_source import PyAVFrameSource
+from video_ai.adapters.frame_source import CANDIDATE_EVERY, REPRESENTATIVE_S, PyAVFrameSource
 from video_ai.domain.models import Sampling
 
 FRAMES = 80  # 3.2 s at 25 fps
@@ -99,7 +99,9 @@ def test_keyframes_and_shots_modes_time_frames_the_same_way(
         assert number == shown and pts_s == pytest.approx(start + shown / 25, abs=1e-6)
     assert [k[1] for k in keyframes] == sorted({k[1] for k in keyframes})
     shots, reader = _read(clip, Sampling(mode="shots"))
-    assert [s[:2] for s in shots] == [(start, 0)] and shots[0][2] == 0
+    [(pts_s, number, shown)] = shots  # one shot: its frame is one of its first REPRESENTATIVE_S seconds
+    assert number == shown and pts_s == pytest.approx(start + shown / 25, abs=1e-6)
+    assert number % CANDIDATE_EVERY == 0 and pts_s < start + float(REPRESENTATIVE_S)
     assert reader.info.frame_count == FRAMES  # type: ignore[attr-defined]
 
 

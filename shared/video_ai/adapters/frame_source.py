@@ -37,9 +37,14 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
   box-averaged copy (built from the YUV planes with OpenCV: swscale to 160 px cost more than the decode; point
   sampling aliased fine textures into false cuts). In `fps` mode that is every reference frame (NONREF-skipped frames
   are not seen; encoders put a keyframe at a cut, so a cut lands at most a few frames late); in `shots` mode every
-  frame is decoded; in `keyframes` mode only keyframes are seen (each one scored), so shots are coarse. `shots` mode
-  emits the FIRST frame of each shot (the middle one would need the shot's end, i.e. holding frames or a second
-  pass). Shot `end_s` is exclusive (the next shot's start or the end of the video), `end_frame` is inclusive.
+  frame is decoded; in `keyframes` mode only keyframes are seen (each one scored), so shots are coarse. Shot `end_s`
+  is exclusive (the next shot's start or the end of the video), `end_frame` is inclusive.
+* The frame that stands for a shot (`shots` mode). Not the first (a fade-in from black gave an all-black frame): the
+  most informative of every CANDIDATE_EVERY-th frame (counted from the cut) in the shot's first REPRESENTATIVE_S
+  seconds, by the edge energy of a ~160 px luma damped for dark and flat pictures (`_informative`, ~0.25 ms at
+  720p), so black, fading, blurred and mid-dissolve frames lose to a sharp, lit one. The best so far is held (one
+  decoded frame) and emitted when the next shot starts or the pass ends. A segment reads up to REPRESENTATIVE_S past
+  its end (stopping at a cut) so its last shot gets the frame the full pass chooses.
 * Geometry. `info.width/height` are the coded size; `info.rotation` is the clockwise angle (0/90/180/270) a player
   turns the picture (like the mp4 `rotate` tag), read from the display matrix. Sampled images are upright:
   `image_size=(w, h)` is the upright size; swscale scales and converts to RGB in one call, numpy rotates.
@@ -110,6 +115,11 @@ DETECTOR_WIDTH = 160  # ContentDetector compares mean HSV deltas; 160 px keeps i
 # frames close together. MPEG-4 Part 2 with B-frames keeps only every 3rd, and fast motion then looks like cuts.
 NONREF_CODECS = frozenset({"h264", "hevc"})
 _RECENT_PTS = 64  # > H.264's 16-frame reorder limit: enough history to know each packet's predecessor
+# Shots mode: a shot is represented by its most informative frame among every CANDIDATE_EVERY-th frame (counted from
+# the cut) of its first REPRESENTATIVE_S seconds: past a fade-in from black, a focus pull or a dissolve, and known
+# a few seconds after the cut (a segment reads that far past its end for its last shot, so splits agree).
+REPRESENTATIVE_S = Fraction(3)
+CANDIDATE_EVERY = 3
 
 
 class _SystemClock:
@@ -245,6 +255,7 @@ class PyAVVideoReader:
         self.truncated = False
         self.warnings: list[str] = []
         self.frames_decoded = 0
+        self.frames_weighed = 0  # shots mode: frames scored as a shot's representative
         self._shots: list[Shot] = []
         self._iterated = False
         self._complete = False
@@ -384,7 +395,8 @@ class PyAVVideoReader:
         entries = self._stream.index_entries
         if not entries or self._start_pts is None:
             return
-        last_dts = self._start_pts + math.ceil((self.end_s + _READAHEAD_MARGIN_S) / self._time_base)
+        margin = _READAHEAD_MARGIN_S + (REPRESENTATIVE_S if self._mode == "shots" else 0)
+        last_dts = self._start_pts + math.ceil((self.end_s + margin) / self._time_base)
         beyond = [int(e.pos) for e in entries if int(e.timestamp) > last_dts and int(e.pos) >= 0]
         if beyond:
             self._file.readahead_end = min(beyond)
@@ -450,12 +462,21 @@ class PyAVVideoReader:
         emitted = 0
         last: _Decoded | None = None
         gaps: tuple[Fraction, Fraction] | None = None
+        best: tuple[float, _Decoded, int] | None = None  # shots mode: the current shot's best frame so far
         frames = self._with_cuts()
+        ended = False
         try:
             for item, cut in frames:
                 if self.start_s is not None and item.t < self.start_s:
                     # Decoded from the keyframe before the segment: the previous segment owns it, but the detector
                     # saw it so that a cut right at start_s is found.
+                    continue
+                if self._stop is not None and item.t >= self._stop[0]:
+                    # Past a segment's end (shots mode): only to finish choosing the last shot's frame, as the
+                    # full pass does, up to the next cut.
+                    if cut:
+                        break
+                    best = self._better(best, item, len(shot_starts) - 1, shot_starts)
                     continue
                 if last is not None and item.pred_t is not None and (self._mode != "keyframes" or self._slots):
                     gap = item.t - item.pred_t
@@ -464,15 +485,29 @@ class PyAVVideoReader:
                 # A segment's first frame continues a shot from an earlier segment unless the detector sees a cut.
                 new_shot = cut or (not shot_starts and self.start_s is None)
                 if new_shot:
+                    if best is not None:
+                        yield self._convert(best[1], emitted, best[2])
+                        emitted += 1
+                        best = None
+                        if max_frames is not None and emitted >= max_frames:
+                            ended = True
+                            break
                     shot_starts.append((item.t, item.number))
                 last = item
+                if self._mode == "shots":
+                    best = self._better(best, item, len(shot_starts) - 1, shot_starts)
+                    continue
                 if not self._is_sample(item, new_shot):
                     continue
                 yield self._convert(item, emitted, len(shot_starts) - 1)
                 emitted += 1
                 if max_frames is not None and emitted >= max_frames:
+                    ended = True
                     break
-            else:
+            if not ended:
+                if best is not None:
+                    yield self._convert(best[1], emitted, best[2])
+                    emitted += 1
                 if self._stop is not None:
                     self._complete = True  # the next segment owns the frame at _stop: shots end where it starts
                 else:
@@ -482,6 +517,35 @@ class PyAVVideoReader:
         finally:
             frames.close()
             self._finish(shot_starts, last, gaps)
+
+    def _better(self, best: tuple[float, _Decoded, int] | None, item: _Decoded, shot: int,
+                shot_starts: list[tuple[Fraction, int]]) -> tuple[float, _Decoded, int] | None:
+        """Shots mode: the shot's representative so far, `item` weighed in if it is a candidate (DESIGN: the
+        shot's most informative frame among every CANDIDATE_EVERY-th frame of its first REPRESENTATIVE_S)."""
+        if not shot_starts:
+            return best  # a segment's frames before its first cut belong to an earlier segment's shot
+        start_t, start_number = shot_starts[-1]
+        if item.t >= start_t + REPRESENTATIVE_S or (item.number - start_number) % CANDIDATE_EVERY:
+            return best
+        score = self._informative(item.frame)
+        if best is None or score > best[0]:
+            return (score, item, shot)
+        return best
+
+    def _informative(self, frame: av.VideoFrame) -> float:
+        """How much a person would recognise: edge energy (the Laplacian's variance) of a ~160 px luma, damped for
+        dark and flat frames. Black and fading frames score ~0; blur and the blend of a dissolve lower the edges."""
+        if frame.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuv444p", "nv12"):
+            plane = frame.planes[0]
+            luma = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+            small = _shrink(luma[: frame.height, : frame.width], self._detector_size)
+        else:
+            small = frame.to_ndarray(width=self._detector_size[0], height=self._detector_size[1], format="gray",
+                                     interpolation="AREA")
+        mean, std = cv2.meanStdDev(small)
+        edges = float(cv2.Laplacian(small, cv2.CV_32F).var())
+        self.frames_weighed += 1
+        return edges * min(1.0, float(mean[0][0]) / 48.0) * min(1.0, float(std[0][0]) / 16.0)
 
     def _with_cuts(self) -> Generator[tuple[_Decoded, bool], None, None]:
         """The decoded frames up to the end (or `end_s`), each with whether the detector finds a cut on it.
@@ -496,8 +560,12 @@ class PyAVVideoReader:
             self._first = None
             end = item is None
             if item is not None and self.end_s is not None and item.t >= self.end_s:
-                self._stop = (item.t, item.number)
-                end = True
+                if self._stop is None:
+                    self._stop = (item.t, item.number)
+                if self._mode == "shots" and item.t < self.end_s + REPRESENTATIVE_S:
+                    window.append(item)  # the last shot's frame is chosen from frames past the end too
+                else:
+                    end = True
             elif item is not None:
                 window.append(item)
             if window and (end or len(window) >= stride):
