@@ -366,9 +366,6 @@ def _search_text(args: argparse.Namespace, settings: Settings, serve: tuple[str 
 
         with _hold_data_dir(settings, "video-ai search"):
             index = composition.build_moment_index(settings)
-            if index is None:
-                raise VideoAIError("text search needs the embedded engine (qdrant.backend: edge) in this version",
-                                   field="text")
             try:
                 hits = search_moments(
                     TextQuery(tenant=args.tenant or LOCAL_TENANT, text=text, top_k=args.top_k, job_id=args.job_id,

@@ -49,12 +49,16 @@ def build_text_embedder(settings: Settings) -> TextEmbedder:
     return OnnxTextEmbedder(threads=settings.model.threads)
 
 
-def build_moment_index(settings: Settings) -> MomentIndex | None:
-    """The text index of moments on the embedded engine; None on a Qdrant server (not built for it yet: label moments
-    are then not indexed and text search answers that it is unavailable)."""
-    if settings.qdrant.backend != "edge":
-        return None
+def build_moment_index(settings: Settings) -> MomentIndex:
+    """The text index of moments on the backend the frames use (`qdrant.backend`)."""
     from video_ai.adapters.onnx_text_embedder import INFO
+
+    qdrant = settings.qdrant
+    if qdrant.backend == "server":
+        from video_ai.adapters.qdrant_server_moments import QdrantServerMoments
+
+        api_key = qdrant.api_key.get_secret_value() if qdrant.api_key is not None else None
+        return QdrantServerMoments(qdrant.server_url(), api_key, qdrant.timeout_s, INFO)
     from video_ai.adapters.qdrant_edge_moments import QdrantEdgeMoments
 
     return QdrantEdgeMoments(settings.data_dir, INFO)

@@ -184,7 +184,7 @@ class Runtime:
 
         return self._once("embedder", lambda: build_embedder(self.settings))
 
-    def moment_index(self) -> MomentIndex | None:
+    def moment_index(self) -> MomentIndex:
         from video_ai.composition import build_moment_index
 
         return self._once("moments", lambda: build_moment_index(self.settings))
@@ -194,11 +194,10 @@ class Runtime:
 
         return self._once("text_embedder", lambda: build_text_embedder(self.settings))
 
-    def moment_store(self) -> MomentStore | None:
+    def moment_store(self) -> MomentStore:
         from video_ai.analyzers import MomentStore
 
-        index = self.moment_index()
-        return MomentStore(index, self.text_embedder()) if index is not None else None
+        return MomentStore(self.moment_index(), self.text_embedder())
 
     def guard(self) -> NetGuard:
         from video_ai.adapters.net_guard import NetGuard

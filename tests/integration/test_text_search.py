@@ -27,6 +27,7 @@ from video_ai.analyzers import AnalyzerContext, AnalyzerSet, MomentStore
 from video_ai.api.app import ApiContext, create_app
 from video_ai.api.auth import ApiKeyAuth, hash_key
 from video_ai.domain.models import Job, JobStatus, Moment, MomentFilter, Source
+from video_ai.domain.ports import MomentIndex
 from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
 from video_ai.settings import LabelSettings, LimitsSettings, ModelSettings, NetworkSettings, SamplingSettings, Settings
 
@@ -155,3 +156,43 @@ def test_moments_survive_a_reopen(tmp_path: Path, text_embedder: OnnxTextEmbedde
     with pytest.raises(ValueError):
         again.delete(MomentFilter())
     again.close()
+
+
+@pytest.fixture(params=["edge", "server"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, analyzed: tuple[AnalyzeDeps, QdrantEdgeMoments],
+            text_embedder: OnnxTextEmbedder) -> Iterator[MomentIndex]:
+    """Both backends, holding the label moments of the analyzed jobs (the server one in qdrant-client's local mode)."""
+    from qdrant_client import QdrantClient
+
+    from video_ai.adapters.qdrant_server_moments import QdrantServerMoments
+    from video_ai.analyzers.labels import label_moments
+
+    index: MomentIndex = (QdrantEdgeMoments(tmp_path, INFO) if request.param == "edge" else
+                          QdrantServerMoments("http://unused", None, 1.0, INFO, client=QdrantClient(":memory:")))
+    deps, _ = analyzed
+    store = MomentStore(index, text_embedder)
+    job = deps.jobs.get("job-a")  # (job-b, the same clip for tenant b, may be deleted by the API test)
+    assert job is not None and job.labels is not None
+    for job_id, tenant in (("job-a", "a"), ("job-b", "b")):
+        store.replace(job_id, tenant, "label", label_moments(job_id, tenant, job.labels))
+    yield index
+    index.close()
+
+
+def test_both_backends_answer_the_query_set_alike(backend: MomentIndex, text_embedder: OnnxTextEmbedder) -> None:
+    first = {}
+    for query in QUERIES:
+        hits = backend.search(query, text_embedder.embed([query])[0], 5, MomentFilter(tenant="a"))
+        first[query] = hits[0].shot if hits else None
+        assert {h.job_id for h in hits} == {"job-a"}
+    assert first == QUERIES
+    assert backend.search("xyzzy quux", text_embedder.embed(["xyzzy quux"])[0], 5, MomentFilter(tenant="a")) == []
+    vector = text_embedder.embed(["coffee"])[0]
+    late = backend.search("coffee", vector, 10, MomentFilter(tenant="a", start_s=2.5, end_s=3.0))
+    assert late and {h.shot for h in late} == {1}
+    assert backend.search("coffee", vector, 10, MomentFilter(tenant="a", kinds=("speech",))) == []
+    before = backend.count(MomentFilter(tenant="b"))
+    backend.delete(MomentFilter(tenant="b", job_id="job-b"))
+    assert before > 0 and backend.count(MomentFilter(tenant="b")) == 0 and backend.count(MomentFilter(tenant="a")) > 0
+    with pytest.raises(ValueError):
+        backend.delete(MomentFilter())

@@ -152,4 +152,4 @@ def test_without_a_text_index_text_search_says_so(client: tuple[TestClient, Fake
     with TestClient(create_app(ctx, prometheus=False), raise_server_exceptions=False) as c:
         response = c.post("/search", json={"text": "cat"}, headers=A)
     assert response.status_code == 422 and response.json()["error"]["field"] == "text"
-    assert "embedded engine" in response.json()["error"]["message"]
+    assert "not configured" in response.json()["error"]["message"]

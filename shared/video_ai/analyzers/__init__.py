@@ -45,8 +45,8 @@ class MomentStore:
 
 @dataclass(slots=True)
 class AnalyzerContext:
-    """What analyzers are built from: the shared image model and index of the process, the text index (None: not
-    available, e.g. on a Qdrant server for now), and their settings."""
+    """What analyzers are built from: the shared image model and index of the process, the text index (None: words
+    are not indexed, e.g. in unit tests), and their settings."""
 
     embedder: Embedder
     index: VectorIndex

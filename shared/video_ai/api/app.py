@@ -480,8 +480,7 @@ def _search_text(ctx: ApiContext, body: SearchRequest, tenant_id: str) -> list[M
 
     index = ctx.moments()
     if index is None or ctx.text_embedder_factory is None:
-        raise InvalidRequest("text search needs the embedded engine (qdrant.backend: edge) in this version",
-                             field="text")
+        raise InvalidRequest("text search is not configured here (no text index)", field="text")
     assert body.text is not None
     query = TextQuery(tenant=tenant_id, text=body.text, top_k=body.top_k, job_id=body.job_id, start_s=body.start_s,
                       end_s=body.end_s, kinds=tuple(body.kinds or ()))
