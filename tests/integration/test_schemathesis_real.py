@@ -1,11 +1,13 @@
 """schemathesis with every phase against the app wired as deployed: DynamoDB, SQS and SNS on moto (in-process), the
-real URL guard (deployed profile), qdrant-edge and the real model. The fakes of tests/unit/test_schemathesis.py
+real URL guard (deployed profile), qdrant-edge, the real model, the text index and its sentence model: every part
+Runtime.api_context() wires, as the API function does. The fakes of tests/unit/test_schemathesis.py
 cannot fail the way these do: DynamoDB refused an empty job id with a ValidationException (a 500 for
 POST /search {"frame": {"index": 0, "job_id": ""}}), qdrant-edge overflowed on a frame index of 2**64.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +34,7 @@ from tests.unit.test_schemathesis import (
     seed_jobs,
 )
 from video_ai.adapters.aws import AwsClients
-from video_ai.api.app import create_app
+from video_ai.api.app import ApiContext, create_app
 from video_ai.domain.models import FramePoint, ModelInfo, point_id
 from video_ai.local.resources import create_resources
 from video_ai.runtime import Runtime
@@ -41,7 +43,8 @@ from video_ai.settings import Settings
 JOB_IDS: dict[str, str] = {}
 FUZZED: dict[str, Counter[int]] = {}
 # The app is built at import (schemathesis reads its schema to make the tests); the module's fixture puts the real
-# adapters into its context before any request (pytest-9 cannot run schemathesis's from_fixture loader).
+# adapters (Runtime.api_context(), as the API function builds them) into its context before any request (pytest 9
+# cannot run schemathesis's from_fixture loader).
 CTX = fake_context()
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(CTX), config=fuzz_config())
 
@@ -69,12 +72,13 @@ def real_adapters(tmp_path_factory: pytest.TempPathFactory, model_path: Path) ->
             "aws": {"region": "us-east-1", **resources.aws_settings()},
         })
         runtime = Runtime(settings_, clients=AwsClients("us-east-1", session=session), resolver=PublicDns())
-        real = fuzz_context(settings_, runtime.jobs(), runtime.queue(), runtime.index, runtime.embedder)
-        for name in ("settings", "jobs", "queue", "auth", "index_factory", "embedder_factory"):
-            setattr(CTX, name, getattr(real, name))
-        # Deployed wiring: the URL guard (deployed profile) and the SNS notifier, not the permissive defaults.
-        CTX.guard = runtime.guard()
-        CTX.notifier_factory = runtime.notifier
+        # Every part as the deployed composition root wires it (URL guard, SNS notifier, the text index...), so a
+        # route added later is fuzzed on its real adapters too; only the key is the test's.
+        real = runtime.api_context()
+        for part in dataclasses.fields(ApiContext):
+            if not part.name.startswith("_"):
+                setattr(CTX, part.name, getattr(real, part.name))
+        CTX.auth = fuzz_context(settings_, CTX.jobs, CTX.queue, CTX.index_factory, CTX.embedder_factory).auth
         seed_jobs(CTX, JOB_IDS)
         _index_frames(runtime)
         try:
