@@ -124,3 +124,39 @@ def test_the_avi_corpus_is_what_legacy_writers_make(media: dict[str, Numbered]) 
     with av.open(str(media["h264.avi-B"].path)) as container:
         pts = [f.pts for f in container.decode(video=0)]
     assert pts != sorted(pts)
+
+
+@pytest.mark.parametrize("name", ["h264.avi-B-doubled", "mpeg4.avi-B-packed", "h264.mp4-B-start2"])
+def test_the_job_record_says_what_was_decoded(
+    media: dict[str, Numbered], name: str, tmp_path: Path, model_path: Path
+) -> None:
+    """analyze_video end to end (real reader, model and qdrant-edge): the record's video and frames, no warning."""
+    from tests.fakes import RecordingNotifier
+    from video_ai.adapters.http_fetch import HttpVideoFetcher
+    from video_ai.adapters.local_jobs import InMemoryJobRepository
+    from video_ai.adapters.onnx_embedder import OnnxEmbedder
+    from video_ai.adapters.qdrant_edge_index import QdrantEdgeIndex
+    from video_ai.domain.models import Job, JobStatus, Source
+    from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
+    from video_ai.settings import LimitsSettings, ModelSettings, NetworkSettings
+
+    clip = media[name]
+    deps = AnalyzeDeps(
+        jobs=InMemoryJobRepository(),
+        fetcher=HttpVideoFetcher(NetworkSettings(), LimitsSettings(), allow_local_files=True),
+        frames=PyAVFrameSource(), embedder=OnnxEmbedder(ModelSettings(), model_path),
+        index=QdrantEdgeIndex(tmp_path / "q"), notifier=RecordingNotifier(), workdir=tmp_path / "tmp",
+    )
+    deps.jobs.create(Job(job_id="job", tenant="t", source=Source(url=clip.path.resolve().as_uri()),
+                         sampling=Sampling(fps=1.0)))
+    try:
+        result = analyze_video("job", deps)
+    finally:
+        deps.index.close()
+    job = result.job
+    assert job.status is JobStatus.SUCCEEDED and job.video is not None, job.error
+    assert (job.video.frame_count, job.video.fps, job.video.vfr) == (FRAMES, 25.0, False)
+    assert job.warnings == []
+    start = float(clip.start_s)
+    assert [f.pts_s for f in result.frames] == pytest.approx([start + n / 25 for n in range(0, FRAMES, 25)])
+    assert [f.frame_number for f in result.frames] == list(range(0, FRAMES, 25))
