@@ -48,7 +48,8 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
 * Geometry. `info.width/height` are the coded size; `info.rotation` is the clockwise angle (0/90/180/270) a player
   turns the picture (like the mp4 `rotate` tag), read from the display matrix. Sampled images are upright:
   `image_size=(w, h)` is the upright size; swscale scales and converts to RGB in one call, numpy rotates.
-  `detail_short_side` adds `detail`, an upright copy that keeps the coded aspect with that short side (for crops).
+  `detail_short_side` adds `detail`, an upright copy that keeps the coded aspect with that short side (for crops);
+  `image` is then resized from it (when it is no larger) instead of a second swscale pass over the frame.
 * `info.vfr`: at `open()` a guess from metadata (average rate vs. the stream's base rate); after a full pass, the
   measured answer (largest/smallest PTS gap > 1.1). `frame_count` and (if unknown) `duration_s` are filled then too.
 * Damage. An error before any frame -> CorruptMedia. An error after frames were produced stops the pass there:
@@ -601,16 +602,21 @@ class PyAVVideoReader:
 
     def _convert(self, item: _Decoded, index: int, shot: int) -> SampledFrame:
         frame = item.frame
-        image = self._rgb(frame, self.image_size)
         thumb = detail = None
         up_w, up_h = (frame.height, frame.width) if self._rotation in (90, 270) else (frame.width, frame.height)
-        if self.thumbnail_width:
-            tw = max(2, self.thumbnail_width)
-            thumb = self._rgb(frame, (tw, max(2, round(up_h * tw / up_w))))
         if self.detail_short_side:
             side = self.detail_short_side
             scale = side / min(up_w, up_h)
             detail = self._rgb(frame, (max(side, round(up_w * scale)), max(side, round(up_h * scale))))
+        if detail is not None and self.image_size is not None and max(self.image_size) <= min(detail.shape[:2]):
+            # From the detail copy, not the frame: a second swscale pass over a 720p frame costs ~2 ms, this ~0.2 ms
+            # (area averaging either way; measured on cuts_720p_60s.mp4).
+            image = cv2.resize(detail, self.image_size, interpolation=cv2.INTER_AREA)
+        else:
+            image = self._rgb(frame, self.image_size)
+        if self.thumbnail_width:
+            tw = max(2, self.thumbnail_width)
+            thumb = self._rgb(frame, (tw, max(2, round(up_h * tw / up_w))))
         return SampledFrame(
             index=index, pts_s=float(item.t), frame_number=item.number, shot=shot, image=image,
             thumbnail=thumb, detail=detail,
