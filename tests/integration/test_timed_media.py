@@ -31,6 +31,8 @@ CASES = [
     ("h264", ".avi", True, "noindex"), ("h264", ".avi", True, "doubled"),
     ("mpeg4", ".avi", True, ""), ("mpeg4", ".avi", False, ""),
     ("mpeg4", ".avi", True, "noindex"), ("mpeg4", ".avi", True, "doubled"), ("mpeg4", ".avi", True, "packed"),
+    # Raw elementary streams: no container, no times.
+    ("h264", ".h264", True, ""), ("mpeg4", ".m4v", True, ""),
     # The first frame at 2 s (a clip cut from a longer recording): the clock is the file's, as a browser shows it.
     ("h264", ".mp4", True, "start2"), ("h264", ".mov", False, "start2"), ("h264", ".mkv", True, "start2"),
     ("vp9", ".webm", False, "start2"),

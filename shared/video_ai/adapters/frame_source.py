@@ -16,7 +16,9 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
   header (an empty filler chunk after each frame: the slots are 2 ticks of 1/50 s apart, i.e. 25 fps) and files
   without an index. NONREF skipping is off (it needs presentation times before decoding) and keyframes mode decodes
   every frame and keeps the keyframes (an open-GOP keyframe is shown after the B-frames decoded after it). The
-  header's frame count (chunks, fillers included) is not compared with the frames seen.
+  header's frame count (chunks, fillers included) is not compared with the frames seen. A stream with no times at
+  all (raw H.264/HEVC/MPEG-4 elementary streams) is timed by output order at the stream's declared (or FFmpeg's
+  guessed) rate.
 * Measured, not declared. After a complete pass `frame_count` is the frames counted, `vfr` the measured answer and
   `fps` (frames - 1) / (last time - first time) when the header's rate is more than 1% off (an AVI that says 50).
 * Sampling (`fps` mode). Sample times are t_k = k / fps (k = 0, 1, ...) on that clock. The frame
@@ -121,6 +123,7 @@ _RECENT_PTS = 64  # > H.264's 16-frame reorder limit: enough history to know eac
 # a few seconds after the cut (a segment reads that far past its end for its last shot, so splits agree).
 REPRESENTATIVE_S = Fraction(3)
 CANDIDATE_EVERY = 3
+RAW_FORMATS = frozenset({"h264", "hevc", "m4v", "mpegvideo", "h263", "cavsvideo", "vc1"})  # FFmpeg demuxer names
 
 
 class _SystemClock:
@@ -310,13 +313,16 @@ class PyAVVideoReader:
         self._start_pts: int | None = min(0, stream.start_time or 0)
         # AVI stores no presentation time: a chunk's position is its only timestamp, so frames are timed by slots.
         self._slots = container.format.name == "avi"
+        # Keyframes mode decodes every frame where a keyframe's time depends on the frames around it: AVI, and raw
+        # elementary streams, which carry no time at all (frames are timed by output order).
+        self._all_for_keys = self._slots or container.format.name in RAW_FORMATS
         if self._slots:
             self._start_pts = 0  # the first chunk is at zero, and so is the first frame shown
         self._mode = self.sampling.mode
         # Skipping needs each packet's presentation time before decoding it, which AVI does not have.
         self._skip_nonref = (skip_nonref and self._mode == "fps" and ctx.name in NONREF_CODECS
                              and not self._slots)
-        if self._mode == "keyframes" and not self._slots:
+        if self._mode == "keyframes" and not self._all_for_keys:
             # (AVI decodes every frame: a keyframe's time is its place among the frames shown, not its chunk's.)
             ctx.skip_frame = "NONKEY"
         self._fps_q = Fraction(str(self.sampling.fps)) if self.sampling.mode == "fps" else Fraction(1)
@@ -479,7 +485,7 @@ class PyAVVideoReader:
                         break
                     best = self._better(best, item, len(shot_starts) - 1, shot_starts)
                     continue
-                if last is not None and item.pred_t is not None and (self._mode != "keyframes" or self._slots):
+                if last is not None and item.pred_t is not None and (self._mode != "keyframes" or self._all_for_keys):
                     gap = item.t - item.pred_t
                     if gap > 0:
                         gaps = (min(gaps[0], gap), max(gaps[1], gap)) if gaps else (gap, gap)
@@ -578,7 +584,7 @@ class PyAVVideoReader:
 
     def _is_sample(self, item: _Decoded, new_shot: bool) -> bool:
         if self._mode == "keyframes":
-            return not self._slots or bool(item.frame.key_frame)
+            return not self._all_for_keys or bool(item.frame.key_frame)
         if self._mode == "shots":
             return new_shot
         return item.t >= 0 and grid_point_in(item.pred_t, item.t, self._fps_q)
@@ -659,7 +665,7 @@ class PyAVVideoReader:
             else:
                 end_t = max(end_t, Fraction(self._info.duration_s))
             update: dict[str, Any] = {"frame_count": self._ordinals_seen}
-            if gaps is not None and (self._mode != "keyframes" or self._slots):
+            if gaps is not None and (self._mode != "keyframes" or self._all_for_keys):
                 update["vfr"] = bool(gaps[1] > gaps[0] * Fraction(11, 10))
             measured = self._measured_fps(last)
             if measured is not None and (self._info.fps is None or abs(measured / self._info.fps - 1) > 0.01):
@@ -732,7 +738,7 @@ class PyAVVideoReader:
         self._max_pts: int | None = None  # the latest pts demuxed, decoded or not
         produced = 0
         slots = self._slots
-        keyframes_only = self._mode == "keyframes" and not slots
+        keyframes_only = self._mode == "keyframes" and not self._all_for_keys
         last_slot: int | None = None
         self._slot_step = 1
         demux = self._container.demux(stream)
@@ -783,8 +789,10 @@ class PyAVVideoReader:
                 pts = frame.pts
                 if slots:
                     pts = pending[0] if pending else self._next_slot(prev_pts)
-                if pts is None:
-                    continue
+                elif pts is None:
+                    # No time at all (a raw H.264/HEVC/MPEG-4 stream): frames come out in presentation order, one
+                    # frame duration (the stream's declared or guessed rate) apart.
+                    pts = self._untimed_pts(prev_pts)
                 self.frames_decoded += 1
                 if packets_have_pts and pending:
                     while pending and pending[0] < pts:
@@ -808,6 +816,10 @@ class PyAVVideoReader:
             # Frames demuxed but never output (skipped at the tail or lost): they still count.
             self._max_t = (max(pending) - (self._start_pts or 0)) * tb
             self._ordinals_seen = ordinal + len(pending)
+
+    def _untimed_pts(self, prev: int | None) -> int:
+        step = max(1, round(1 / (Fraction(self._avg_fps).limit_denominator(1001) * self._time_base)))
+        return prev + step if prev is not None else 0
 
     def _next_slot(self, prev: int | None) -> int:
         """AVI, a frame beyond the chunks' slots (packed frames without their filler chunk): the slot after."""
