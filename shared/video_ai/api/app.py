@@ -272,13 +272,24 @@ JOB_LINKS = {
 }
 
 
+def _link_name(path: str, method: str) -> str:
+    """A link name for a route not in JOB_LINKS: GET /jobs/{job_id}/labels -> GetJobLabels."""
+    words = [w for w in path.split("/") if w and not w.startswith("{")]
+    return method.capitalize() + "Job" + "".join(w.capitalize() for w in words[1:])
+
+
 def _link_job_routes(paths: dict[str, Any]) -> None:
+    """Every route whose one path parameter is job_id (the ones named in JOB_LINKS and any added since)."""
     accepted = paths.get("/analyze", {}).get("post", {}).get("responses", {}).get("202")
     if accepted is None:
         return
+    named = {route: name for name, route in JOB_LINKS.items()}
     links = accepted.setdefault("links", {})
-    for name, (path, method) in JOB_LINKS.items():
-        if method in paths.get(path, {}):
+    for path, item in paths.items():
+        if "{job_id}" not in path or path.count("{") != 1:
+            continue
+        for method in item:
+            name = named.get((path, method)) or _link_name(path, method)
             pointer = path.replace("~", "~0").replace("/", "~1")
             links[name] = {"operationRef": f"#/paths/{pointer}/{method}",
                            "parameters": {"job_id": "$response.body#/job_id"}}
