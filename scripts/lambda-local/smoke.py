@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import signal
 import statistics
 import subprocess
@@ -39,12 +38,12 @@ from moto.server import ThreadedMotoServer
 from standardwebhooks import Webhook
 
 from video_ai.adapters.dynamodb_jobs import job_to_item
+from video_ai.adapters.webhook_sender import generate_secret
 from video_ai.domain.models import Job, Source
 from video_ai.local.resources import create_resources, load_template
 from video_ai.samples import make_demo_clip
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILT_TEMPLATE = ROOT / ".aws-sam/build/template.yaml"
 HOST = "10.0.2.2"  # slirp4netns: the host's loopback as a container sees it
 REGION = "us-east-1"
 # The job, API key and tenant that the files in events/ name; the smoke run seeds them so each event means something.
@@ -86,34 +85,36 @@ class Invocation:
 @dataclass
 class Smoke:
     sam: str
+    template: Path
     run_dir: Path
     env_file: Path
     params: list[str]
     api_key: str = API_KEY
+    suffix: str = ""
     invocations: list[Invocation] = field(default_factory=list)
     constraints_seen: int = 0
 
     # ------------------------------------------------------------ sam local invoke
-    def invoke(self, function: str, event: dict[str, Any], what: str, timeout: float = 600) -> dict[str, Any]:
+    def invoke(self, function: str, event: dict[str, Any], what: str, timeout: float = 600) -> Any:
         path = self.run_dir / f"event-{len(self.invocations)}.json"
         path.write_text(json.dumps(event))
         start = time.monotonic()
         proc = subprocess.run(
-            [self.sam, "local", "invoke", function, "-t", str(BUILT_TEMPLATE), "-e", str(path), *self._common()],
+            [self.sam, "local", "invoke", function, "-t", str(self.template), "-e", str(path), *self._common()],
             capture_output=True, text=True, timeout=timeout, cwd=ROOT,
         )
         wall = time.monotonic() - start
-        (self.run_dir / f"invoke-{len(self.invocations)}-{SHORT[function]}.log").write_text(proc.stderr)
+        (self.run_dir / f"invoke-{len(self.invocations)}-{SHORT[function]}{self.suffix}.log").write_text(proc.stderr)
         if proc.returncode != 0:
             raise SmokeFailure(f"sam local invoke {function} ({what}) exited {proc.returncode}: {_tail(proc.stderr)}")
         self.invocations.append(_invocation(function, what, proc.stderr, wall))
         self.check_constraints(function)
         lines = [line for line in proc.stdout.splitlines() if line.strip()]
         try:
-            response: dict[str, Any] = json.loads(lines[-1])
+            response = json.loads(lines[-1])
         except (IndexError, ValueError):
             raise SmokeFailure(f"{function} ({what}) returned no JSON: {proc.stdout[-500:]!r}") from None
-        if "errorType" in response:
+        if isinstance(response, dict) and "errorType" in response:
             raise SmokeFailure(f"{function} ({what}) raised {response['errorType']}: {response.get('errorMessage')}")
         return response
 
@@ -140,13 +141,13 @@ class Smoke:
         port = _free_port()
         log = open(self.run_dir / "start-api.log", "w")  # noqa: SIM115 - closed below, after the process
         proc = subprocess.Popen(
-            [self.sam, "local", "start-api", "-t", str(BUILT_TEMPLATE), "--host", "127.0.0.1", "--port", str(port),
+            [self.sam, "local", "start-api", "-t", str(self.template), "--host", "127.0.0.1", "--port", str(port),
              *self._common()],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 300  # it builds every function's emulation image first
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
                     raise SmokeFailure(f"sam local start-api exited {proc.returncode}: {_tail(_read(log.name))}")
@@ -158,7 +159,7 @@ class Smoke:
                 except OSError:
                     time.sleep(0.3)
             else:
-                raise SmokeFailure(f"sam local start-api did not listen within 60 s: {_tail(_read(log.name))}")
+                raise SmokeFailure(f"sam local start-api did not listen within 300 s: {_tail(_read(log.name))}")
             yield base
         finally:
             os.killpg(proc.pid, signal.SIGINT)
@@ -311,7 +312,7 @@ def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
 
 
 # ---------------------------------------------------------------- the run
-def run(sam: str, run_dir: Path) -> list[Invocation]:
+def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[Invocation], list[Invocation]]:
     for name in sorted(p.name for p in (ROOT / "events").glob("*.json")):
         if name not in EVENT_FUNCTIONS:
             raise SmokeFailure(f"events/{name}: no function mapped to it in scripts/lambda-local/smoke.py")
@@ -319,7 +320,7 @@ def run(sam: str, run_dir: Path) -> list[Invocation]:
     media = run_dir / "media"
     media.mkdir()
     make_demo_clip(media / "demo.mp4")
-    webhook_secret = "whsec_" + secrets.token_urlsafe(24)
+    webhook_secret = generate_secret()
     deliveries = Deliveries(webhook_secret)
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
@@ -371,7 +372,7 @@ def run(sam: str, run_dir: Path) -> list[Invocation]:
                 "VIDEO_AI__NETWORK__ALLOW_PRIVATE_ADDRESSES": "true",
             }
             (run_dir / "oci-lambda.json").write_text(json.dumps(runtime_config))
-            smoke = Smoke(sam, run_dir, env_file, params)
+            smoke = Smoke(sam, template, run_dir, env_file, params)
 
             ddb = client("dynamodb")
             seeded = Job(job_id=SEED_JOB, tenant=TENANT, source=Source(url=clip_url), callback_url=hook_url)
@@ -451,7 +452,20 @@ def run(sam: str, run_dir: Path) -> list[Invocation]:
             _expect(delivered[0]["type"] == "job.succeeded" and deliveries.rejected == 0,
                     "the callback verifies with standardwebhooks", delivered)
             say(f"job {job_id}: succeeded, {frames} vectors, callback verified with standardwebhooks")
-            return smoke.invocations
+
+            # ---- the zip functions as deployed, on arm64 under qemu-user: each of their events once
+            arm = Smoke(sam, emulated, run_dir, env_file, params, suffix="-arm64",
+                        constraints_seen=smoke.constraints_seen)
+            response = arm.invoke("ApiFunction", load_event("api_health.json"), "events/api_health.json (arm64)")
+            _expect(response.get("statusCode") == 200, "GET /health on arm64", response)
+            before = {item["S"] for item in _job_ids(ddb, names.table_name)}
+            response = arm.invoke("IngestFunction", upload, "events/sqs_upload.json (arm64)")
+            _expect(response == {"batchItemFailures": []}, "ingest on arm64", response)
+            _expect(len({item["S"] for item in _job_ids(ddb, names.table_name)} - before) == 1, "ingest's job", {})
+            delivered_before = len(deliveries.for_job(SEED_JOB))
+            arm.invoke("CallbackFunction", load_event("sns_job_finished.json"), "events/sns_job_finished.json (arm64)")
+            wait_for("the callback from arm64", lambda: len(deliveries.for_job(SEED_JOB)) > delivered_before)
+            return smoke.invocations, arm.invocations
     finally:
         moto.stop()
 
@@ -470,45 +484,70 @@ def say(text: str) -> None:
     sys.stderr.write(f"lambda-local: {text}\n")
 
 
-def summary(invocations: list[Invocation]) -> list[str]:
+def summary(invocations: list[Invocation], emulated: list[Invocation]) -> list[str]:
     lines = []
     for function in ("ApiFunction", "IngestFunction", "WorkerFunction", "SearchFunction", "CallbackFunction"):
         mine = [inv for inv in invocations if inv.function == function]
         if not mine:
             lines.append(f"{SHORT[function]}: not run")
             continue
-        inits = [inv.init_s for inv in mine if inv.init_s is not None]
-        durations = [inv.duration_s for inv in mine if inv.duration_s is not None]
-        parts = [f"{SHORT[function]}: ok"]
-        if inits:
-            parts.append(f"init {statistics.median(inits):.2f} s")
-        if durations:
-            parts.append(f"invoke {statistics.median(durations):.2f} s")
-        if not inits and not durations:
-            parts.append(f"request {statistics.median(inv.wall_s for inv in mine):.2f} s (through start-api)")
-        parts.append(f"({len(mine)} run{'s' if len(mine) > 1 else ''}, {memory_size(function)} MB)")
+        parts = [f"{SHORT[function]}: ok", *_timings(mine), f"({len(mine)} run{'s' if len(mine) > 1 else ''},"
+                 f" {memory_size(function)} MB)"]
+        arm = [inv for inv in emulated if inv.function == function]
+        if arm:
+            parts += ["arm64 under qemu: ok", *_timings(arm)]
         lines.append(" ".join(parts))
     return lines
+
+
+def _timings(invocations: list[Invocation]) -> list[str]:
+    inits = [inv.init_s for inv in invocations if inv.init_s is not None]
+    durations = [inv.duration_s for inv in invocations if inv.duration_s is not None]
+    parts = []
+    if inits:
+        parts.append(f"init {statistics.median(inits):.2f} s")
+    if durations:
+        parts.append(f"invoke {statistics.median(durations):.2f} s")
+    return parts
+
+
+def image_sizes() -> dict[str, Any]:
+    """Each function's image and the sizes of its layers (podman's view), for BENCHMARKS.md."""
+    sizes: dict[str, Any] = {}
+    for name in ("api", "ingest", "callback", "worker"):
+        image = f"video-ai/{name}:local"
+        size = subprocess.run(["podman", "image", "inspect", image, "--format", "{{.Size}}"],
+                              capture_output=True, text=True)
+        history = subprocess.run(["podman", "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", image],
+                                 capture_output=True, text=True)
+        if size.returncode == 0:
+            sizes[name] = {"bytes": int(size.stdout.strip()),
+                           "layers": [line.split("\t", 1) for line in history.stdout.splitlines()]}
+    return sizes
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sam", required=True)
     parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--template", type=Path, required=True, help="the built template the smoke run invokes")
+    parser.add_argument("--emulated-template", type=Path, required=True, help="the arm64 build, for qemu-user")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks/results/lambda-local.json")
     args = parser.parse_args()
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION,
                       AWS_REGION=REGION, SAM_CLI_TELEMETRY="0")
     os.environ.pop("AWS_ENDPOINT_URL", None)
     try:
-        invocations = run(args.sam, args.run_dir)
+        invocations, emulated = run(args.sam, args.run_dir, args.template, args.emulated_template)
     except (SmokeFailure, subprocess.TimeoutExpired) as err:
         say(f"FAILED: {err}")
         say(f"logs: {args.run_dir} (kept when KEEP_RUN_DIR=1)")
         return 1
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps([inv.__dict__ for inv in invocations], indent=1))
-    for line in summary(invocations):
+    args.results.write_text(json.dumps({
+        "invocations": [inv.__dict__ for inv in invocations], "emulated_arm64": [inv.__dict__ for inv in emulated],
+        "images": image_sizes()}, indent=1))
+    for line in summary(invocations, emulated):
         sys.stdout.write(line + "\n")
     return 0
 

@@ -152,3 +152,36 @@ def test_the_smoke_run_maps_every_event_file_to_a_function() -> None:
     assert set(smoke.EVENT_FUNCTIONS) == {path.name for path in (ROOT / "events").glob("*.json")}
     assert set(smoke.EVENT_FUNCTIONS.values()) <= set(template["Resources"])
     assert smoke.memory_size("WorkerFunction") == template["Parameters"]["WorkerMemorySize"]["Default"]
+
+
+def test_the_template_variants_are_one_change_away_from_what_is_deployed() -> None:
+    variants = _module("variants")
+    text = (ROOT / "template.yaml").read_text()
+    native = variants.native(text, Path("/repo"))
+    changed = [(a, b) for a, b in zip(text.splitlines(), native.splitlines(), strict=True) if a != b]
+    assert changed and all(
+        re.search(r"Architectures: \[arm64\]|BuildArchitecture: arm64|(CodeUri|ContentUri|DockerContext): ", a)
+        for a, _ in changed
+    )
+    native_template = load_template_text(native)
+    for name in ("ApiFunction", "IngestFunction", "CallbackFunction"):
+        props = native_template["Resources"][name]["Properties"]
+        assert props["Architectures"] == ["x86_64"] and props["CodeUri"].startswith("/repo/functions/")
+    assert native_template["Resources"]["SharedLayer"]["Properties"]["ContentUri"] == "/repo/layers/shared/"
+    emulated = load_template_text(variants.emulated(text))
+    original = load_template_text(text)
+    for name, resource in original["Resources"].items():
+        props = dict(emulated["Resources"][name].get("Properties", {}))
+        if name in variants.ZIP_FUNCTIONS:
+            assert props.pop("Timeout") == 300
+            resource = {**resource, "Properties": {k: v for k, v in resource["Properties"].items() if k != "Timeout"}}
+        assert props == resource.get("Properties", {}), name
+
+
+def load_template_text(text: str) -> dict[str, Any]:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
+        handle.write(text)
+        handle.flush()
+        return load_template(Path(handle.name))

@@ -27,6 +27,9 @@ def create_session(model_path: Path, threads: int = 0) -> Any:
     """A CPU onnxruntime session; threads=0 lets onnxruntime pick one intra-op thread per core."""
     import onnxruntime as ort
 
+    # onnxruntime 1.32 starts its 1DS telemetry with the first session (on Lambda it fails to persist a device id in
+    # the read-only home): this service runs offline in the user's account and reports nothing to anyone.
+    ort.disable_telemetry_events()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     # One graph, run sequentially: inter-op threads would only compete with intra-op ones on 1-2 vCPU Lambdas.
