@@ -3,6 +3,7 @@ index on qdrant-edge (dense + BM25 fused), the HTTP API and the CLI."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -14,8 +15,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.fakes import FakeIndex, RecordingQueue
-from tests.integration.test_labels import logits_model, photo_clip  # noqa: F401  (module fixtures)
+from tests.fakes import RecordingQueue
+from tests.integration.test_labels import FIXTURES, logits_model, photo_clip  # noqa: F401  (module fixtures)
 from video_ai.adapters.frame_source import PyAVFrameSource
 from video_ai.adapters.http_fetch import HttpVideoFetcher
 from video_ai.adapters.local_jobs import InMemoryJobRepository
@@ -109,7 +110,7 @@ def test_the_api_searches_by_text_and_delete_removes_the_moments(
     deps, moments = analyzed
     settings = Settings.model_validate({"api": {"api_key_hashes": {hash_key("key-a"): "a", hash_key("key-b"): "b"}}})
     ctx = ApiContext(settings=settings, jobs=deps.jobs, queue=RecordingQueue(), auth=ApiKeyAuth(
-        settings.api.api_key_hashes), index_factory=FakeIndex, embedder_factory=lambda: deps.embedder,
+        settings.api.api_key_hashes), index_factory=lambda: deps.index, embedder_factory=lambda: deps.embedder,
         moments_factory=lambda: moments, text_embedder_factory=lambda: text_embedder)
     with TestClient(create_app(ctx, prometheus=False), raise_server_exceptions=False) as client:
         response = client.post("/search", json={"text": "a cat", "top_k": 3}, headers={"x-api-key": "key-a"})
@@ -117,6 +118,13 @@ def test_the_api_searches_by_text_and_delete_removes_the_moments(
         top = response.json()["items"][0]
         assert top["job_id"] == "job-a" and top["kind"] == "label" and top["shot"] == 0 and "cat" in top["matched"]
         assert set(top) == {"job_id", "kind", "text", "start_s", "end_s", "pts_s", "shot", "score", "matched"}
+        # Words matching both shots, with a picture: the shot that looks like the picture comes first.
+        for photo, shot in (("chelsea_224.png", 0), ("coffee_300x200.jpg", 1)):
+            image = base64.b64encode((FIXTURES / photo).read_bytes()).decode()
+            both = client.post("/search", json={"text": "cat or coffee", "image_base64": image, "top_k": 20},
+                               headers={"x-api-key": "key-a"})
+            assert both.status_code == 200, both.text
+            assert both.json()["items"][0]["shot"] == shot and {h["shot"] for h in both.json()["items"]} == {0, 1}
         none = client.post("/search", json={"text": "xyzzy quux"}, headers={"x-api-key": "key-a"})
         assert none.status_code == 200 and none.json() == {"items": []}
         for body, field in (({"text": "  "}, "text"), ({"text": "x" * 1001}, "text"), ({"text": "a\x00b"}, "text"),

@@ -134,7 +134,8 @@ def test_text_search_finds_only_the_callers_moments(client: tuple[TestClient, Fa
     ({"text": ""}, "text"), ({"text": " \t "}, "text"), ({"text": "x" * 1001}, "text"),
     ({"text": "cat\x07"}, "text"), ({"text": "cat\x85"}, "text"), ({"text": "cat", "kinds": ["smell"]}, "kinds"),
     ({"text": "cat", "kinds": []}, "kinds"), ({"kinds": ["label"], "frame": {"job_id": "j", "index": 0}}, "body"),
-    ({"text": "cat", "image_base64": "AAAA"}, "body"), ({"text": "cat", "collapse": "shot"}, "body"),
+    ({"text": "cat", "frame": {"job_id": "j", "index": 0}}, "body"), ({"text": "cat", "collapse": "shot"}, "body"),
+    ({"text": "cat", "image_base64": "AAAA"}, "image_base64"),
 ])
 def test_bad_text_queries_get_422_naming_the_field(client: tuple[TestClient, FakeMomentIndex],
                                                    body: dict[str, object], field: str) -> None:
@@ -153,3 +154,21 @@ def test_without_a_text_index_text_search_says_so(client: tuple[TestClient, Fake
         response = c.post("/search", json={"text": "cat"}, headers=A)
     assert response.status_code == 422 and response.json()["error"]["field"] == "text"
     assert "not configured" in response.json()["error"]["message"]
+
+
+def test_text_with_an_image_puts_the_moments_whose_shot_looks_like_it_first() -> None:
+    from video_ai.domain.models import SearchHit
+    from video_ai.services.search_moments import fuse_with_frames
+
+    def moment(shot: int) -> MomentHit:
+        return MomentHit(job_id="j", kind="label", text=f"shot {shot}", start_s=shot, end_s=shot + 1, pts_s=shot,
+                         shot=shot, score=0.5)
+
+    def frame(shot: int) -> SearchHit:
+        return SearchHit(job_id="j", index=shot, pts_s=shot, frame_number=shot, shot=shot, score=0.9)
+
+    by_text = [moment(0), moment(1), moment(2)]
+    fused = fuse_with_frames(by_text, [frame(2), frame(7)], top_k=2)
+    assert [m.shot for m in fused] == [2, 0]  # the image's best shot first, then the text's best
+    assert fused[0].score > fused[1].score
+    assert [m.shot for m in fuse_with_frames(by_text, [], top_k=3)] == [0, 1, 2]  # no image evidence: text order

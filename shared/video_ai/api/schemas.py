@@ -146,8 +146,8 @@ class SearchRequest(_Body):
     @model_validator(mode="after")
     def _one_query(self) -> SearchRequest:
         if self.text is not None:
-            if self.image_base64 is not None or self.frame is not None:
-                raise ValueError("text with an image or a frame is not supported yet: give text alone")
+            if self.frame is not None:
+                raise ValueError("text combines with image_base64, not with frame")
             if self.collapse is not None:
                 raise ValueError("collapse applies to frame hits, not to text search")
             return self

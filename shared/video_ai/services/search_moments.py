@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from video_ai.domain.models import MomentFilter, MomentHit
+from video_ai.domain.models import MomentFilter, MomentHit, SearchHit
 from video_ai.domain.ports import MomentIndex, TextEmbedder
 
 
@@ -32,3 +32,30 @@ def search_moments(query: TextQuery, deps: TextSearchDeps) -> list[MomentHit]:
     flt = MomentFilter(tenant=query.tenant, job_id=query.job_id, start_s=query.start_s, end_s=query.end_s,
                        kinds=query.kinds)
     return deps.index.search(query.text, vector, query.top_k, flt)
+
+
+RRF_K = 60
+
+
+def fuse_with_frames(moments: list[MomentHit], frames: list[SearchHit], top_k: int) -> list[MomentHit]:
+    """Text and image together: shots ranked by reciprocal rank fusion of the text's ranking of shots (each shot at
+    its best moment) and the image's (its frame hits, one per shot); moments follow their shot's fused rank, then the
+    text's order (ties: the image's). So among the moments whose words match, those whose shot looks like the image
+    come first. Only moments are returned (what the text found); a shot the image did not rank gets the text's share
+    only. The score is the shot's fused one."""
+    def key(hit: MomentHit | SearchHit) -> tuple[str, int | None]:
+        return hit.job_id, hit.shot
+
+    text_rank: dict[tuple[str, int | None], int] = {}
+    for hit in moments:
+        text_rank.setdefault(key(hit), len(text_rank) + 1)
+    image_rank: dict[tuple[str, int | None], int] = {}
+    for frame in frames:
+        image_rank.setdefault(key(frame), len(image_rank) + 1)
+    shot_score = {shot: 1 / (RRF_K + rank) + (1 / (RRF_K + image_rank[shot]) if shot in image_rank else 0.0)
+                  for shot, rank in text_rank.items()}
+    # Ties (two lists with swapped ranks tie exactly) go to the image's order: a picture is the narrower query.
+    unranked = len(image_rank) + 1
+    ordered = sorted(enumerate(moments), key=lambda item: (-round(shot_score[key(item[1])], 12),
+                                                           image_rank.get(key(item[1]), unranked), item[0]))
+    return [m.model_copy(update={"score": round(shot_score[key(m)], 6)}) for _, m in ordered[:top_k]]
