@@ -90,7 +90,7 @@ class FakeFrameSource:
 
     def open(self, path: Path | MediaFile, sampling: Sampling, image_size: tuple[int, int] | None = None,
              thumbnail_width: int | None = None, start_s: float | None = None,
-             end_s: float | None = None) -> FakeReader:
+             end_s: float | None = None, detail_short_side: int | None = None) -> FakeReader:
         self.opened += 1
         self.opened_with.append(path)
         if self.open_error is not None:
@@ -100,10 +100,13 @@ class FakeFrameSource:
         hi = end_s if end_s is not None else float("inf")
         # Like a segment reader: local sample indexes and shot ids; global times and frame numbers.
         owned = [i for i in range(self.n_frames) if lo <= i < hi]
+        side = detail_short_side
         frames = [
             SampledFrame(index=k, pts_s=float(i), frame_number=i * 25,
                          shot=i // self.shot_len - owned[0] // self.shot_len,
-                         image=np.full((h, w, 3), (i // self.shot_len) * 40, dtype=np.uint8))
+                         image=np.full((h, w, 3), (i // self.shot_len) * 40, dtype=np.uint8),
+                         detail=None if side is None else np.full((side, side * w // h, 3), (i // self.shot_len) * 40,
+                                                                  dtype=np.uint8))
             for k, i in enumerate(owned)
         ]
         n_shots = (self.n_frames + self.shot_len - 1) // self.shot_len
