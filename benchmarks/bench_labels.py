@@ -1,6 +1,7 @@
 """Labels: quality of what gets labelled (squash vs centre crop vs three crops) and what labels cost in analyze.
 
-    python benchmarks/bench_labels.py [--quality] [--cost] [--clip PATH] [--rounds N] [--crops centre|three|none]
+    python benchmarks/bench_labels.py [--quality] [--cost] [--search] [--clip PATH] [--rounds N]
+                                      [--crops centre|three|none]
 
 --quality (needs scikit-image for its data photos: `pip install scikit-image`; not a project dependency): real
 photographs that ship in scikit-image, each made into 16:9 frames two ways: `fill` (the photo cropped to 16:9, the
@@ -9,6 +10,10 @@ whose rest is grass). Each frame is labelled like the analyzer does, with one of
 frame resized to 224x224, what the frame embedder sees), `centre` (one centre square crop), `three` (three square
 crops along the frame, a class scoring its best crop). A frame is right when its top-1 (top-5) class is one of the
 photo's accepted ImageNet classes (listed below; several are fine-grained neighbours). Model: fp32, 1 thread.
+
+--search (scikit-image too): a clip of those photographs, one per 2 s shot (the `fill` frames, then a black shot),
+analyzed with labels into a text index on qdrant-edge; each query in SEARCHES names a shot's subject or a WordNet
+hypernym of it; prints which shot each query finds first and how often that is the subject's shot.
 
 --cost: analyze_video on the 60 s 720p clip (../shared/clips/cuts_720p_60s.mp4, else a generated 60 s 1280x720 clip
 with a cut every 5 s), features [visual] and [visual, labels] in alternating rounds in this process, each with its
@@ -114,6 +119,77 @@ def quality(model_path: Path) -> None:
         print(f"  {mode:<7} top-1 {hits[mode][0]}/{total}   top-5 {hits[mode][1]}/{total}")
 
 
+SEARCHES: dict[str, list[str]] = {
+    "chelsea.png": ["cat", "a cat", "kitten", "feline", "animal", "pet"],
+    "coffee.png": ["coffee", "espresso", "a cup of coffee", "drink", "beverage", "food"],
+    "rocket.jpg": ["rocket", "missile", "space shuttle", "weapon"],
+    "motorcycle_left.png": ["motorcycle", "moped", "scooter", "vehicle", "motor vehicle"],
+    "astronaut.png": ["astronaut", "helmet", "person"],
+}
+
+
+def search(model_path: Path) -> None:
+    import av
+    import cv2
+
+    from video_ai.adapters.frame_source import PyAVFrameSource
+    from video_ai.adapters.http_fetch import HttpVideoFetcher
+    from video_ai.adapters.local_jobs import InMemoryJobRepository
+    from video_ai.adapters.onnx_embedder import OnnxEmbedder
+    from video_ai.adapters.onnx_text_embedder import INFO, OnnxTextEmbedder
+    from video_ai.adapters.qdrant_edge_index import QdrantEdgeIndex
+    from video_ai.adapters.qdrant_edge_moments import QdrantEdgeMoments
+    from video_ai.analyzers import AnalyzerContext, AnalyzerSet, MomentStore
+    from video_ai.domain.models import Job, MomentFilter, Source
+    from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
+    from video_ai.settings import LabelSettings, LimitsSettings, ModelSettings, NetworkSettings, SamplingSettings
+
+    grass = _photo("grass.png")
+    names = list(SEARCHES)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "photos.mp4"
+        with av.open(str(clip), "w") as container:
+            stream = container.add_stream("libx264", rate=10)
+            stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+            stream.options = {"crf": "18", "g": "10"}
+            pictures = [cv2.resize(_frames(_photo(n), grass)["fill"], (1280, 720), interpolation=cv2.INTER_CUBIC)
+                        for n in names] + [np.zeros((720, 1280, 3), np.uint8)]
+            for picture in pictures:
+                for _ in range(20):
+                    container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+            container.mux(stream.encode(None))
+        embedder = OnnxEmbedder(ModelSettings(), model_path)
+        text = OnnxTextEmbedder()
+        index = QdrantEdgeIndex(Path(tmp))
+        moments = QdrantEdgeMoments(Path(tmp), INFO)
+        deps = AnalyzeDeps(
+            jobs=InMemoryJobRepository(),
+            fetcher=HttpVideoFetcher(NetworkSettings(), LimitsSettings(), allow_local_files=True),
+            frames=PyAVFrameSource(SamplingSettings(), LimitsSettings()), embedder=embedder, index=index,
+            notifier=None, workdir=Path(tmp) / "work",
+            analyzers=AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, labels=LabelSettings(),
+                                                  moments=MomentStore(moments, text))),
+        )
+        deps.jobs.create(Job(job_id="photos", tenant="t", source=Source(url=clip.resolve().as_uri()),
+                             features=["visual", "labels"]))
+        job = analyze_video("photos", deps).job
+        assert job.status.value == "succeeded", job.error
+        for shot in job.labels or []:
+            print(f"shot {shot.shot} ({shot.start_s:.1f}-{shot.end_s:.1f} s): "
+                  + ", ".join(f"{lb.name} {lb.confidence:.2f}" for lb in shot.labels[:3]))
+        right = total = 0
+        for shot, name in enumerate(names):
+            for query in SEARCHES[name]:
+                hits = moments.search(query, text.embed([query])[0], 5, MomentFilter(tenant="t"))
+                found = hits[0].shot if hits else None
+                total += 1
+                right += found == shot
+                print(f"  {query!r:<22} -> shot {found} {'right' if found == shot else 'WRONG'} (subject: {name})")
+        print(f"\n{right}/{total} queries find their subject's shot first")
+        moments.close()
+        index.close()
+
+
 def cost(model_path: Path, clip: Path, rounds: int, crops: str) -> None:
     from video_ai.adapters.frame_source import PyAVFrameSource
     from video_ai.adapters.http_fetch import HttpVideoFetcher
@@ -169,6 +245,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quality", action="store_true")
     parser.add_argument("--cost", action="store_true")
+    parser.add_argument("--search", action="store_true")
     parser.add_argument("--clip", type=Path)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--crops", default="centre", choices=["centre", "three", "none"])
@@ -177,6 +254,9 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-labels-"))
     model_path = build_model(work / "lite0.onnx", include_logits=True)
+    if args.search:
+        search(model_path)
+        return
     if args.quality or not args.cost:
         quality(model_path)
     if args.cost or not args.quality:
