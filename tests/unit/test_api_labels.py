@@ -101,3 +101,6 @@ def test_a_job_without_labels_answers_an_empty_page_with_the_reason(client: Test
     queued = _submit(client, features=["labels"])
     body = client.get(f"/jobs/{queued}/labels", headers=A).json()
     assert body["items"] == [] and body["reason"] == "the job is queued; labels come when it succeeds"
+    ctx.jobs.transition(queued, JobStatus.FAILED)
+    failed = client.get(f"/jobs/{queued}/labels", headers=A).json()
+    assert failed["items"] == [] and failed["reason"] == "the job failed before its labels were made"

@@ -34,8 +34,9 @@ def list_labels(
         return LabelsPage(items=[], next_token=None, reason=f"the job ran without the labels feature (features: "
                                                             f"{', '.join(job.features)})")
     if job.labels is None:
-        return LabelsPage(items=[], next_token=None, reason=f"the job is {job.status.value}; labels come when it "
-                                                            "succeeds")
+        reason = ("the job failed before its labels were made" if job.status.value == "failed" else
+                  f"the job is {job.status.value}; labels come when it succeeds")
+        return LabelsPage(items=[], next_token=None, reason=reason)
     start = _offset(next_token, len(job.labels))
     page = [_with_categories(shot) for shot in job.labels[start : start + limit]]
     end = start + len(page)
