@@ -204,3 +204,31 @@ def test_both_backends_answer_the_query_set_alike(backend: MomentIndex, text_emb
     assert before > 0 and backend.count(MomentFilter(tenant="b")) == 0 and backend.count(MomentFilter(tenant="a")) > 0
     with pytest.raises(ValueError):
         backend.delete(MomentFilter())
+
+
+def test_serve_labels_a_job_and_finds_it_by_words(tmp_path: Path, photo_clip: Path) -> None:  # noqa: F811
+    """The whole local stack as deployed in miniature: POST /analyze (default features from config), the worker
+    poller labels the shots and indexes label moments, GET /jobs/{id}/labels and POST /search {text} answer."""
+    from tests.integration.serve_helpers import FileServer, serve_stack, wait_for
+
+    files = FileServer(photo_clip.parent)
+    try:
+        with serve_stack(tmp_path) as stack, stack.client() as client:
+            response = client.post("/analyze", json={"video_url": files.url(photo_clip.name)})
+            assert response.status_code == 202, response.text
+            job_id = response.json()["job_id"]
+
+            def finished() -> dict[str, object] | None:
+                job: dict[str, object] = client.get(f"/jobs/{job_id}").json()
+                return job if job["status"] in ("succeeded", "failed") else None
+
+            job = wait_for(finished, 180, what="the job")
+            assert job["status"] == "succeeded" and job["features"] == ["visual", "labels"], job
+            labels = client.get(f"/jobs/{job_id}/labels").json()
+            assert labels["reason"] is None and "cat" in labels["items"][0]["labels"][0]["categories"]
+            hits = client.post("/search", json={"text": "a cup of coffee", "job_id": job_id}).json()["items"]
+            assert hits and hits[0]["shot"] == 1 and hits[0]["job_id"] == job_id
+            assert client.delete(f"/jobs/{job_id}").status_code == 204
+            assert client.post("/search", json={"text": "a cup of coffee"}).json() == {"items": []}
+    finally:
+        files.close()
