@@ -83,6 +83,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import io
+import itertools
 import logging
 import math
 import time
@@ -123,6 +124,8 @@ _RECENT_PTS = 64  # > H.264's 16-frame reorder limit: enough history to know eac
 # a few seconds after the cut (a segment reads that far past its end for its last shot, so splits agree).
 REPRESENTATIVE_S = Fraction(3)
 CANDIDATE_EVERY = 3
+REORDERING_CODECS = frozenset({"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video", "vc1"})  # may have B-frames
+PTS_SCAN = 64
 RAW_FORMATS = frozenset({"h264", "hevc", "m4v", "mpegvideo", "h263", "cavsvideo", "vc1"})  # FFmpeg demuxer names
 
 
@@ -319,6 +322,10 @@ class PyAVVideoReader:
         if self._slots:
             self._start_pts = 0  # the first chunk is at zero, and so is the first frame shown
         self._mode = self.sampling.mode
+        # A muxer that wrote decode order as presentation times (pts = dts, e.g. an AVI remuxed as is): B-frames would
+        # come out of the decoder with times that are not theirs. The pts are still the right set: slots, by pts.
+        self._slots_by_pts = not self._slots and self._pts_in_decode_order(container, stream)
+        self._slots = self._slots or self._slots_by_pts
         # Skipping needs each packet's presentation time before decoding it, which AVI does not have.
         self._skip_nonref = (skip_nonref and self._mode == "fps" and ctx.name in NONREF_CODECS
                              and not self._slots)
@@ -372,6 +379,35 @@ class PyAVVideoReader:
             raise UnsupportedMedia(
                 f"{self.name}: duration {duration_s:.0f} s exceeds the limit of {self.limits.max_duration_s:.0f} s"
             )
+
+    def _pts_in_decode_order(self, container: Any, stream: Any) -> bool:
+        """Whether the first packets' pts rise in decode order although the codec can reorder frames (B-frames).
+
+        Where a stream really has no B-frames the slots give every frame its own pts, so the only cost is NONREF
+        skipping (little use without B-frames). MP4/MOV (a sample table with composition offsets), raw streams (no
+        times, no seeking), keyframes mode (kept fast: there a keyframe that opens a GOP whose leading B-frames come
+        after it in decode order keeps its decode-order time and number, up to the reorder depth early) and segments
+        (MP4 only) are left alone. Reads up to PTS_SCAN packets, then seeks back to the start."""
+        names = set(container.format.name.split(","))
+        if (self._mode == "keyframes" or self.start_s is not None or names & ({"mp4", "mov"} | RAW_FORMATS)
+                or stream.codec_context.name not in REORDERING_CODECS):
+            return False
+        stamps: list[int] = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size:
+                    if packet.pts is None:
+                        break
+                    stamps.append(packet.pts)
+                    if len(stamps) >= PTS_SCAN:
+                        break
+        finally:
+            try:
+                container.seek(self._start_pts or 0, stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError as err:
+                if stamps:  # (no video packet at all: the pass finds no frame and says so)
+                    raise CorruptMedia(f"{self.name}: cannot go back to the start of the video ({err})") from None
+        return len(stamps) > 2 and all(a < b for a, b in itertools.pairwise(stamps))
 
     def _seek_to_segment(self) -> int:
         """Seek to the last keyframe strictly before `start_s - min_shot_s`; return that keyframe's true ordinal.
@@ -738,6 +774,7 @@ class PyAVVideoReader:
         self._max_pts: int | None = None  # the latest pts demuxed, decoded or not
         produced = 0
         slots = self._slots
+        slots_by_pts = self._slots_by_pts
         keyframes_only = self._mode == "keyframes" and not self._all_for_keys
         last_slot: int | None = None
         self._slot_step = 1
@@ -753,7 +790,7 @@ class PyAVVideoReader:
                 break
             if ordinal < 0 and packet.size:
                 ordinal = self._ordinal_of_packet(packet)
-            stamp = packet.dts if slots else packet.pts
+            stamp = packet.dts if slots and not slots_by_pts else packet.pts
             if stamp is not None and packet.size:
                 heapq.heappush(pending, stamp)
                 if self._max_pts is None or stamp > self._max_pts:
