@@ -393,10 +393,12 @@ class PyAVVideoReader:
                 or stream.codec_context.name not in REORDERING_CODECS):
             return False
         stamps: list[int] = []
+        untimed = False  # a packet without pts (MPEG-PS times only some): the usual path, which handles that
         try:
             for packet in container.demux(stream):
                 if packet.size:
                     if packet.pts is None:
+                        untimed = True
                         break
                     stamps.append(packet.pts)
                     if len(stamps) >= PTS_SCAN:
@@ -407,7 +409,7 @@ class PyAVVideoReader:
             except av.error.FFmpegError as err:
                 if stamps:  # (no video packet at all: the pass finds no frame and says so)
                     raise CorruptMedia(f"{self.name}: cannot go back to the start of the video ({err})") from None
-        return len(stamps) > 2 and all(a < b for a, b in itertools.pairwise(stamps))
+        return not untimed and len(stamps) > 2 and all(a < b for a, b in itertools.pairwise(stamps))
 
     def _seek_to_segment(self) -> int:
         """Seek to the last keyframe strictly before `start_s - min_shot_s`; return that keyframe's true ordinal.
