@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from video_ai.domain.errors import ConfigError
 from video_ai.domain.models import MIN_FPS, Feature
@@ -149,6 +149,18 @@ class AnalysisSettings(_Section):
         description="What a job finds when its request names no `features` (new jobs read it; a reload applies)",
     )
     labels: LabelSettings = Field(default_factory=LabelSettings)
+
+    @field_validator("features", mode="after")
+    @classmethod
+    def _available(cls, value: list[Feature]) -> list[Feature]:
+        # Imported here: the registry imports this module (LabelSettings) at its top.
+        from video_ai.analyzers import available_features
+
+        missing = [f for f in value if f not in available_features()]
+        if missing:
+            raise ValueError(f"not available in this version: {', '.join(missing)} (available: "
+                             f"{', '.join(available_features())})")
+        return list(dict.fromkeys(value))
 
 
 class LimitsSettings(_Section):

@@ -309,3 +309,13 @@ def test_a_moment_has_the_shape_the_text_index_stores() -> None:
     with pytest.raises(ValueError):
         Moment(job_id="j", tenant="t", kind="smell", text="x", start_s=0, end_s=1,  # type: ignore[arg-type]
                confidence=0.5)
+
+
+def test_the_config_default_names_only_features_this_version_can_run() -> None:
+    from video_ai.domain.errors import ConfigError
+    from video_ai.settings import parse_settings
+
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"analysis": {"features": ["visual", "speech"]}}, "config.yml")
+    assert err.value.field == "analysis.features" and "speech" in err.value.message
+    assert parse_settings({"analysis": {"features": ["labels", "labels"]}}).analysis.features == ["labels"]
