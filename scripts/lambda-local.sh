@@ -112,34 +112,41 @@ SYSTEM_PYTHON=/usr/bin/python3
 [ -x "$SYSTEM_PYTHON" ] || SYSTEM_PYTHON=$(python3 -c 'import sys; print(sys.executable)')
 chmod 755 "$RUN"
 mkdir -m 1777 "$RUN/lambda-tmp"
-cat > "$RUN/oci-lambda.json" << EOF
+# The OCI runtime and podman's config live in $CACHE, not in this run's folder: podman needs the runtime again to stop
+# or remove a container later, even one a killed run left behind.
+cp "$HERE/oci-lambda.py" "$CACHE/oci-lambda.py"
+cat > "$CACHE/oci-lambda.json" << EOF
 {"runc": "$(command -v runc)", "tmp_dir": "$RUN/lambda-tmp", "log": "$RUN/containers.jsonl", "env": {}}
 EOF
-cat > "$RUN/oci-lambda" << EOF
+ln -sf "$CACHE/oci-lambda.json" "$RUN/oci-lambda.json"
+cat > "$CACHE/oci-lambda" << EOF
 #!/bin/sh
-VAI_LAMBDA_CONFIG=$RUN/oci-lambda.json exec $SYSTEM_PYTHON $HERE/oci-lambda.py "\$@"
+VAI_LAMBDA_CONFIG=$CACHE/oci-lambda.json exec $SYSTEM_PYTHON $CACHE/oci-lambda.py "\$@"
 EOF
-chmod 755 "$RUN/oci-lambda"
+chmod 755 "$CACHE/oci-lambda"
 # runc: crun cannot run here (cgroups in hybrid mode). Root may not raise rlimits here, so give containers ones it
-# may set. slirp4netns with host loopback: containers reach services on the host's 127.0.0.1 as 10.0.2.2, and the
-# host reaches them only through the ports SAM publishes on 127.0.0.1: no traffic leaves loopback.
-cat > "$RUN/containers.conf" << EOF
+# may set. Networking: scripts/lambda-local/sam.py.
+cat > "$CACHE/containers.conf" << EOF
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
-netns = "slirp4netns"
 
 [engine]
 runtime = "lambda"
 runtime_supports_json = ["runc", "lambda"]
-network_cmd_options = ["allow_host_loopback=true"]
 
 [engine.runtimes]
-lambda = ["$RUN/oci-lambda"]
+lambda = ["$CACHE/oci-lambda"]
 EOF
-export CONTAINERS_CONF=$RUN/containers.conf
+export CONTAINERS_CONF=$CACHE/containers.conf
+# Function containers a killed run left behind (SAM labels its own).
+remove_function_containers() {
+  podman ps -aq --filter label=sam.cli.container.type=lambda | xargs -r podman rm -f -t 2 > /dev/null 2>&1 || true
+}
+remove_function_containers
 podman system service --time=0 "unix://$RUN/podman.sock" > "$RUN/podman-service.log" 2>&1 &
 PODMAN_SERVICE=$!
 cleanup() {
+  remove_function_containers
   kill "$PODMAN_SERVICE" 2> /dev/null || true
   wait "$PODMAN_SERVICE" 2> /dev/null || true
   [ -n "${KEEP_RUN_DIR:-}" ] || rm -rf "$RUN"

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -151,13 +152,12 @@ class Smoke:
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
                     raise SmokeFailure(f"sam local start-api exited {proc.returncode}: {_tail(_read(log.name))}")
-                try:
-                    urllib.request.urlopen(base + "/", timeout=1)
-                    break
-                except urllib.error.HTTPError:
-                    break  # listening (the app answers / with an error, or SAM with 403/404)
-                except OSError:
-                    time.sleep(0.3)
+                # A TCP connect, not a request: every request to start-api starts a function container.
+                with socket.socket() as probe:
+                    probe.settimeout(1)
+                    if probe.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.5)
             else:
                 raise SmokeFailure(f"sam local start-api did not listen within 300 s: {_tail(_read(log.name))}")
             yield base
@@ -204,8 +204,6 @@ def _read(path: str) -> str:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
