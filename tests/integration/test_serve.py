@@ -250,19 +250,26 @@ def test_the_cli_beside_serve_searches_through_its_api_and_analyze_names_the_hol
     assert "data_dir_busy" in errors[0] and f"POST {stack.info['api']}/analyze" in errors[0]
 
 
-def test_the_readme_python_snippets_run_as_written(stack: ServeProcess, clip: Path, tmp_path: Path) -> None:
+def test_the_readme_snippets_run_as_written(stack: ServeProcess, clip: Path, tmp_path: Path) -> None:
+    """Every ```python block, and every shell block marked `<!-- snippet: run -->`, against this `serve`."""
     from tests.readme_snippets import snippets
 
-    python = [s for s in snippets() if s.language == "python"]
-    assert python, "the README has no python snippet"
+    runnable = [s for s in snippets() if s.runs]
+    assert any(s.language == "python" for s in runnable), "the README has no python snippet"
     (tmp_path / "media").mkdir()
     shutil.copyfile(clip, tmp_path / "media" / "demo.mp4")  # the tutorial's step 2 made media/demo.mp4
-    for snippet in python:
+    # The tutorial's shell variables, as its step 1 tells the reader to set them.
+    env = {**os.environ, "API": stack.info["api"], "KEY": stack.info["api_key"], "S3": stack.info["s3"],
+           "SECRET": stack.info["webhook_secret"], "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    for snippet in runnable:
         # The tutorial's example addresses stand for the ones `serve` printed; nothing else is changed.
         code = snippet.code.replace("http://127.0.0.1:41234", stack.info["s3"]).replace(
             "http://127.0.0.1:8000", stack.info["api"])
-        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=60, check=False)
+        command = [sys.executable, "-c", code] if snippet.language == "python" else ["bash", "-euo", "pipefail",
+                                                                                    "-c", code]
+        proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
         assert proc.returncode == 0, f"README.md line {snippet.line}: {proc.stderr}"
 
 
