@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -41,6 +42,7 @@ EXIT_OTHER = 1
 EXIT_INTERRUPTED = 130
 LOCAL_TENANT = "local"
 MAX_FRAME_INDEX = 1_000_000
+DEBUG_ENV = "VIDEO_AI_DEBUG"
 CLI_JOB_NAMESPACE = uuid.UUID("3d6f4b0e-9c1a-4f7e-8b2d-5a0c7e9f1d24")
 
 
@@ -687,6 +689,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
+    except Exception as err:
+        # A bug or an environment problem (a read-only output path, a missing template.yaml): still one line; the
+        # traceback on request, for the report.
+        text = " ".join(str(err).split())
+        failure = VideoAIError(f"{type(err).__name__}: {text}" if text else type(err).__name__)
+        if getattr(args, "json", False):
+            sys.stdout.write(_failure_json(failure) + "\n")
+        _err(f"internal_error: {failure.message}"
+             + ("" if os.environ.get(DEBUG_ENV) else f" (set {DEBUG_ENV}=1 for the traceback)"))
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc(file=sys.stderr)
+        return EXIT_OTHER
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,21 @@ def test_every_exit_code_is_in_the_readme_table() -> None:
         assert table.get(code) == str(exit_code), f"{code} (exit {exit_code}) missing from the README's table"
     for other in ("internal_error", "interrupted"):
         assert other in table, f"{other} missing from the README's table"
+
+
+def test_an_unexpected_error_is_one_line_and_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import video_ai.cli as cli
+
+    def broken(args: argparse.Namespace) -> int:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "sheet.png"))
+
+    monkeypatch.setattr(cli, "cmd_config_schema", broken)
+    monkeypatch.delenv("VIDEO_AI_DEBUG", raising=False)
+    assert main(["config", "schema"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("video-ai: error: internal_error: PermissionError: [Errno 13] Permission denied")
+    monkeypatch.setenv("VIDEO_AI_DEBUG", "1")
+    assert main(["config", "schema"]) == 1
+    assert "Traceback" in capsys.readouterr().err
