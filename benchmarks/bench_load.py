@@ -63,11 +63,13 @@ def _fire(api: str, headers: dict[str, str], method: str, path: str, bodies: lis
           concurrency: int) -> tuple[list[tuple[int | None, float, str | None]], float]:
     """Send every body at `concurrency`; (status or None, latency, job id) per request, and the wall time."""
     local = threading.local()
+    clients: list[httpx.Client] = []  # one per pool thread, closed when the pool is done
 
     def one(body: dict[str, Any] | None) -> tuple[int | None, float, str | None]:
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = httpx.Client(base_url=api, headers=headers, timeout=30.0)
+            clients.append(client)
         started = time.perf_counter()
         try:
             response = client.request(method, path, json=body)
@@ -78,8 +80,12 @@ def _fire(api: str, headers: dict[str, str], method: str, path: str, bodies: lis
         return response.status_code, took, job_id
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(one, bodies))
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+            results = list(pool.map(one, bodies))
+    finally:
+        for client in clients:
+            client.close()
     return results, time.perf_counter() - started
 
 

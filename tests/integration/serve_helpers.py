@@ -110,7 +110,14 @@ class ServeProcess:
         code = self.proc.wait(timeout=timeout)
         for thread in self._threads:
             thread.join(5)
+        self._close_pipes()
         return code
+
+    def _close_pipes(self) -> None:
+        assert self.proc is not None
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None and not any(t.is_alive() for t in self._threads):
+                pipe.close()
 
     def terminate(self, timeout: float = 30.0) -> int:
         assert self.proc is not None
@@ -119,9 +126,14 @@ class ServeProcess:
         return self.wait_exit(timeout)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        for thread in self._threads:
+            thread.join(5)
+        self._close_pipes()
 
     def stderr_tail(self, n: int = 15) -> str:
         return "\n".join(self.stderr_lines[-n:])

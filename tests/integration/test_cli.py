@@ -254,6 +254,7 @@ def http_dir(cut_clip: ClipInfo) -> Iterator[str]:
     Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 def test_analyze_http_url_records_sha256(env: dict[str, str], http_dir: str, cut_clip: ClipInfo) -> None:

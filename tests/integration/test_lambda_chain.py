@@ -105,8 +105,9 @@ def chain(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Iterato
                             secret)
         finally:
             runtime.close()
-            files.shutdown()
-            hook.shutdown()
+            for server in (files, hook):
+                server.shutdown()
+                server.server_close()
 
 
 def _api(chain: Chain, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:

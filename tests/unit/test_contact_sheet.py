@@ -21,6 +21,11 @@ def test_format_time(seconds: float, text: str) -> None:
     assert format_time(seconds) == text
 
 
+def _size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size
+
+
 def _frame(i: int, shot: int, colour: tuple[int, int, int], thumb: bool = True) -> SampledFrame:
     picture = np.zeros((90, 160, 3), np.uint8)
     picture[:] = colour
@@ -53,14 +58,14 @@ def test_tuples_images_without_thumbnails_and_portrait(tmp_path: Path) -> None:
     portrait = np.full((200, 100, 3), 128, np.uint8)
     frames = [(0.0, 0, portrait), (2.0, 1, np.full((100, 200, 3), 40, np.uint8))]
     out = render_contact_sheet(frames, tmp_path / "nested" / "t.png", columns=4, thumb_width=100)
-    assert out.exists() and Image.open(out).size == (8 + 2 * 108, 44 + 200 + 24 + 8 + 8)
+    assert out.exists() and _size(out) == (8 + 2 * 108, 44 + 200 + 24 + 8 + 8)
     no_thumb = [_frame(0, 0, (0, 0, 0), thumb=False)]
     assert render_contact_sheet(no_thumb, tmp_path / "n.png").exists()  # falls back to `image`
 
 
 def test_empty_input_still_renders(tmp_path: Path) -> None:
     out = render_contact_sheet([], tmp_path / "empty.png")
-    assert Image.open(out).size[0] > 0
+    assert _size(out)[0] > 0
 
 
 def test_a_long_title_is_shortened_on_its_own_line_and_the_counts_stay_whole(tmp_path: Path) -> None:
@@ -75,4 +80,4 @@ def test_a_long_title_is_shortened_on_its_own_line_and_the_counts_stay_whole(tmp
     assert lines[0].startswith("/home/") and lines[0].endswith("5d5a-bd15") and "…" in lines[0]
     assert lines[1] == "4 frames  ·  2 shots  ·  00:00.000 – 00:01.500"
     out = render_contact_sheet(frames, tmp_path / "long.png", columns=3, thumb_width=160, title=title)
-    assert Image.open(out).size == (width, 18 + 2 * 26 + 2 * (90 + 24 + 8) + 8)
+    assert _size(out) == (width, 18 + 2 * 26 + 2 * (90 + 24 + 8) + 8)
