@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import warnings
 
 import numpy as np
@@ -14,6 +15,8 @@ from video_ai.domain.errors import InvalidRequest
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 # Guards against decompression bombs: a tiny PNG that claims gigapixels.
 MAX_IMAGE_PIXELS = 40_000_000
+
+logger = logging.getLogger(__name__)
 
 
 def decode_image(data_b64: str, *, field: str = "image_base64") -> np.ndarray:
@@ -43,5 +46,8 @@ def decode_image(data_b64: str, *, field: str = "image_base64") -> np.ndarray:
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise InvalidRequest("image dimensions are too large", field=field) from None
     except (OSError, ValueError, SyntaxError) as err:
-        raise InvalidRequest(f"image could not be decoded: {type(err).__name__}", field=field) from None
+        # Pillow's own text names a BytesIO address; the class alone says nothing to the client.
+        logger.info("image could not be decoded: %s: %s", type(err).__name__, err)
+        raise InvalidRequest("image could not be decoded: the bytes are not a readable PNG or JPEG",
+                             field=field) from None
     return np.asarray(rgb, dtype=np.uint8)

@@ -228,6 +228,8 @@ def test_search_by_image_and_bad_image(client: TestClient, ctx: ApiContext) -> N
     assert ok.status_code == 200 and len(ok.json()["items"]) == 4
     bad = client.post("/search", json={"image_base64": base64.b64encode(b"GIF89a....").decode()}, headers=A)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "image_base64"
+    # The client learns what is wrong, not Pillow's exception class.
+    assert bad.json()["error"]["message"] == "image could not be decoded: the bytes are not a readable PNG or JPEG"
     both = client.post("/search", json={}, headers=A)
     assert both.status_code == 422
     # Another tenant searching with an image sees none of tenant A's vectors.

@@ -118,7 +118,8 @@ def fetch_error(err: ClientError | BotoCoreError, location: S3Location) -> Excep
             return VideoNotFound(f"{where} does not exist")
         if code in ("412", "PreconditionFailed"):
             return FetchFailed(f"{where} changed while it was being downloaded; retry")
-    return FetchFailed(f"{where}: download failed ({type(err).__name__})")
+    detail = " ".join(str(err).split())[:200]
+    return FetchFailed(f"{where}: download failed ({type(err).__name__}{': ' + detail if detail else ''})")
 
 
 def source_location(source: Source) -> S3Location:
