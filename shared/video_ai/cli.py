@@ -72,7 +72,15 @@ def _settings(args: argparse.Namespace) -> Settings:
         # Outside the repo root nothing says which config applies; say it rather than guess silently.
         sys.stderr.write(f"video-ai: note: no config file (no --config, $VIDEO_AI_CONFIG or ./config/config.yml): "
                          f"built-in defaults, data dir {settings.data_dir.resolve()}\n")
+    args.config_used = path
     return settings
+
+
+def _log_config(args: argparse.Namespace, settings: Settings) -> None:
+    """With logging set up: the config file in use (INFO; its absence was a note already)."""
+    path = getattr(args, "config_used", None)
+    if path is not None:
+        logger.info("config %s; data dir %s", path, settings.data_dir.resolve())
 
 
 class _JobErrorReportedOnce(logging.Filter):
@@ -204,6 +212,7 @@ def _summary(result: Any) -> str:
 def cmd_analyze(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _setup_logging(settings.logging.level)
+    _log_config(args, settings)
     if args.sample:
         from video_ai.samples import make_demo_clip
 
@@ -313,6 +322,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _setup_logging(settings.logging.level)
+    _log_config(args, settings)
     owner = None
     if settings.qdrant.backend == "edge":
         from video_ai.data_dir_lock import current_owner

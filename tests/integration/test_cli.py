@@ -217,8 +217,9 @@ def test_outside_the_repo_root_the_cli_says_which_config_it_uses(env: dict[str, 
     assert proc.returncode == 3
     notes = [line for line in proc.stderr.splitlines() if line.startswith("video-ai: note:")]
     assert len(notes) == 1 and "no config file" in notes[0] and "built-in defaults" in notes[0], proc.stderr
-    inside = run(env, "analyze", "missing.mp4")  # from the repo root: config/config.yml, no note
+    inside = run({**env, "VIDEO_AI__LOGGING__LEVEL": "INFO"}, "analyze", "missing.mp4")  # from the repo root
     assert "video-ai: note:" not in inside.stderr
+    assert "config config/config.yml; data dir" in inside.stderr, inside.stderr
 
 
 def test_search_hits_name_the_sampled_index_and_unknown_jobs_say_so(env: dict[str, str], cut_clip: ClipInfo) -> None:
