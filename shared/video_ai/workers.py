@@ -95,19 +95,21 @@ def tenant_for_upload_key(key: str, default: str = "default") -> str:
 
 def ingest_record(body: str, runtime: Runtime) -> list[Job]:
     """An uploads-queue record (an S3 notification) -> one queued job per created object, idempotently."""
-    from video_ai.adapters.s3_store import s3_locations_from_notification
+    from video_ai.adapters.s3_store import s3_uploads_from_notification
     from video_ai.services.submit_job import SubmitJob, submit_job
 
     try:
-        locations = s3_locations_from_notification(body)
+        uploads = s3_uploads_from_notification(body)
     except json.JSONDecodeError:
         raise InvalidRequest("uploads-queue message is not JSON", field="body") from None
     jobs: list[Job] = []
     deps = runtime.submit_deps()
     defaults = runtime.settings.sampling
-    for location in locations:
-        # The same object (and version) always maps to the same job: S3 and SQS may both deliver twice.
-        identity = f"s3://{location.bucket}/{location.key}#{location.version or ''}"
+    for location, etag in uploads:
+        # The same object (version, and content: its ETag) always maps to the same job: S3 and SQS may both deliver
+        # twice. Without versioning an overwrite keeps the key and no version, so the ETag is what tells a new upload
+        # of other bytes (a new job) from the same bytes again (the existing job).
+        identity = f"s3://{location.bucket}/{location.key}#{location.version or ''}#{etag or ''}"
         key = "s3-" + hashlib.sha256(identity.encode()).hexdigest()[:40]
         submitted = submit_job(
             SubmitJob(

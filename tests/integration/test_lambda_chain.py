@@ -214,6 +214,20 @@ def test_s3_upload_to_job(chain: Chain) -> None:
     job = _api(chain, "GET", f"/jobs/{s3_jobs[0]['job_id']}")[1]
     assert job["status"] == "succeeded" and job["frames_indexed"] == 6
 
+    def upload(body: bytes) -> list[dict[str, Any]]:
+        s3.put_object(Bucket=chain.resources.uploads_bucket, Key=key, Body=body)
+        notified = _sqs_event(chain, chain.resources.uploads_queue_url, "sqs_upload.json")
+        assert chain.fn["ingest"].handler({"Records": notified["Records"]}, lambda_context("ingest")) == {
+            "batchItemFailures": []}
+        return [j for j in _api(chain, "GET", "/jobs")[1]["items"] if j["source"]["s3"] is not None]
+
+    # Other bytes under the same key (no versioning: no version id) are a new upload: a new job.
+    other = _download(chain.video_url)[: -1] + b"\0"
+    assert len(upload(other)) == 2
+    # The same bytes again are the same upload: the existing job, no third.
+    assert len(upload(other)) == 2
+    assert _run_worker(chain) == {"batchItemFailures": []}  # the new job's message: leave the queue empty
+
 
 def _download(url: str) -> bytes:
     import urllib.request

@@ -83,6 +83,19 @@ def s3_location_from_event_record(record: Mapping[str, Any]) -> S3Location:
     return S3Location(bucket=bucket, key=key, version=str(version) if version else None)
 
 
+def s3_uploads_from_notification(body: str | Mapping[str, Any]) -> list[tuple[S3Location, str | None]]:
+    """Like `s3_locations_from_notification`, each with the object's ETag from the event (None when absent)."""
+    data: Any = json.loads(body) if isinstance(body, str) else body
+    locations = s3_locations_from_notification(data)
+    records = [r for r in data.get("Records") or [] if isinstance(r, Mapping)
+               and str(r.get("eventName", "ObjectCreated")).startswith("ObjectCreated")]
+    etags: list[str | None] = []
+    for record in records:
+        etag = (record.get("s3") or {}).get("object", {}).get("eTag")
+        etags.append(str(etag).strip('"') if etag else None)
+    return list(zip(locations, etags, strict=True))
+
+
 def s3_locations_from_notification(body: str | Mapping[str, Any]) -> list[S3Location]:
     """Objects created according to an S3 notification (an SQS body); the `s3:TestEvent` S3 sends first gives []."""
     data: Any = json.loads(body) if isinstance(body, str) else body
