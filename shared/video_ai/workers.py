@@ -80,6 +80,14 @@ def job_record_context(
         log.append_keys(**keys)
     try:
         yield message, receives >= MAX_RECEIVES
+    except VideoAIError as err:
+        # Transient (permanent ones end the job without raising): SQS redelivers, up to the DLQ.
+        logger.warning("job attempt %d failed: %s: %s", receives, err.code, err.message)
+        raise
+    except Exception:
+        # powertools' batch processor records the failure without logging it: the cause and its traceback go here.
+        logger.exception("job attempt %d failed unexpectedly", receives)
+        raise
     finally:
         if log is not None:
             log.remove_keys(list(keys))

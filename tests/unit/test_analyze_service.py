@@ -120,21 +120,40 @@ def test_transient_error_on_final_attempt_marks_retries_exhausted(tmp_path: Path
     assert job.error is not None and job.error.code == "retries_exhausted"
 
 
-def test_an_unexpected_error_reaches_the_job_with_its_message_and_the_log_with_its_traceback(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # What a second writer on the embedded index used to end as: `gave up after retries: Exception`, cause unlogged.
+def test_an_unexpected_error_reaches_the_job_with_its_message_not_only_its_class(tmp_path: Path) -> None:
+    # What a second writer on the embedded index used to end as: `gave up after retries: Exception`.
     wal = Exception("failed to open WAL .video-ai/qdrant/x/wal: Can't init WAL: Kind(WouldBlock)")
     deps = _deps(tmp_path, fetcher=FakeFetcher(error=wal))
     _queued(deps)
-    with caplog.at_level("ERROR", logger="video_ai"), pytest.raises(Exception, match="Can't init WAL"):
+    with pytest.raises(Exception, match="Can't init WAL"):
         analyze_video("job-1", deps, final_attempt=True)
     job = deps.jobs.get("job-1")
     assert job is not None and job.error is not None and job.error.code == "retries_exhausted"
     assert job.error.message == ("gave up after retries: Exception: failed to open WAL .video-ai/qdrant/x/wal: "
                                  "Can't init WAL: Kind(WouldBlock)")
-    logged = [r for r in caplog.records if r.exc_info and r.exc_info[1] is wal]
-    assert logged and getattr(logged[0], "job_id", None) == "job-1"
+
+
+def test_the_worker_logs_a_failed_attempt_with_its_cause_and_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    # powertools' batch processor records a failing record without logging it: the worker's record context does.
+    from types import SimpleNamespace
+
+    from video_ai.workers import job_record_context
+
+    record = SimpleNamespace(body='{"job_id": "job-9", "tenant": "t1"}', message_id="m-1",
+                             attributes=SimpleNamespace(approximate_receive_count="2", sent_timestamp=None),
+                             raw_event={"attributes": {"ApproximateReceiveCount": "2"}})
+    runtime = SimpleNamespace(metrics=RecordingMetrics())
+    wal = Exception("failed to open WAL: Can't init WAL: Kind(WouldBlock)")
+    with caplog.at_level("WARNING", logger="video_ai"):
+        with pytest.raises(Exception, match="Can't init WAL"), job_record_context(record, runtime):  # type: ignore[arg-type]
+            raise wal
+        with pytest.raises(FetchFailed), job_record_context(record, runtime):  # type: ignore[arg-type]
+            raise FetchFailed("origin answered 503")
+    unexpected = [r for r in caplog.records if r.exc_info and r.exc_info[1] is wal]
+    assert len(unexpected) == 1 and unexpected[0].levelname == "ERROR"
+    assert "attempt 2 failed unexpectedly" in unexpected[0].getMessage()
+    transient = [r for r in caplog.records if "fetch_failed: origin answered 503" in r.getMessage()]
+    assert len(transient) == 1 and transient[0].levelname == "WARNING" and transient[0].exc_info is None
 
 
 def test_deleted_job_stops_at_next_batch(tmp_path: Path) -> None:

@@ -240,8 +240,7 @@ def analyze_video(
             _fail(job, deps, RetriesExhausted(f"gave up after retries: {err.code}: {err.message}"), started)
         raise
     except Exception as err:
-        # Not one of ours: the cause goes to the log with its traceback, and its text (not only its class) to the job.
-        logger.exception("job attempt failed unexpectedly", extra={"job_id": job_id})
+        # Not one of ours: its text, not only its class, goes to the job (the caller logs it with its traceback).
         if final_attempt:
             _fail(job, deps, RetriesExhausted(f"gave up after retries: {_describe(err)}"), started)
         raise
