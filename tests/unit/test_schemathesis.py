@@ -16,7 +16,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.fakes import FakeEmbedder, FakeIndex, RecordingQueue
 from video_ai.adapters.local_jobs import InMemoryJobRepository
@@ -31,7 +36,8 @@ KEY = "schemathesis-key"
 AUTH = {"x-api-key": KEY}
 # A schema violation or a 5xx fails the build; the other default checks judge API design choices the schema cannot
 # state (a 404 for a well-formed unknown id, a 422 for a URL the guard refuses).
-CHECKS = [not_a_server_error, response_schema_conformance]
+CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance,
+          response_headers_conformance]
 # The bound on the run: ~20 s for the fuzzing/coverage/examples phases over every route and ~10 s of stateful
 # scenarios on 2 cores (the whole suite must stay well under CI's 30 minutes).
 FUZZ_EXAMPLES = 100

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from video_ai.api.auth import ApiKeyAuth
@@ -518,6 +518,7 @@ def _mount_metrics(app: FastAPI) -> None:
 
     Instrumentator(excluded_handlers=["/metrics", "/health"]).instrument(app)
 
-    @app.get("/metrics", include_in_schema=True)
+    # Documented as text/plain (Prometheus' exposition format): the schema said application/json.
+    @app.get("/metrics", include_in_schema=True, response_class=PlainTextResponse)
     def metrics(_: Tenant) -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
