@@ -689,6 +689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except ConfigError as err:
+        if getattr(args, "json", False):
+            sys.stdout.write(_failure_json(err) + "\n")
         _err(err.message)
         return EXIT_CODES["invalid_config"]
     except VideoAIError as err:

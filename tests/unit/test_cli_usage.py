@@ -93,3 +93,14 @@ def test_an_unexpected_error_is_one_line_and_exit_1(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("VIDEO_AI_DEBUG", "1")
     assert main(["config", "schema"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_bad_config_with_json_prints_the_failure_shape_too(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["analyze", "clip.mp4", "--json", "--config", str(tmp_path / "missing.yml")]) == 2
+    out, err = capsys.readouterr()
+    record = json.loads(out)
+    assert record["job_id"] is None and record["status"] == "failed" and record["error"]["code"] == "invalid_config"
+    assert err.count("video-ai: error:") == 1 and "missing.yml" in err
