@@ -542,7 +542,7 @@ class PyAVVideoReader:
                 if self._mode == "shots":
                     best = self._better(best, item, len(shot_starts) - 1, shot_starts)
                     continue
-                if not self._is_sample(item, new_shot):
+                if not self._is_sample(item):
                     continue
                 yield self._convert(item, emitted, len(shot_starts) - 1)
                 emitted += 1
@@ -620,11 +620,10 @@ class PyAVVideoReader:
             if end:
                 return
 
-    def _is_sample(self, item: _Decoded, new_shot: bool) -> bool:
+    def _is_sample(self, item: _Decoded) -> bool:
+        """fps and keyframes modes (shots mode chooses each shot's frame in `_better`)."""
         if self._mode == "keyframes":
             return not self._all_for_keys or bool(item.frame.key_frame)
-        if self._mode == "shots":
-            return new_shot
         return item.t >= 0 and grid_point_in(item.pred_t, item.t, self._fps_q)
 
     def _small_hsv(self, frame: av.VideoFrame) -> np.ndarray:
