@@ -101,12 +101,26 @@ def _setup_logging(level: str) -> None:
 
 
 def _source_from_arg(raw: str) -> Source:
+    """SOURCE checked before any job exists, so a mistake leaves no failed job behind and names SOURCE."""
+    from urllib.parse import urlsplit
+
+    from video_ai.domain.errors import InvalidRequest
+
     if raw.startswith("s3://"):
         from video_ai.adapters.s3_store import parse_s3_uri
 
-        return Source(s3=parse_s3_uri(raw))
+        try:
+            return Source(s3=parse_s3_uri(raw))
+        except VideoAIError as err:
+            raise InvalidRequest(f"{raw}: {err.message}", field="source") from None
     if raw.startswith(("http://", "https://")):
+        if not urlsplit(raw).hostname:
+            raise InvalidRequest(f"{raw}: the URL has no host", field="source")
         return Source(url=raw)
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
+    if scheme.isalpha() and len(scheme) > 1:
+        raise InvalidRequest(f"{raw}: {scheme}:// is not supported (a path, an http(s) URL or s3://bucket/key)",
+                             field="source")
     path = Path(raw).expanduser()
     if not path.exists():
         from video_ai.domain.errors import VideoNotFound
@@ -225,6 +239,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     sampling = _sampling_from_args(args, settings)
     features = args.features or list(settings.analysis.features)
     source = _source_from_arg(args.source)
+    if args.contact_sheet:
+        sheet_dir = Path(args.contact_sheet).expanduser().resolve().parent
+        if not sheet_dir.is_dir() or not os.access(sheet_dir, os.W_OK):
+            from video_ai.domain.errors import InvalidRequest
+
+            # Found out before the analysis, not after it.
+            raise InvalidRequest(f"--contact-sheet {args.contact_sheet}: {sheet_dir} is not a writable directory",
+                                 field="contact_sheet")
     with _hold_data_dir(settings, "video-ai analyze"):
         return _analyze_locked(args, settings, sampling, source, features)
 
@@ -474,14 +496,17 @@ def _api_error(response: Any) -> dict[str, Any]:
 
 
 def _read_image(path: Path) -> Any:
+    from video_ai.domain.errors import InvalidRequest, VideoNotFound
     from video_ai.images import decode_image
 
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        from video_ai.domain.errors import VideoNotFound
-
         raise VideoNotFound(f"{path}: no such file", field="image") from None
+    except IsADirectoryError:
+        raise InvalidRequest(f"{path}: is a directory, not an image", field="image") from None
+    except OSError as err:
+        raise InvalidRequest(f"{path}: cannot read: {err.strerror}", field="image") from None
     return decode_image(base64.b64encode(data).decode(), field="image")
 
 

@@ -314,6 +314,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: file not found") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a YAML text file (byte {err.start} is not UTF-8)") from None
     try:
         data = _yaml().safe_load(text)
     except _yaml().YAMLError as err:

@@ -104,3 +104,29 @@ def test_a_bad_config_with_json_prints_the_failure_shape_too(tmp_path: Path,
     record = json.loads(out)
     assert record["job_id"] is None and record["status"] == "failed" and record["error"]["code"] == "invalid_config"
     assert err.count("video-ai: error:") == 1 and "missing.yml" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "exit_code", "says"),
+    [
+        (["analyze", "ftp://host/v.mp4"], 12, "ftp:// is not supported"),
+        (["analyze", "http://"], 12, "http://: the URL has no host"),
+        (["analyze", "s3://bucket"], 12, "s3://bucket: "),
+        (["analyze", "{tmp}", "--json"], 4, "is a directory, not a video file"),
+        (["analyze", "{tmp}/clip.mp4", "--contact-sheet", "{tmp}/no/such/dir/sheet.png"], 12,
+         "is not a writable directory"),
+        (["search", "--image", "{tmp}"], 12, "is a directory, not an image"),
+        (["config", "check", "{tmp}/binary.yml"], 2, "not a YAML text file"),
+    ],
+)
+def test_a_bad_argument_is_one_line_before_any_work(argv: list[str], exit_code: int, says: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDEO_AI__DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "clip.mp4").write_bytes(b"\0" * 16)
+    (tmp_path / "binary.yml").write_bytes(b"data_dir: \xe8\xff\n")
+    assert main([arg.replace("{tmp}", str(tmp_path)) for arg in argv]) == exit_code
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("video-ai: error:")]
+    assert len(errors) == 1 and says in errors[0] and "internal_error" not in err, err
+    assert not (tmp_path / "data" / "jobs").exists()  # no job record was made
