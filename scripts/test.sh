@@ -23,6 +23,21 @@ if [ "${CI:-}" = "true" ]; then
 else
   bash scripts/promtool-check.sh --install || echo "promtool unavailable here: its checks will be skipped"
 fi
+echo "== chromium"
+# The page's browser tests (tests/integration/test_page.py) drive Debian's chromium with Playwright (no browser
+# download). Required in CI; elsewhere installed as root, or those tests are skipped (they say so).
+if ! command -v chromium > /dev/null && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+  apt-get update -qq > /dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
+fi
+if command -v chromium > /dev/null; then
+  chromium --version 2>/dev/null | head -1 || true
+elif [ "${CI:-}" = "true" ]; then
+  echo "chromium is missing and could not be installed (needs root and apt-get)" >&2
+  exit 1
+else
+  echo "chromium unavailable here: the browser tests will be skipped"
+fi
 echo "== lambda-local"
 # The deployed artifacts built and run as Lambda runs them; before pytest, whose summary stays the last line. Required
 # in CI (a machine that cannot install podman fails here, saying why). Elsewhere it runs where podman is installed or

@@ -424,9 +424,11 @@ def create_app(ctx: ApiContext, *, prometheus: bool = True, index_routes: bool =
         ctx.notifier_factory().job_finished(job, replay=True)
         return Accepted(job_id=job.job_id, status=job.status.value)
 
+    from video_ai.api.page import router as page_router
     from video_ai.api.results import router as results_router
 
     app.include_router(results_router)
+    app.include_router(page_router)
     if index_routes:
         _index_routes(app, ctx)
     if prometheus:

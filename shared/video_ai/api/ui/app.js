@@ -1,0 +1,391 @@
+// video-ai's page: plain ES module, no build step. The API key lives in sessionStorage and travels only in the
+// x-api-key header of fetch() calls; nothing here puts it in a URL (thumbnails are fetched, then shown as blob: URLs).
+
+const KEY = "video-ai.api-key";
+const BASE = location.pathname.replace(/\/ui\/.*$/, "");
+const SHOTS_PAGE = 60;
+const POLL_MS = 1500;
+const $ = (selector) => document.querySelector(selector);
+
+const MESSAGES = {
+  unauthorized: "The API refused this key.",
+  not_found: "Not found.",
+  job_not_found: "Not found: no such job for this key.",
+  forbidden_address: "The video's address is not allowed (a private or loopback address?).",
+  source_too_large: "The video is larger than this deployment accepts.",
+  unsupported_media: "The file is not a video this service can decode.",
+  no_video_stream: "The file has no video stream.",
+  corrupt_media: "The video is damaged and could not be decoded.",
+  empty_video: "The video has no frames.",
+  decode_timeout: "Decoding took too long.",
+  fetch_failed: "The video could not be downloaded.",
+  video_not_found: "The video was not found at its address.",
+  retries_exhausted: "The job failed after several attempts.",
+  source_changed: "The video changed while it was being analysed.",
+  feature_unavailable: "A requested feature is not available here.",
+};
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function readable(error) {
+  if (!(error instanceof ApiError)) return String(error.message || error);
+  const known = MESSAGES[error.code];
+  return known ? `${known} (${error.code}: ${error.message})` : `${error.code}: ${error.message}`;
+}
+
+async function call(path, { method = "GET", body, raw = false } = {}) {
+  const headers = { "x-api-key": sessionStorage.getItem(KEY) || "" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(BASE + path, {
+    method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) {
+    let error = {};
+    try { error = (await response.json()).error || {}; } catch { /* not JSON: keep the status */ }
+    const failure = new ApiError(response.status, error.code || "http_error", error.message || response.statusText);
+    if (response.status === 401 && !raw) signOut(readable(failure));
+    throw failure;
+  }
+  if (raw) return response;
+  return response.status === 204 ? null : response.json();
+}
+
+export function clock(seconds) {
+  const s = Math.max(0, seconds);
+  const m = Math.floor(s / 60);
+  return `${m}:${(s - 60 * m).toFixed(3).padStart(6, "0")}`;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "class") node.className = value;
+    else if (name.startsWith("data-")) node.setAttribute(name, value);
+    else node[name] = value;
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function show(id) {
+  for (const section of ["signin", "home", "job", "results"]) $(`#${section}`).hidden = section !== id;
+  const signedIn = id !== "signin";
+  $("#search-form").hidden = !signedIn;
+  $("#sign-out").hidden = !signedIn;
+}
+
+// ---- sign in
+
+let timer = null;
+function stopPolling() { if (timer !== null) { clearTimeout(timer); timer = null; } }
+function poll(fn) { stopPolling(); timer = setTimeout(fn, POLL_MS); }
+
+function signOut(message) {
+  sessionStorage.removeItem(KEY);
+  stopPolling();
+  revokeThumbnails();
+  show("signin");
+  const error = $("#signin-error");
+  error.textContent = message || "";
+  error.hidden = !message;
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const input = $("#signin-key");
+  sessionStorage.setItem(KEY, input.value.trim());
+  input.value = "";
+  try {
+    await call("/jobs?limit=1", { raw: true });
+  } catch (error) {
+    signOut(error.status === 401 ? `Sign-in failed: ${readable(error)}` : `Sign-in failed: ${readable(error)}`);
+    return;
+  }
+  $("#signin-error").hidden = true;
+  route();
+}
+
+// ---- jobs
+
+let jobsToken = null;
+
+function jobRow(job) {
+  const source = job.source.url || (job.source.s3 ? `s3://${job.source.s3.bucket}/${job.source.s3.key}` : "");
+  const status = el("td", { class: `status-${job.status}` }, job.status);
+  if (job.error) status.title = readable(new ApiError(0, job.error.code, job.error.message));
+  return el("tr", { "data-job": job.job_id },
+    el("td", {}, el("a", { href: `#/jobs/${encodeURIComponent(job.job_id)}` }, job.job_id)),
+    status,
+    el("td", {}, `${Math.round((job.progress || 0) * 100)}%`),
+    el("td", { class: "source", title: source }, source),
+    el("td", {}, job.created_at.replace("T", " ").slice(0, 19)));
+}
+
+async function loadJobs() {
+  try {
+    const page = await call("/jobs?limit=50");
+    $("#jobs tbody").replaceChildren(...page.items.map(jobRow));
+    jobsToken = page.next_token;
+    $("#jobs-more").hidden = !jobsToken;
+  } catch (error) {
+    $("#submit-result").textContent = `Could not list jobs: ${readable(error)}`;
+  }
+  if (!$("#home").hidden) poll(loadJobs);
+}
+
+async function moreJobs() {
+  if (!jobsToken) return;
+  const page = await call(`/jobs?limit=50&next_token=${encodeURIComponent(jobsToken)}`);
+  $("#jobs tbody").append(...page.items.map(jobRow));
+  jobsToken = page.next_token;
+  $("#jobs-more").hidden = !jobsToken;
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const source = $("#submit-source").value.trim();
+  const body = source.startsWith("s3://") ? { s3_uri: source } : { video_url: source };
+  const features = [...document.querySelectorAll("input[name=feature]:checked")].map((c) => c.value);
+  if (features.length) body.features = features;
+  const sampling = {};
+  if ($("#submit-mode").value) sampling.mode = $("#submit-mode").value;
+  if ($("#submit-fps").value) sampling.fps = Number($("#submit-fps").value);
+  if (Object.keys(sampling).length) body.sampling = sampling;
+  try {
+    const accepted = await call("/analyze", { method: "POST", body });
+    $("#submit-result").replaceChildren("Submitted ",
+      el("a", { href: `#/jobs/${encodeURIComponent(accepted.job_id)}` }, accepted.job_id), ` (${accepted.status})`);
+    loadJobs();
+  } catch (error) {
+    $("#submit-result").textContent = `Refused: ${readable(error)}`;
+  }
+}
+
+// ---- one job
+
+let current = null; // {job, shots, labels, frames, shown, seekTo}
+let blobUrls = [];
+let observer = null;
+
+function revokeThumbnails() {
+  for (const url of blobUrls) URL.revokeObjectURL(url);
+  blobUrls = [];
+  if (observer) observer.disconnect();
+}
+
+async function loadThumbnail(img) {
+  const index = img.dataset.frame;
+  if (index === undefined || img.dataset.state) return;
+  img.dataset.state = "loading";
+  try {
+    const response = await call(`/jobs/${encodeURIComponent(current.job.job_id)}/frames/${index}/thumbnail`,
+      { raw: true });
+    const url = URL.createObjectURL(await response.blob());
+    blobUrls.push(url);
+    await new Promise((ok, fail) => { img.onload = ok; img.onerror = fail; img.src = url; });
+    img.dataset.state = "loaded";
+  } catch {
+    img.dataset.state = "missing";
+    img.alt = "no thumbnail";
+  }
+}
+
+function seek(seconds) {
+  const video = $("#player");
+  if (video.readyState >= 1) video.currentTime = seconds;
+  else current.seekTo = seconds;
+  for (const button of document.querySelectorAll("#shots button")) {
+    button.classList.toggle("current", Number(button.dataset.start) <= seconds && seconds < Number(button.dataset.end));
+  }
+}
+
+function firstFrameOfShot(frames, shot) {
+  const frame = frames.find((f) => f.shot === shot);
+  return frame ? frame.index : undefined;
+}
+
+function shotItem(shot) {
+  const labels = current.labels.get(shot.index) || [];
+  const words = labels.slice(0, 5).map((l) => `${l.name} ${Math.round(l.confidence * 100)}%`).join(", ");
+  const frame = firstFrameOfShot(current.frames, shot.index);
+  const img = el("img", { class: "thumb", alt: `shot ${shot.index}` });
+  if (frame !== undefined) {
+    img.dataset.frame = String(frame);
+    observer.observe(img);
+  } else {
+    img.dataset.state = "missing";
+  }
+  const button = el("button", { type: "button", "data-start": String(shot.start_s), "data-end": String(shot.end_s),
+    "data-shot": String(shot.index) }, img,
+    el("span", { class: "time" }, `${clock(shot.start_s)} – ${clock(shot.end_s)}`), " ",
+    el("span", {}, `shot ${shot.index}`),
+    el("div", { class: "labels" }, words || (current.labelsNote ? "" : "no labels")));
+  button.addEventListener("click", () => seek(shot.start_s));
+  return el("li", {}, button);
+}
+
+function renderMoreShots() {
+  const next = current.shots.slice(current.shown, current.shown + SHOTS_PAGE);
+  $("#shots").append(...next.map(shotItem));
+  current.shown += next.length;
+  $("#shots-more").hidden = current.shown >= current.shots.length;
+}
+
+async function allPages(path, cap) {
+  const items = [];
+  let token = null;
+  do {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = await call(token ? `${path}${sep}next_token=${encodeURIComponent(token)}` : path);
+    items.push(...page.items);
+    token = page.next_token;
+    if (page.reason) items.reason = page.reason;
+  } while (token && items.length < cap);
+  return items;
+}
+
+function setPlayer(job) {
+  const video = $("#player");
+  const note = $("#player-note");
+  note.hidden = true;
+  const url = job.source.url;
+  if (url && /^https?:\/\//.test(url)) {
+    video.onerror = () => {
+      note.textContent = `The browser cannot play ${url} (unreachable from here, or a format it cannot play).`;
+      note.hidden = false;
+    };
+    video.onloadedmetadata = () => {
+      if (current && current.seekTo !== null) { const t = current.seekTo; current.seekTo = null; seek(t); }
+    };
+    if (video.getAttribute("src") !== url) video.src = url;
+    else if (video.readyState >= 1 && current.seekTo !== null) { const t = current.seekTo; current.seekTo = null; seek(t); }
+  } else {
+    video.removeAttribute("src");
+    note.textContent = "This job's source is in S3: the page cannot play it yet (no presigned URL from the API).";
+    note.hidden = false;
+  }
+}
+
+function jobStatusText(job) {
+  const parts = [job.status];
+  if (!["succeeded", "failed"].includes(job.status)) parts.push(`${Math.round((job.progress || 0) * 100)}%`);
+  if (job.video) parts.push(`${job.video.width}×${job.video.height}, ${clock(job.video.duration_s || 0)}`);
+  parts.push(`${job.frames_indexed} frames, ${job.shots_detected} shots`);
+  return parts.join(" · ");
+}
+
+async function openJob(id, at) {
+  revokeThumbnails();
+  delete document.body.dataset.jobReady;
+  $("#shots").replaceChildren();
+  $("#shots-more").hidden = true;
+  $("#job-title").textContent = id;
+  $("#job-error").hidden = true;
+  let job;
+  try {
+    job = await call(`/jobs/${encodeURIComponent(id)}`);
+  } catch (error) {
+    $("#job-status").textContent = error.status === 404 ? "Job not found." : `Could not load the job: ${readable(error)}`;
+    $("#player").removeAttribute("src");
+    $("#player-note").hidden = true;
+    return;
+  }
+  current = { job, shots: [], labels: new Map(), frames: [], shown: 0, seekTo: at ?? null, labelsNote: null };
+  $("#job-status").textContent = jobStatusText(job);
+  if (job.error) {
+    $("#job-error").textContent = readable(new ApiError(0, job.error.code, job.error.message));
+    $("#job-error").hidden = false;
+  }
+  setPlayer(job);
+  if (job.status !== "succeeded") {
+    $("#shots-note").textContent = job.status === "failed" ? "The job failed: no shots." : "Shots appear when the job succeeds.";
+    $("#shots-note").hidden = false;
+    if (job.status !== "failed") poll(() => openJob(id, current ? current.seekTo : at));
+    return;
+  }
+  $("#shots-note").hidden = true;
+  const path = `/jobs/${encodeURIComponent(id)}`;
+  const [shots, labels, frames] = await Promise.all([
+    call(`${path}/shots`).then((p) => p.items),
+    allPages(`${path}/labels?limit=500`, 100000).catch(() => []),
+    allPages(`${path}/frames?limit=1000`, 100000).catch(() => []),
+  ]);
+  if (!current || current.job.job_id !== id) return;
+  current.shots = shots;
+  current.frames = frames;
+  for (const shot of labels) current.labels.set(shot.shot, shot.labels);
+  if (labels.reason) { $("#shots-note").textContent = labels.reason; $("#shots-note").hidden = false; }
+  observer = new IntersectionObserver((entries) => {
+    for (const entry of entries) if (entry.isIntersecting) { observer.unobserve(entry.target); loadThumbnail(entry.target); }
+  }, { rootMargin: "200px" });
+  renderMoreShots();
+  document.body.dataset.jobReady = id;
+}
+
+// ---- search
+
+function highlighted(text, words) {
+  const span = el("span");
+  if (!words || !words.length) { span.textContent = text; return span; }
+  const pattern = new RegExp(`(${words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})`, "gi");
+  for (const part of text.split(pattern)) {
+    span.append(words.some((w) => w.toLowerCase() === part.toLowerCase()) ? el("mark", {}, part) : part);
+  }
+  return span;
+}
+
+async function search(text) {
+  show("results");
+  $("#hits").replaceChildren();
+  $("#results-note").textContent = "Searching…";
+  try {
+    const result = await call("/search", { method: "POST", body: { text, top_k: 20 } });
+    $("#results-note").textContent = result.items.length ? `${result.items.length} ${result.items.length === 1 ? "hit" : "hits"} for “${text}”` :
+      `No hits for “${text}”.`;
+    $("#hits").replaceChildren(...result.items.map((hit) => el("li", {},
+      el("a", { href: `#/jobs/${encodeURIComponent(hit.job_id)}?t=${hit.start_s}`, "data-job": hit.job_id,
+        "data-start": String(hit.start_s) },
+        el("span", { class: "time" }, clock(hit.start_s)), ` ${hit.kind} · `, highlighted(hit.text, hit.matched),
+        ` · job ${hit.job_id} · score ${hit.score.toFixed(3)}`))));
+  } catch (error) {
+    $("#results-note").textContent = `Search failed: ${readable(error)}`;
+  }
+}
+
+// ---- routing: #/ (jobs), #/jobs/<id>[?t=<seconds>], #/search?q=<words>
+
+function route() {
+  stopPolling();
+  if (!sessionStorage.getItem(KEY)) { show("signin"); return; }
+  const [path, query] = location.hash.replace(/^#/, "").split("?");
+  const params = new URLSearchParams(query || "");
+  const job = /^\/jobs\/([^/]+)$/.exec(path || "");
+  if (job) {
+    show("job");
+    const t = params.get("t");
+    openJob(decodeURIComponent(job[1]), t === null ? null : Number(t));
+  } else if (path === "/search" && params.get("q")) {
+    search(params.get("q"));
+  } else {
+    show("home");
+    loadJobs();
+  }
+}
+
+$("#signin-form").addEventListener("submit", signIn);
+$("#sign-out").addEventListener("click", () => signOut(""));
+$("#submit-form").addEventListener("submit", submit);
+$("#jobs-more").addEventListener("click", moreJobs);
+$("#shots-more").addEventListener("click", renderMoreShots);
+$("#search-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  location.hash = `#/search?q=${encodeURIComponent($("#search-text").value.trim())}`;
+});
+window.addEventListener("hashchange", route);
+route();
