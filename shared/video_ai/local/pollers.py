@@ -248,36 +248,44 @@ class SnsAsyncPoller(_PollerThread):
             except (ValueError, KeyError, TypeError):
                 logger.error("%s: not an SNS notification; dropped", self.name)
                 event = None
-            # Lambda's async queue owns the event from here: the subscription's message is done.
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-            if event is not None:
-                self.invoke_async(event)
+            if event is None:
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                # Lambda's async queue owns the event from here; locally the subscription's message stands for that
+                # queue until the invocation ends (delivered or sent to the on-failure destination), so `serve`'s
+                # durable state redelivers it after a crash.
+                self.invoke_async(event, message["ReceiptHandle"])
 
-    def invoke_async(self, event: dict[str, Any]) -> threading.Thread:
-        thread = threading.Thread(target=self._attempts, args=(event,), name=f"{self.name}-invoke", daemon=True)
+    def invoke_async(self, event: dict[str, Any], receipt_handle: str | None = None) -> threading.Thread:
+        thread = threading.Thread(target=self._attempts, args=(event, receipt_handle), name=f"{self.name}-invoke",
+                                  daemon=True)
         with self._inflight_lock:
             self._inflight.add(thread)
         thread.start()
         return thread
 
-    def _attempts(self, event: dict[str, Any]) -> None:
+    def _attempts(self, event: dict[str, Any], receipt_handle: str | None = None) -> None:
         request_id = str(uuid.uuid4())
         error: BaseException | None = None
         attempts = 0
         try:
             for delay in (0.0, *self.retry_delays_s):
                 if delay and self._stop.wait(delay):
+                    # The message stays: the next start delivers the event again.
                     logger.warning("%s: shutting down; event %s abandoned after %d attempts", self.name,
                                    request_id, attempts)
                     return
                 attempts += 1
                 try:
                     self.handler(event, self.context_factory())
-                    return
+                    break
                 except Exception as err:
                     error = err
                     logger.warning("%s: attempt %d failed: %s: %s", self.name, attempts, type(err).__name__, err)
-            self._send_to_destination(event, request_id, attempts, error)
+            else:
+                self._send_to_destination(event, request_id, attempts, error)
+            if receipt_handle is not None:
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
         finally:
             with self._inflight_lock:
                 self._inflight.discard(threading.current_thread())

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from video_ai.api.app import ApiContext
+    from video_ai.local.durable import DurableState
     from video_ai.local.pollers import SnsAsyncPoller, SqsPoller
     from video_ai.local.resources import LocalResources
     from video_ai.runtime import Runtime
@@ -49,6 +50,8 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
 CLEARED_ENV = ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL")
 ENDPOINT_ENV = "VIDEO_AI__AWS__ENDPOINT_URL"
 STOP_TIMEOUT_S = 10.0
+CALLBACK_VISIBILITY_S = 900
+STATE_DIR = "serve"
 READY_TIMEOUT_S = 30.0
 
 
@@ -171,7 +174,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def subscribe_callback_queue(sqs: SQSClient, sns: SNSClient, topic_arn: str, stage: str) -> tuple[str, str]:
     """SNS -> an SQS queue the callback poller reads (SNS pushes to Lambda; locally something must pull): the
     queue's URL and the subscription's ARN."""
-    url = sqs.create_queue(QueueName=f"video-ai-callback-invocations-{stage}")["QueueUrl"]
+    # Its message stays (invisible) until the asynchronous invocation ends, so a crash meanwhile redelivers it after
+    # the restart; the timeout outlasts the callback function's attempts and their retry delays.
+    url = sqs.create_queue(QueueName=f"video-ai-callback-invocations-{stage}",
+                           Attributes={"VisibilityTimeout": str(CALLBACK_VISIBILITY_S)})["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     subscription = sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True)
     return url, subscription["SubscriptionArn"]
@@ -282,6 +288,7 @@ class LocalStack:
         self.stop_event = threading.Event()
         self.poll_stop = threading.Event()
         self.moto: Any = None
+        self.durable: DurableState | None = None
         self.runtime: Runtime | None = None
         self.api_ctx: ApiContext | None = None
         self.injected: Injected | None = None
@@ -298,10 +305,12 @@ class LocalStack:
         return int(self.sock.getsockname()[1])
 
     def start(self) -> None:
+        from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.server import ThreadedMotoServer
 
         from video_ai.adapters.aws import AwsClients
         from video_ai.api.auth import hash_key
+        from video_ai.local.durable import DurableState
         from video_ai.local.functions import find_project_file
         from video_ai.local.resources import create_resources
         from video_ai.observability import prometheus_metrics
@@ -320,8 +329,15 @@ class LocalStack:
         os.environ[ENDPOINT_ENV] = self.moto_url  # for anything that loads settings afresh
         settings = settings.model_copy(update={"aws": settings.aws.model_copy(update={"endpoint_url": self.moto_url})})
 
+        # Before any resource exists: every change moto applies from now on is on disk before it answers.
+        self.durable = DurableState(data_dir / STATE_DIR, DEFAULT_ACCOUNT_ID, settings.aws.region)
+        self.durable.install()
         clients = AwsClients.from_settings(settings.aws)
         resources = create_resources(clients, template, settings.stage)
+        subscription = subscribe_callback_queue(clients.sqs, clients.sns, resources.topic_arn, settings.stage)
+        restored = self.durable.restore()
+        logger.info("state restored in %.2f s: %d items, %d messages, %d objects", restored.seconds, restored.items,
+                    restored.messages, restored.objects)
         self.injected = Injected(resources=resources, endpoint_url=self.moto_url, dev_key_hash=hash_key(self.api_key))
         settings = self.injected.apply(settings)
 
@@ -331,7 +347,7 @@ class LocalStack:
         # Before any handler module is imported: their bootstraps then pick up this runtime.
         install_runtime(self.runtime)
         self._start_api()
-        self._start_pollers(clients, resources, settings)
+        self._start_pollers(clients, resources, settings, subscription)
         self._start_reloader()
         self._wait_ready()
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
@@ -352,13 +368,13 @@ class LocalStack:
                                                name="uvicorn", daemon=True)
         self.uvicorn_thread.start()
 
-    def _start_pollers(self, clients: Any, resources: LocalResources, settings: Settings) -> None:
+    def _start_pollers(self, clients: Any, resources: LocalResources, settings: Settings,
+                       subscription: tuple[str, str]) -> None:
         from video_ai.local.functions import lambda_context, load_function
         from video_ai.local.pollers import SnsAsyncPoller, SqsPoller
 
         stage, region = settings.stage, settings.aws.region
-        subscription_url, subscription_arn = subscribe_callback_queue(clients.sqs, clients.sns, resources.topic_arn,
-                                                                      stage)
+        subscription_url, subscription_arn = subscription
         worker, ingest, callback = (load_function(n) for n in ("worker", "ingest", "callback"))
 
         def context_for(name: str) -> Callable[[], Any]:
@@ -467,6 +483,8 @@ class LocalStack:
                 self.moto.stop()
             except Exception:
                 logger.exception("stopping moto failed")
+        if self.durable is not None:
+            self.durable.close()
         if self.runtime is not None:
             try:
                 self.runtime.close()  # flushes the embedded index

@@ -1,0 +1,285 @@
+"""`serve`'s durable state: moto keeps everything in memory, so every change it applies is written through to disk.
+
+Three kinds of state matter across a crash, each kept as its latest value in one SQLite file under the data dir
+(`<data_dir>/serve/state.sqlite`, WAL, synchronous=FULL) and put back into a fresh moto at the next start:
+- DynamoDB items (job records, idempotency keys, segment results): after each put/update/delete, the item's
+  state as moto then holds it;
+- SQS messages (queued and in flight, the jobs and uploads queues, the callback subscription, the DLQs): a row
+  per message from the moment a queue holds it until it is deleted; a redrive to the DLQ moves the row;
+- S3 objects (uploads, staged copies): bytes in `<data_dir>/serve/objects/`, with the ETag moto gave them.
+
+Why here and not elsewhere: the functions and their adapters talk to moto as they would to AWS, so the durability
+lives below that port, inside the moto process, and nothing above it changes. The hooks wrap moto's backend methods
+(the one place every path, HTTP or internal such as S3 notifications and SNS fan-out, goes through); each change is
+applied and recorded under one lock before moto answers, so a client never sees an acknowledged write that a crash
+loses. Restored messages come back visible at once: a job that was being processed runs again (at-least-once,
+as on Lambda after a timeout). Snapshotting moto's backends instead would lose whatever changed since the last
+snapshot; replaying a request log would replay random receipt handles and upload ids that no longer exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (tbl TEXT NOT NULL, hash TEXT NOT NULL, rng TEXT NOT NULL, item TEXT NOT NULL,
+                                  PRIMARY KEY (tbl, hash, rng));
+CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE,
+                                     queue TEXT NOT NULL, body TEXT NOT NULL, attributes TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (bucket TEXT NOT NULL, key TEXT NOT NULL, etag TEXT, file TEXT NOT NULL,
+                                    PRIMARY KEY (bucket, key));
+"""
+
+
+BYTES_TAG = "__video_ai_bytes__"
+
+
+def _dumps(value: Any) -> str:
+    """JSON with moto's binary values (bytes, where an update or a map decoded them) kept as tagged base64."""
+    def tag(obj: Any) -> Any:
+        if isinstance(obj, bytes | bytearray):
+            return {BYTES_TAG: base64.b64encode(bytes(obj)).decode()}
+        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+    return json.dumps(value, default=tag)
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, object_hook=lambda d: base64.b64decode(d[BYTES_TAG]) if set(d) == {BYTES_TAG} else d)
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    items: int
+    messages: int
+    objects: int
+    seconds: float
+
+
+class DurableState:
+    """Write-through persistence of moto's DynamoDB items, SQS messages and S3 objects for one account and region."""
+
+    def __init__(self, directory: Path, account_id: str, region: str) -> None:
+        self.directory = directory
+        self.objects_dir = directory / "objects"
+        self.objects_dir.mkdir(parents=True, exist_ok=True)
+        self.account_id = account_id
+        self.region = region
+        self._db = sqlite3.connect(directory / "state.sqlite", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.RLock()
+        self._muted = False
+        self._originals: list[tuple[type, str, Any]] = []
+
+    # ------------------------------------------------------------------ backends
+
+    def _dynamodb(self) -> Any:
+        from moto.dynamodb.models import dynamodb_backends
+
+        return dynamodb_backends[self.account_id][self.region]
+
+    def _sqs(self) -> Any:
+        from moto.sqs.models import sqs_backends
+
+        return sqs_backends[self.account_id][self.region]
+
+    def _s3(self) -> Any:
+        from moto.s3.models import s3_backends
+
+        return s3_backends[self.account_id]["aws"]
+
+    # ------------------------------------------------------------------ hooks
+
+    def install(self) -> None:
+        """Wrap moto's write paths (process-wide; `uninstall` puts the originals back)."""
+        from moto.dynamodb.models import DynamoDBBackend
+        from moto.s3.models import S3Backend
+        from moto.sqs.models import Queue
+
+        state = self
+
+        def wrap(cls: type, name: str, make: Callable[[Any], Any]) -> None:
+            original = getattr(cls, name)
+            self._originals.append((cls, name, original))
+            setattr(cls, name, make(original))
+
+        def item_writer(original: Any, key_of: Callable[[Any, str, tuple[Any, ...], dict[str, Any]], Any]) -> Any:
+            def hooked(backend: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
+                with state._lock:
+                    result = original(backend, table_name, *args, **kwargs)
+                    if not state._muted:
+                        state._record_item(backend, table_name, key_of(backend, table_name, args, kwargs))
+                    return result
+            return hooked
+
+        def put_key(backend: Any, table: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            attrs = args[0] if args else kwargs["item_attrs"]
+            t = backend.get_table(table)
+            key = {t.hash_key_attr: attrs[t.hash_key_attr]}
+            if t.range_key_attr:
+                key[t.range_key_attr] = attrs[t.range_key_attr]
+            return key
+
+        def key_arg(backend: Any, table: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            return args[0] if args else kwargs["key"]
+
+        wrap(DynamoDBBackend, "put_item", lambda o: item_writer(o, put_key))
+        wrap(DynamoDBBackend, "update_item", lambda o: item_writer(o, key_arg))
+        wrap(DynamoDBBackend, "delete_item", lambda o: item_writer(o, key_arg))
+
+        def add_message(original: Any) -> Any:
+            def hooked(queue: Any, message: Any) -> None:
+                with state._lock:
+                    original(queue, message)
+                    if not state._muted and any(m is message for m in queue._messages):
+                        state._upsert_message(queue.name, message)
+            return hooked
+
+        def delete_message(original: Any) -> Any:
+            def hooked(queue: Any, receipt_handle: str) -> None:
+                with state._lock:
+                    ids = [m.id for m in queue._messages if m.had_receipt_handle(receipt_handle)]
+                    original(queue, receipt_handle)
+                    if not state._muted:
+                        state._delete_messages(ids)
+            return hooked
+
+        wrap(Queue, "add_message", add_message)
+        wrap(Queue, "delete_message", delete_message)
+
+        def put_object(original: Any) -> Any:
+            def hooked(backend: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
+                with state._lock:
+                    key = original(backend, bucket_name, key_name, *args, **kwargs)
+                    if not state._muted:
+                        state._record_object(bucket_name, key_name, key)
+                    return key
+            return hooked
+
+        def delete_object(original: Any) -> Any:
+            def hooked(backend: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
+                with state._lock:
+                    result = original(backend, bucket_name, key_name, *args, **kwargs)
+                    if not state._muted and key_name not in backend.get_bucket(bucket_name).keys:
+                        state._forget_object(bucket_name, key_name)
+                    return result
+            return hooked
+
+        wrap(S3Backend, "put_object", put_object)
+        wrap(S3Backend, "delete_object", delete_object)
+
+    def uninstall(self) -> None:
+        for cls, name, original in reversed(self._originals):
+            setattr(cls, name, original)
+        self._originals.clear()
+
+    def close(self) -> None:
+        self.uninstall()
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ records
+
+    @staticmethod
+    def _key_text(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+    def _record_item(self, backend: Any, table_name: str, key: dict[str, Any]) -> None:
+        table = backend.get_table(table_name)
+        hash_text = self._key_text(key[table.hash_key_attr])
+        range_text = self._key_text(key[table.range_key_attr]) if table.range_key_attr else ""
+        item = backend.get_item(table_name, key)
+        if item is None:
+            self._db.execute("DELETE FROM items WHERE tbl=? AND hash=? AND rng=?", (table_name, hash_text, range_text))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO items (tbl, hash, rng, item) VALUES (?, ?, ?, ?)",
+                             (table_name, hash_text, range_text, _dumps(item.to_json()["Attributes"])))
+
+    def _upsert_message(self, queue_name: str, message: Any) -> None:
+        # A redrive re-adds the same message to the DLQ: the row moves (one row per message id).
+        self._db.execute("INSERT INTO messages (message_id, queue, body, attributes) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT(message_id) DO UPDATE SET queue=excluded.queue",
+                         (message.id, queue_name, message.body, _dumps(message.message_attributes)))
+
+    def _delete_messages(self, ids: list[str]) -> None:
+        self._db.executemany("DELETE FROM messages WHERE message_id=?", [(i,) for i in ids])
+
+    def _object_file(self, bucket: str, key: str) -> Path:
+        return self.objects_dir / hashlib.sha256(f"{bucket}\x00{key}".encode()).hexdigest()
+
+    def _record_object(self, bucket: str, key_name: str, key: Any) -> None:
+        path = self._object_file(bucket, key_name)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as out:
+            out.write(key.value)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        self._db.execute("INSERT OR REPLACE INTO objects (bucket, key, etag, file) VALUES (?, ?, ?, ?)",
+                         (bucket, key_name, key.etag.strip('"'), path.name))
+
+    def _forget_object(self, bucket: str, key: str) -> None:
+        self._db.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
+        self._object_file(bucket, key).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ restore
+
+    @contextmanager
+    def _muting(self) -> Iterator[None]:
+        with self._lock:
+            self._muted = True
+            try:
+                yield
+            finally:
+                self._muted = False
+
+    def restore(self) -> Restored:
+        """Put the recorded state back into moto (its resources exist already): items and objects as they were,
+        messages re-sent in their original order (visible at once, with new ids recorded in place of the old)."""
+        started = time.monotonic()
+        items = objects = messages = 0
+        ddb, s3, sqs = self._dynamodb(), self._s3(), self._sqs()
+        with self._muting():
+            for table_name, item in self._db.execute("SELECT tbl, item FROM items").fetchall():
+                if table_name not in ddb.tables:
+                    logger.warning("durable state: table %s no longer exists; its items are skipped", table_name)
+                    continue
+                ddb.put_item(table_name, _loads(item))
+                items += 1
+            for bucket, key, etag, name in self._db.execute("SELECT bucket, key, etag, file FROM objects").fetchall():
+                if bucket not in s3.buckets:
+                    logger.warning("durable state: bucket %s no longer exists; its objects are skipped", bucket)
+                    continue
+                try:
+                    value = (self.objects_dir / name).read_bytes()
+                except FileNotFoundError:
+                    logger.warning("durable state: object s3://%s/%s lost its bytes; skipped", bucket, key)
+                    continue
+                # No notification: the upload's event, if it was not handled, is a queue message restored below.
+                s3.put_object(bucket, key, value, etag=etag, disable_notification=True)
+                objects += 1
+        rows = self._db.execute("SELECT seq, queue, body, attributes FROM messages ORDER BY seq").fetchall()
+        for seq, queue_name, body, attributes in rows:
+            if queue_name in sqs.queues:
+                # Recorded anew by the hook (a new id) before the old row goes: a crash here duplicates, never loses.
+                sqs.send_message(queue_name, body, message_attributes=_loads(attributes))
+                messages += 1
+            else:
+                logger.warning("durable state: queue %s no longer exists; a message is dropped", queue_name)
+            self._db.execute("DELETE FROM messages WHERE seq=?", (seq,))
+        return Restored(items=items, messages=messages, objects=objects, seconds=time.monotonic() - started)
