@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         MomentIndex,
         RangedOpener,
         TextEmbedder,
+        ThumbnailStore,
         Tracing,
         VectorIndex,
         VideoFetcher,
@@ -40,7 +41,18 @@ def build_analyzers(settings: Settings, embedder: Embedder, index: VectorIndex,
     from video_ai.domain.ports import NullTracing
 
     return AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, tracing=tracing or NullTracing(),
-                                       labels=settings.analysis.labels, moments=moments))
+                                       labels=settings.analysis.labels, moments=moments,
+                                       thumbnails=build_thumbnails(settings)))
+
+
+def build_thumbnails(settings: Settings) -> ThumbnailStore | None:
+    """Files under the data dir on the embedded setup (one machine: the worker writes where the API reads). With a
+    Qdrant server (AWS) none yet: a Lambda's disk is its own, and storing them in S3 is still to do."""
+    if settings.qdrant.backend != "edge":
+        return None
+    from video_ai.adapters.file_thumbnails import FileThumbnails
+
+    return FileThumbnails(settings.data_dir / "thumbnails")
 
 
 def build_text_embedder(settings: Settings) -> TextEmbedder:

@@ -24,6 +24,7 @@ from video_ai.domain.ports import (
     NullMetrics,
     NullTracing,
     TextEmbedder,
+    ThumbnailStore,
     Tracing,
     VectorIndex,
 )
@@ -194,6 +195,11 @@ class Runtime:
 
         return self._once("text_embedder", lambda: build_text_embedder(self.settings))
 
+    def thumbnails(self) -> ThumbnailStore | None:
+        from video_ai.composition import build_thumbnails
+
+        return self._once("thumbnails", lambda: build_thumbnails(self.settings))
+
     def moment_store(self) -> MomentStore:
         from video_ai.analyzers import MomentStore
 
@@ -259,7 +265,7 @@ class Runtime:
             settings=self.settings, jobs=self.jobs(), queue=self.queue(), auth=ApiKeyAuth(hashes),
             index_factory=self.index, embedder_factory=self.embedder, notifier_factory=self.notifier,
             guard=self.guard(), metrics=self.metrics, moments_factory=self.moment_index,
-            text_embedder_factory=self.text_embedder,
+            text_embedder_factory=self.text_embedder, thumbnails_factory=self.thumbnails,
         )
 
     def close(self) -> None:

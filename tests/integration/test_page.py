@@ -205,6 +205,14 @@ def test_submit_watch_open_seek_search(stack: ServeProcess, page: Any, clip_url:
     top_label = labels[1]["labels"][0]["name"]
     assert top_label in buttons.nth(1).locator(".labels").inner_text()
 
+    # Thumbnails: fetched with the key in a header, shown from blob: URLs; all decoded, none left loading.
+    page.wait_for_function("""() => [...document.querySelectorAll('#shots img.thumb')].every(
+        i => i.dataset.state === 'loaded' && i.complete && i.naturalWidth > 0)""")
+    sizes = page.eval_on_selector_all("#shots img.thumb", "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+    assert sizes == [[192, 108]] * len(shots)
+    assert all(src.startswith("blob:") for src in page.eval_on_selector_all("#shots img.thumb",
+                                                                             "imgs => imgs.map(i => i.src)"))
+
     page.wait_for_function("document.querySelector('#player').readyState >= 1")
     buttons.nth(2).click()
     page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1", arg=starts[2])
@@ -222,6 +230,32 @@ def test_submit_watch_open_seek_search(stack: ServeProcess, page: Any, clip_url:
     page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1", arg=start)
 
     assert page.urls and not [u for u in page.urls if key in u]
+
+
+def test_thumbnails_are_jpegs_cached_per_key_scoped_to_the_tenant_and_deleted_with_the_job(
+    stack: ServeProcess, clip_url: str
+) -> None:
+    with stack.client() as client:
+        job_id = client.post("/analyze", json={"video_url": clip_url, "features": ["visual"]}).json()["job_id"]
+        job = wait_for(lambda: (j := client.get(f"/jobs/{job_id}").json())["status"] in ("succeeded", "failed") and j,
+                       timeout=120, what="the job to end")
+        assert job["status"] == "succeeded" and job["frames_indexed"] == 9  # 4.5 s at 2 fps
+        first = client.get(f"/jobs/{job_id}/frames/0/thumbnail")
+        assert first.status_code == 200 and first.headers["content-type"] == "image/jpeg"
+        assert first.content[:3] == b"\xff\xd8\xff" and 500 < len(first.content) < 20_000
+        assert "private" in first.headers["cache-control"] and "x-api-key" in first.headers["vary"]
+        last = client.get(f"/jobs/{job_id}/frames/8/thumbnail")
+        assert last.status_code == 200 and last.content != first.content
+        past = client.get(f"/jobs/{job_id}/frames/9/thumbnail")
+        assert past.status_code == 404 and "has 9 frames" in past.json()["error"]["message"]
+        assert client.get(f"/jobs/{job_id}/frames/-1/thumbnail").status_code == 422
+        other = httpx.get(f"{stack.info['api']}/jobs/{job_id}/frames/0/thumbnail", headers={"x-api-key": OTHER_KEY})
+        assert other.status_code == 404
+        assert httpx.get(f"{stack.info['api']}/jobs/{job_id}/frames/0/thumbnail").status_code == 401
+        stored = stack.config.parent / "data" / "thumbnails" / job_id
+        assert sorted(p.name for p in stored.iterdir()) == sorted(f"{i}.jpg" for i in range(9))
+        assert client.delete(f"/jobs/{job_id}").status_code == 204
+    assert not stored.exists()
 
 
 def test_another_tenants_job_is_not_found(stack: ServeProcess, page: Any, clip_url: str) -> None:

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 
 from video_ai.domain.errors import FeatureUnavailable
 from video_ai.domain.models import Moment, MomentFilter
-from video_ai.domain.ports import Analyzer, Embedder, MomentIndex, NullTracing, TextEmbedder, Tracing, VectorIndex
+from video_ai.domain.ports import (
+    Analyzer,
+    Embedder,
+    MomentIndex,
+    NullTracing,
+    TextEmbedder,
+    ThumbnailStore,
+    Tracing,
+    VectorIndex,
+)
 from video_ai.settings import LabelSettings
 
 REGISTRY: Mapping[str, str] = {
@@ -53,6 +62,8 @@ class AnalyzerContext:
     tracing: Tracing = field(default_factory=NullTracing)
     labels: LabelSettings = field(default_factory=LabelSettings)
     moments: MomentStore | None = None
+    # Where the visual analyzer keeps a JPEG per sampled frame (None: no thumbnails here).
+    thumbnails: ThumbnailStore | None = None
 
 
 AnalyzerFactory = Callable[[AnalyzerContext], Analyzer]

@@ -18,7 +18,7 @@ from video_ai.domain.models import (
     Shot,
     point_id,
 )
-from video_ai.domain.ports import Embedder, FeatureOutput, FrameNeeds, Tracing, VectorIndex
+from video_ai.domain.ports import Embedder, FeatureOutput, FrameNeeds, ThumbnailStore, Tracing, VectorIndex
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,16 +26,23 @@ if TYPE_CHECKING:
     from video_ai.analyzers import AnalyzerContext
 
 REUSE_PAGE = 256
+# The page shows shots as ~180 px tiles; 192 px JPEGs at quality 80 are 4-8 KB each.
+THUMBNAIL_WIDTH = 192
+THUMBNAIL_QUALITY = 80
 
 
 class VisualAnalyzer:
+    """Also keeps the job's thumbnails (one JPEG per sampled frame) when the context has a store: the visual
+    feature's frames are the job's frames, and the pass already decoded them."""
+
     feature = "visual"
-    needs = FrameNeeds()
 
     def __init__(self, context: AnalyzerContext) -> None:
         self.embedder: Embedder = context.embedder
         self.index: VectorIndex = context.index
         self.tracing: Tracing = context.tracing
+        self.thumbnails: ThumbnailStore | None = context.thumbnails
+        self.needs = FrameNeeds(thumbnail_width=THUMBNAIL_WIDTH if self.thumbnails is not None else None)
 
     def start(self, job: Job) -> VisualRun:
         model = self.embedder.info
@@ -68,6 +75,8 @@ class VisualAnalyzer:
             if len(page) < REUSE_PAGE:
                 break
             after = int(page[-1].payload["frame_number"])
+        if self.thumbnails is not None:
+            self.thumbnails.copy(previous.job_id, job.job_id)
         return FeatureOutput(count=len(frames), frames=frames, fields={"frames_indexed": len(frames)},
                              timings={"index_s": time.perf_counter() - t0})
 
@@ -101,6 +110,8 @@ class VisualAnalyzer:
 
     def discard(self, job: Job) -> None:
         self.index.delete(self.embedder.info, SearchFilter(tenant=job.tenant, job_id=job.job_id))
+        if self.thumbnails is not None:
+            self.thumbnails.delete(job.job_id)
 
 
 class VisualRun:
@@ -127,6 +138,11 @@ class VisualRun:
             self._analyzer.index.upsert(self._model, points)
             self.index_s += time.perf_counter() - t0
         self.frames.extend(new_frames)
+        store = self._analyzer.thumbnails
+        if store is not None and not self._job.segments_total:
+            for frame in frames:
+                if frame.thumbnail is not None:
+                    store.put(self._job.job_id, frame.index, encode_thumbnail(frame.thumbnail))
 
     def _embed(self, frames: Sequence[SampledFrame]) -> np.ndarray:
         """Vectors; the class logits of the same run ride along on the frames when the model has them (free for
@@ -173,3 +189,17 @@ def frame_points(
         out.append(Frame(index=frame.index, pts_s=frame.pts_s, frame_number=frame.frame_number, shot=frame.shot,
                          point_id=pid))
     return points, out
+
+
+def encode_thumbnail(rgb: np.ndarray) -> bytes:
+    """A JPEG at most THUMBNAIL_WIDTH wide (the CLI's contact sheet asks the decoder for wider pictures)."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    if width > THUMBNAIL_WIDTH:
+        size = (THUMBNAIL_WIDTH, max(2, round(height * THUMBNAIL_WIDTH / width)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])
+    if not ok:
+        raise ValueError("could not encode a thumbnail")
+    return bytes(jpeg.tobytes())

@@ -52,6 +52,7 @@ from video_ai.domain.ports import (
     Notifier,
     NullMetrics,
     TextEmbedder,
+    ThumbnailStore,
     VectorIndex,
 )
 from video_ai.services.submit_job import AllowAll, SubmitDeps, SubmitJob, UrlGuard, submit_job
@@ -76,6 +77,8 @@ class ApiContext:
     # The text index of moments and its sentence model (None: no text search here).
     moments_factory: Callable[[], MomentIndex | None] | None = None
     text_embedder_factory: Callable[[], TextEmbedder] | None = None
+    # Per-frame JPEGs (None, or a factory returning None: no thumbnails here).
+    thumbnails_factory: Callable[[], ThumbnailStore | None] | None = None
     _index: VectorIndex | None = None
     _embedder: Embedder | None = None
 
@@ -91,6 +94,9 @@ class ApiContext:
 
     def moments(self) -> MomentIndex | None:
         return self.moments_factory() if self.moments_factory is not None else None
+
+    def thumbnails(self) -> ThumbnailStore | None:
+        return self.thumbnails_factory() if self.thumbnails_factory is not None else None
 
     def model(self) -> ModelInfo:
         m = self.settings.model
@@ -464,6 +470,9 @@ def _index_routes(app: FastAPI, ctx: ApiContext) -> None:
             moments = ctx.moments()
             if moments is not None:
                 moments.delete(MomentFilter(tenant=tenant_id, job_id=job_id))
+            thumbnails = ctx.thumbnails()
+            if thumbnails is not None:
+                thumbnails.delete(job_id)
             ctx.jobs.delete(job_id)
             ctx.metrics.count("jobs_deleted")
         return Response(status_code=204)

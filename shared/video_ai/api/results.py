@@ -1,14 +1,15 @@
-"""Routes for what a job found, read from its record (light: the API function serves them): labels per shot."""
+"""Routes for what a job found, read from its record or a light store (the API function serves them): labels per shot,
+frame thumbnails."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Response
 
-from video_ai.api.app import OwnedJob
+from video_ai.api.app import Ctx, OwnedJob
 from video_ai.api.schemas import LabelsPage
-from video_ai.domain.errors import InvalidRequest
+from video_ai.domain.errors import InvalidRequest, NotFound
 from video_ai.domain.models import ShotLabels
 
 router = APIRouter()
@@ -41,6 +42,27 @@ def list_labels(
     page = [_with_categories(shot) for shot in job.labels[start : start + limit]]
     end = start + len(page)
     return LabelsPage(items=page, next_token=str(end) if end < len(job.labels) else None)
+
+
+# A job's thumbnail never changes for a given index (a re-run writes the same frame's picture), so browsers keep it;
+# `private` and Vary keep one key's cached answer from being served to another key in the same browser.
+THUMBNAIL_HEADERS = {"Cache-Control": "private, max-age=86400", "Vary": "x-api-key, Authorization"}
+
+
+@router.get("/jobs/{job_id}/frames/{index}/thumbnail", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "A JPEG, 192 px wide"}})
+def frame_thumbnail(job: OwnedJob, ctx: Ctx, index: Annotated[int, Path(ge=0, le=100_000_000)]) -> Response:
+    """The sampled frame's small JPEG (the `index` of GET /jobs/{id}/frames), stored when the frame was analysed."""
+    store = ctx.thumbnails()
+    jpeg = store.get(job.job_id, index) if store is not None else None
+    if jpeg is None:
+        why = ("this deployment stores no thumbnails" if store is None else
+               f"the job is {job.status.value}" if not job.status.terminal else
+               "none was stored (a split job, or a job analysed before thumbnails were kept)"
+               if index < job.frames_indexed else f"the job has {job.frames_indexed} frames")
+        raise NotFound(f"no thumbnail for frame {index} of job {job.job_id}: {why}")
+    return Response(jpeg, media_type="image/jpeg", headers=THUMBNAIL_HEADERS)
 
 
 def _with_categories(shot: ShotLabels) -> ShotLabels:

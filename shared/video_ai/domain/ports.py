@@ -89,6 +89,8 @@ class FrameNeeds:
     display aspect with its short side this long (crops of it are model-size without a resize)."""
 
     detail_short_side: int | None = None
+    # Asks for `SampledFrame.thumbnail`, this many pixels wide (the stored per-frame JPEGs the page shows).
+    thumbnail_width: int | None = None
 
 
 @dataclass(slots=True)
@@ -251,6 +253,21 @@ class VideoFetcher(Protocol):
         """Bring the source to a local file under workdir. Raises VideoNotFound, ForbiddenAddress, SourceTooLarge,
         FetchFailed."""
         ...
+
+
+class ThumbnailStore(Protocol):
+    """A small JPEG per sampled frame, keyed by job id and sample index (GET /jobs/{id}/frames/{index}/thumbnail).
+    Callers check the tenant (the job record) before reading: the store knows jobs, not tenants."""
+
+    def put(self, job_id: str, index: int, jpeg: bytes) -> None: ...
+
+    def get(self, job_id: str, index: int) -> bytes | None: ...
+
+    def copy(self, from_job: str, to_job: str) -> int:
+        """Content-hash reuse: the previous job's thumbnails under the new job's id; returns how many."""
+        ...
+
+    def delete(self, job_id: str) -> None: ...
 
 
 class VectorIndex(Protocol):

@@ -357,10 +357,17 @@ def _frames_of(outputs: list[_Output]) -> list[Frame]:
     return [frame for item in outputs for frame in item.output.frames]
 
 
-def _needs(analyzers: list[Analyzer]) -> dict[str, Any]:
-    """Extra frame-source arguments the job's analyzers need (none for the frame embedder alone)."""
+def _needs(analyzers: list[Analyzer], *, thumbnails: bool = True) -> dict[str, Any]:
+    """Extra frame-source arguments the job's analyzers need (none for the frame embedder alone). A segment makes no
+    thumbnails: its sample indexes are its own until the merge renumbers them, and thumbnails are keyed by index."""
+    needs: dict[str, Any] = {}
     sides = [a.needs.detail_short_side for a in analyzers if a.needs.detail_short_side]
-    return {"detail_short_side": max(sides)} if sides else {}
+    if sides:
+        needs["detail_short_side"] = max(sides)
+    widths = [a.needs.thumbnail_width for a in analyzers if a.needs.thumbnail_width]
+    if widths and thumbnails:
+        needs["thumbnail_width"] = max(widths)
+    return needs
 
 
 def _rounded(timings: Timings) -> Timings:
@@ -396,10 +403,11 @@ def _run(
     previous = deps.jobs.find_by_content(key)
     if previous is not None and previous.job_id != job.job_id and previous.tenant == job.tenant:
         return _reuse(job, previous, deps, analyzers, key, fetched.sha256, timings, started)
-    reader = deps.frames.open(
-        fetched.path, job.sampling, image_size=deps.embedder.input_size, thumbnail_width=thumbnail_width,
-        **_needs(analyzers),
-    )
+    needs = _needs(analyzers)
+    # The caller's width (the CLI's contact sheet) wins: the stored thumbnails are then made from those pictures.
+    if thumbnail_width:
+        needs["thumbnail_width"] = thumbnail_width
+    reader = deps.frames.open(fetched.path, job.sampling, image_size=deps.embedder.input_size, **needs)
     try:
         video = reader.info
         if _should_split(job, deps, reader):
@@ -536,7 +544,7 @@ def _run_segment(
     analyzers = deps.analyzers_for(job)
     try:
         reader = deps.frames.open(media, job.sampling, image_size=deps.embedder.input_size,
-                                  start_s=start_s, end_s=end_s, **_needs(analyzers))
+                                  start_s=start_s, end_s=end_s, **_needs(analyzers, thumbnails=False))
         try:
             outputs, sampled, last_sampled = _analyze_pass(
                 job, deps, analyzers, reader, timings, on_progress, None,

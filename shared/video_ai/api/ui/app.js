@@ -39,11 +39,11 @@ export function readable(error) {
   return known ? `${known} (${error.code}: ${error.message})` : `${error.code}: ${error.message}`;
 }
 
-async function call(path, { method = "GET", body, raw = false } = {}) {
+async function call(path, { method = "GET", body, raw = false, cache = "no-store" } = {}) {
   const headers = { "x-api-key": sessionStorage.getItem(KEY) || "" };
   if (body !== undefined) headers["content-type"] = "application/json";
   const response = await fetch(BASE + path, {
-    method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
+    method, headers, cache, body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (!response.ok) {
     let error = {};
@@ -185,7 +185,7 @@ async function loadThumbnail(img) {
   img.dataset.state = "loading";
   try {
     const response = await call(`/jobs/${encodeURIComponent(current.job.job_id)}/frames/${index}/thumbnail`,
-      { raw: true });
+      { raw: true, cache: "default" });
     const url = URL.createObjectURL(await response.blob());
     blobUrls.push(url);
     await new Promise((ok, fail) => { img.onload = ok; img.onerror = fail; img.src = url; });
