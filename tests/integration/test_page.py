@@ -229,6 +229,28 @@ def test_submit_watch_open_seek_search(stack: ServeProcess, page: Any, clip_url:
     page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)
     page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1", arg=start)
 
+    # Search by image: a frame's own thumbnail finds that frame first; its hit opens the job at the frame's time.
+    frames = httpx.get(f"{api}/jobs/{job_id}/frames", headers={"x-api-key": key}).json()["items"]
+    probe = next(f for f in frames if f["shot"] == 2)
+    jpeg = httpx.get(f"{api}/jobs/{job_id}/frames/{probe['index']}/thumbnail", headers={"x-api-key": key}).content
+    page.set_input_files("#search-image", files=[{"name": "probe.jpg", "mimeType": "image/jpeg", "buffer": jpeg}])
+    page.locator("#results-note", has_text="probe.jpg").wait_for()
+    best = page.locator("#hits a").first
+    assert best.get_attribute("data-job") == job_id
+    assert float(best.get_attribute("data-start") or "nan") == pytest.approx(probe["pts_s"], abs=1e-6)
+    page.wait_for_function("""() => [...document.querySelectorAll('#hits img.thumb')].every(
+        i => i.dataset.state === 'loaded' && i.naturalWidth > 0)""")
+    page.screenshot(path=str(shots_dir / "image-search.png"))
+    best.click()
+    page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)
+    page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1",
+                           arg=probe["pts_s"])
+
+    # More like this, from a shot of the job page.
+    page.locator("#shots a.similar").first.click()
+    page.locator("#results-note", has_text=f"frame 0 of job {job_id}").wait_for()
+    assert page.locator("#hits a").count() > 0
+
     assert page.urls and not [u for u in page.urls if key in u]
 
 

@@ -184,7 +184,8 @@ async function loadThumbnail(img) {
   if (index === undefined || img.dataset.state) return;
   img.dataset.state = "loading";
   try {
-    const response = await call(`/jobs/${encodeURIComponent(current.job.job_id)}/frames/${index}/thumbnail`,
+    const job = img.dataset.job || current.job.job_id;
+    const response = await call(`/jobs/${encodeURIComponent(job)}/frames/${index}/thumbnail`,
       { raw: true, cache: "default" });
     const url = URL.createObjectURL(await response.blob());
     blobUrls.push(url);
@@ -203,6 +204,13 @@ function seek(seconds) {
   for (const button of document.querySelectorAll("#shots button")) {
     button.classList.toggle("current", Number(button.dataset.start) <= seconds && seconds < Number(button.dataset.end));
   }
+}
+
+function thumbnailObserver() {
+  const watcher = new IntersectionObserver((entries) => {
+    for (const entry of entries) if (entry.isIntersecting) { watcher.unobserve(entry.target); loadThumbnail(entry.target); }
+  }, { rootMargin: "200px" });
+  return watcher;
 }
 
 function firstFrameOfShot(frames, shot) {
@@ -227,7 +235,9 @@ function shotItem(shot) {
     el("span", {}, `shot ${shot.index}`),
     el("div", { class: "labels" }, words || (current.labelsNote ? "" : "no labels")));
   button.addEventListener("click", () => seek(shot.start_s));
-  return el("li", {}, button);
+  const similar = frame === undefined ? null : el("a", { class: "similar",
+    href: `#/similar/${encodeURIComponent(current.job.job_id)}/${frame}` }, "more like this");
+  return el("li", {}, button, similar);
 }
 
 function renderMoreShots() {
@@ -321,9 +331,7 @@ async function openJob(id, at) {
   current.frames = frames;
   for (const shot of labels) current.labels.set(shot.shot, shot.labels);
   if (labels.reason) { $("#shots-note").textContent = labels.reason; $("#shots-note").hidden = false; }
-  observer = new IntersectionObserver((entries) => {
-    for (const entry of entries) if (entry.isIntersecting) { observer.unobserve(entry.target); loadThumbnail(entry.target); }
-  }, { rootMargin: "200px" });
+  observer = thumbnailObserver();
   renderMoreShots();
   document.body.dataset.jobReady = id;
 }
@@ -340,22 +348,56 @@ function highlighted(text, words) {
   return span;
 }
 
-async function search(text) {
+function hitItem(hit) {
+  // Moment hits (text) carry kind, text and start_s; frame hits (image, more like this) carry index and pts_s.
+  const start = hit.start_s ?? hit.pts_s;
+  const img = el("img", { class: "thumb", alt: "" });
+  if (hit.index !== undefined && hit.index !== null) {
+    img.dataset.job = hit.job_id;
+    img.dataset.frame = String(hit.index);
+    observer.observe(img);
+  } else {
+    img.dataset.state = "missing";
+  }
+  const what = hit.kind ? [` ${hit.kind} · `, highlighted(hit.text, hit.matched)] : [` frame ${hit.index} · shot ${hit.shot}`];
+  return el("li", {}, el("a", { href: `#/jobs/${encodeURIComponent(hit.job_id)}?t=${start}`, "data-job": hit.job_id,
+    "data-start": String(start) }, img, el("span", { class: "time" }, clock(start)), ...what,
+    ` · job ${hit.job_id} · score ${hit.score.toFixed(3)}`));
+}
+
+async function search(body, what) {
   show("results");
+  revokeThumbnails();
+  observer = thumbnailObserver();
   $("#hits").replaceChildren();
   $("#results-note").textContent = "Searching…";
   try {
-    const result = await call("/search", { method: "POST", body: { text, top_k: 20 } });
-    $("#results-note").textContent = result.items.length ? `${result.items.length} ${result.items.length === 1 ? "hit" : "hits"} for “${text}”` :
-      `No hits for “${text}”.`;
-    $("#hits").replaceChildren(...result.items.map((hit) => el("li", {},
-      el("a", { href: `#/jobs/${encodeURIComponent(hit.job_id)}?t=${hit.start_s}`, "data-job": hit.job_id,
-        "data-start": String(hit.start_s) },
-        el("span", { class: "time" }, clock(hit.start_s)), ` ${hit.kind} · `, highlighted(hit.text, hit.matched),
-        ` · job ${hit.job_id} · score ${hit.score.toFixed(3)}`))));
+    const result = await call("/search", { method: "POST", body: { top_k: 20, ...body } });
+    const n = result.items.length;
+    $("#results-note").textContent = n ? `${n} ${n === 1 ? "hit" : "hits"} for ${what}` : `No hits for ${what}.`;
+    $("#hits").replaceChildren(...result.items.map(hitItem));
   } catch (error) {
     $("#results-note").textContent = `Search failed: ${readable(error)}`;
   }
+}
+
+function imageBase64(file) {
+  return new Promise((ok, fail) => {
+    const reader = new FileReader();
+    reader.onload = () => ok(String(reader.result).replace(/^data:[^,]*,/, ""));
+    reader.onerror = () => fail(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+async function searchImage(file) {
+  if (!file || !/^image\/(png|jpeg)$/.test(file.type)) {
+    show("results");
+    $("#hits").replaceChildren();
+    $("#results-note").textContent = "Search by image takes a PNG or JPEG.";
+    return;
+  }
+  await search({ image_base64: await imageBase64(file) }, `the image “${file.name || "pasted"}”`);
 }
 
 // ---- routing: #/ (jobs), #/jobs/<id>[?t=<seconds>], #/search?q=<words>
@@ -366,12 +408,16 @@ function route() {
   const [path, query] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query || "");
   const job = /^\/jobs\/([^/]+)$/.exec(path || "");
+  const similar = /^\/similar\/([^/]+)\/(\d+)$/.exec(path || "");
   if (job) {
     show("job");
     const t = params.get("t");
     openJob(decodeURIComponent(job[1]), t === null ? null : Number(t));
   } else if (path === "/search" && params.get("q")) {
-    search(params.get("q"));
+    search({ text: params.get("q") }, `“${params.get("q")}”`);
+  } else if (similar) {
+    const [id, index] = [decodeURIComponent(similar[1]), Number(similar[2])];
+    search({ frame: { job_id: id, index } }, `frame ${index} of job ${id}`);
   } else {
     show("home");
     loadJobs();
@@ -386,6 +432,17 @@ $("#shots-more").addEventListener("click", renderMoreShots);
 $("#search-form").addEventListener("submit", (event) => {
   event.preventDefault();
   location.hash = `#/search?q=${encodeURIComponent($("#search-text").value.trim())}`;
+});
+$("#search-image").addEventListener("change", (event) => searchImage(event.target.files[0]));
+for (const type of ["dragover", "drop"]) {
+  $("#drop-zone").addEventListener(type, (event) => {
+    event.preventDefault();
+    if (type === "drop") searchImage(event.dataTransfer.files[0]);
+  });
+}
+document.addEventListener("paste", (event) => {
+  const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+  if (file && sessionStorage.getItem(KEY)) { event.preventDefault(); searchImage(file); }
 });
 window.addEventListener("hashchange", route);
 route();
