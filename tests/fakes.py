@@ -184,6 +184,9 @@ class FakeIndex:
     def delete(self, model: ModelInfo, flt: SearchFilter) -> None:
         self.points = {k: p for k, p in self.points.items() if not self._match(p, flt)}
 
+    def job_ids(self, model: ModelInfo) -> set[str]:
+        return {str(p.payload["job_id"]) for p in self.points.values()}
+
     def list_frames(self, model: ModelInfo, job_id: str, tenant: str | None, after_frame: int | None,
                     limit: int) -> list[ScoredPoint]:
         pts = [p for p in self.points.values() if p.payload["job_id"] == job_id

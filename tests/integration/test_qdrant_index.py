@@ -134,6 +134,15 @@ def test_delete_by_job_and_by_tenant(index: VectorIndex) -> None:
     assert index.count(MODEL, NO_FILTER) == 10
 
 
+def test_job_ids_names_every_indexed_job_once(index: VectorIndex) -> None:
+    assert index.job_ids(MODEL) == set()  # no collection yet
+    index.upsert(MODEL, frames("job-a", 10, tenant="t1"))
+    index.upsert(MODEL, frames("job-b", 3, tenant="t2", seed=1))
+    assert index.job_ids(MODEL) == {"job-a", "job-b"}
+    index.delete(MODEL, SearchFilter(job_id="job-a"))
+    assert index.job_ids(MODEL) == {"job-b"}
+
+
 def test_list_frames_pages_in_frame_order_exactly_once(index: VectorIndex) -> None:
     points = frames("job-a", 53)
     # Insert out of order, across several calls, with another job and tenant interleaved.

@@ -13,6 +13,7 @@ import functools
 import json
 import random
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,22 @@ def test_sigkill_during_a_burst_every_accepted_job_finishes_once(workdir: Path, 
         started = time.monotonic()
         code = proc.terminate(timeout=30)
         assert code == 0 and time.monotonic() - started < 8.0, proc.stderr_tail()
+
+        # A job record lost while its vectors stay (what an older `serve` left after a crash): search never names it,
+        # and the sweep at the next start removes its vectors.
+        lost = accepted[0]
+        with sqlite3.connect(workdir / "data" / "serve" / "state.sqlite") as db:
+            assert db.execute("DELETE FROM items WHERE hash = ?", (json.dumps({"S": lost}, separators=(",", ":")),
+                                                                  )).rowcount == 1
+        proc = _start(config, secret)
+        with proc.client() as client:
+            assert client.get(f"/jobs/{lost}").status_code == 404
+            response = client.post("/search", json={"frame": {"job_id": accepted[1], "index": 0}, "top_k": 100})
+            assert response.status_code == 200, response.text
+            hits = {hit["job_id"] for hit in response.json()["items"]}
+            assert lost not in hits and hits <= set(accepted), hits
+            swept = wait_for(functools.partial(proc.stderr_matching, "orphan sweep:"), 60, what="the sweep")
+            assert "1 job(s) with vectors" in swept[0], swept
     finally:
         proc.kill()
         receiver.close()

@@ -102,6 +102,7 @@ def test_filters_keep_to_the_tenant_job_time_and_kind(analyzed: tuple[AnalyzeDep
     assert late and {h.shot for h in late} == {1}
     assert moments.search("coffee", vector, 10, MomentFilter(tenant="a", kinds=("speech",))) == []
     assert moments.count(MomentFilter(tenant="a")) == moments.count(MomentFilter(tenant="b")) > 0
+    assert {"job-a", "job-b"} <= moments.job_ids()  # what the orphan sweep compares with the job records
 
 
 def test_the_api_searches_by_text_and_delete_removes_the_moments(
@@ -200,8 +201,10 @@ def test_both_backends_answer_the_query_set_alike(backend: MomentIndex, text_emb
     assert late and {h.shot for h in late} == {1}
     assert backend.search("coffee", vector, 10, MomentFilter(tenant="a", kinds=("speech",))) == []
     before = backend.count(MomentFilter(tenant="b"))
+    assert backend.job_ids() == {"job-a", "job-b"}
     backend.delete(MomentFilter(tenant="b", job_id="job-b"))
     assert before > 0 and backend.count(MomentFilter(tenant="b")) == 0 and backend.count(MomentFilter(tenant="a")) > 0
+    assert backend.job_ids() == {"job-a"}
     with pytest.raises(ValueError):
         backend.delete(MomentFilter())
 

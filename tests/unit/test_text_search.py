@@ -16,7 +16,7 @@ from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.analyzers import AnalyzerContext, AnalyzerSet, MomentStore
 from video_ai.api.app import ApiContext, create_app
 from video_ai.api.auth import ApiKeyAuth, hash_key
-from video_ai.domain.models import ModelInfo, Moment, MomentFilter, MomentHit
+from video_ai.domain.models import Job, ModelInfo, Moment, MomentFilter, MomentHit, Source
 from video_ai.services.analyze_video import analyze_video
 from video_ai.settings import LabelSettings, Settings
 
@@ -58,6 +58,9 @@ class FakeMomentIndex:
 
     def count(self, flt: MomentFilter) -> int:
         return sum(self._keep(m, flt) for m in self.moments.values())
+
+    def job_ids(self) -> set[str]:
+        return {m.job_id for m in self.moments.values()}
 
     def delete(self, flt: MomentFilter) -> None:
         assert flt.tenant is not None or flt.job_id is not None
@@ -110,11 +113,13 @@ A = {"x-api-key": "key-a"}
 @pytest.fixture()
 def client() -> Iterator[tuple[TestClient, FakeMomentIndex]]:
     settings = Settings.model_validate({"api": {"api_key_hashes": {hash_key("key-a"): "a", hash_key("key-b"): "b"}}})
-    moments = FakeMomentIndex()
+    moments, jobs = FakeMomentIndex(), InMemoryJobRepository()
     for tenant in ("a", "b"):
+        # Moments of a job with no record are orphans the API never returns (test_sweep_orphans).
+        jobs.create(Job(job_id=f"job-{tenant}", tenant=tenant, source=Source(url="https://example.com/v.mp4")))
         moments.upsert([Moment(job_id=f"job-{tenant}", tenant=tenant, kind="label", text="tabby cat, cat, animal",
                                start_s=0, end_s=5, shot=0, confidence=0.9)], np.zeros((1, 3), np.float32))
-    ctx = ApiContext(settings=settings, jobs=InMemoryJobRepository(), queue=RecordingQueue(),
+    ctx = ApiContext(settings=settings, jobs=jobs, queue=RecordingQueue(),
                      auth=ApiKeyAuth(settings.api.api_key_hashes), index_factory=FakeIndex,
                      embedder_factory=FakeEmbedder, moments_factory=lambda: moments,
                      text_embedder_factory=FakeTextEmbedder)

@@ -7,6 +7,17 @@ from typing import Any
 
 import numpy as np
 
+# Distinct job ids a facet returns at most: the orphan sweep's reach (a million jobs per collection).
+FACET_LIMIT = 1_000_000
+
+
+def facet_values(shard: Any, key: str) -> set[str]:
+    """The distinct values of a keyword payload field on an embedded shard (exact counts, every value)."""
+    from qdrant_edge import FacetRequest
+
+    response = shard.facet(FacetRequest(key=key, limit=FACET_LIMIT, exact=True))
+    return {str(hit.value) for hit in response.hits if hit.count > 0}  # exact facets list deleted values at 0
+
 
 def plain(value: Any) -> Any:
     """numpy scalars would not serialise into the payload store."""

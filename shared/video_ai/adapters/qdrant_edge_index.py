@@ -41,7 +41,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from video_ai.adapters.qdrant_common import as_list, plain, valid_uuid
+from video_ai.adapters.qdrant_common import as_list, facet_values, plain, valid_uuid
 from video_ai.domain.errors import IndexUnavailable
 from video_ai.domain.models import FramePoint, ModelInfo, ScoredPoint, SearchFilter, collection_name
 
@@ -325,6 +325,12 @@ class QdrantEdgeIndex:
                     if pid in present:
                         handle.shard.update(UpdateOperation.set_payload([pid], {k: plain(v) for k, v in keys.items()}))
             self._flush_if_due(handle)
+
+    def job_ids(self, model: ModelInfo) -> set[str]:
+        with self._locked(model, create=False) as handle:
+            if handle is None:
+                return set()
+            return facet_values(handle.shard, "job_id")
 
     def list_frames(
         self, model: ModelInfo, job_id: str, tenant: str | None, after_frame: int | None, limit: int

@@ -42,7 +42,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from video_ai.adapters.qdrant_common import as_list
+from video_ai.adapters.qdrant_common import as_list, facet_values
 from video_ai.domain.errors import IndexUnavailable
 from video_ai.domain.models import ModelInfo, Moment, MomentFilter, MomentHit, moment_id
 
@@ -205,6 +205,11 @@ class QdrantEdgeMoments:
                 return
             shard.update(UpdateOperation.delete_points_by_filter(condition))
             shard.flush()
+
+    def job_ids(self) -> set[str]:
+        with self._lock:
+            shard = self._open(create=False)
+            return set() if shard is None else facet_values(shard, "job_id")
 
     def close(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from video_ai.adapters.qdrant_common import as_list, plain, valid_uuid
+from video_ai.adapters.qdrant_common import FACET_LIMIT, as_list, plain, valid_uuid
 from video_ai.domain.errors import IndexUnavailable
 from video_ai.domain.models import FramePoint, ModelInfo, ScoredPoint, SearchFilter, collection_name
 
@@ -213,6 +213,13 @@ class QdrantServerIndex:
     def count(self, model: ModelInfo, flt: SearchFilter) -> int:
         count_filter = _filter(flt)
         return self._read(model, lambda name: int(self._client.count(name, count_filter, exact=True).count), 0)
+
+    def job_ids(self, model: ModelInfo) -> set[str]:
+        def run(name: str) -> set[str]:
+            response = self._client.facet(name, key="job_id", limit=FACET_LIMIT, exact=True)
+            return {str(hit.value) for hit in response.hits if hit.count > 0}
+
+        return self._read(model, run, set())
 
     def delete(self, model: ModelInfo, flt: SearchFilter) -> None:
         if flt.job_id is None and flt.tenant is None:

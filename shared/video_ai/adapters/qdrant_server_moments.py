@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from video_ai.adapters.qdrant_common import as_list
+from video_ai.adapters.qdrant_common import FACET_LIMIT, as_list
 from video_ai.adapters.qdrant_edge_moments import (
     DENSE,
     MIN_SIMILARITY,
@@ -158,6 +158,15 @@ class QdrantServerMoments:
         except _Missing:
             return 0
         return int(result.count)
+
+    def job_ids(self) -> set[str]:
+        try:
+            if not self._call(lambda: self._client.collection_exists(self._name)):
+                return set()
+            response = self._call(lambda: self._client.facet(self._name, key="job_id", limit=FACET_LIMIT, exact=True))
+        except _Missing:
+            return set()
+        return {str(hit.value) for hit in response.hits if hit.count > 0}
 
     def delete(self, flt: MomentFilter) -> None:
         from qdrant_client.http import models as m

@@ -507,7 +507,8 @@ def _search_text(ctx: ApiContext, body: SearchRequest, tenant_id: str) -> list[M
     wide = body.top_k if body.image_base64 is None else max(50, 4 * body.top_k)  # candidates for the image to rerank
     query = TextQuery(tenant=tenant_id, text=body.text, top_k=wide, job_id=body.job_id, start_s=body.start_s,
                       end_s=body.end_s, kinds=tuple(body.kinds or ()))
-    moments = search_moments(query, TextSearchDeps(index=index, embedder=ctx.text_embedder_factory))
+    moments = search_moments(query, TextSearchDeps(index=index, embedder=ctx.text_embedder_factory,
+                                                   jobs=ctx.jobs))
     if body.image_base64 is None or not moments:
         return moments[: body.top_k]
     from video_ai.images import decode_image

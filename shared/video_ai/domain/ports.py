@@ -71,6 +71,10 @@ class MomentIndex(Protocol):
         """Delete by filter; needs job_id and/or tenant (an empty filter is refused)."""
         ...
 
+    def job_ids(self) -> set[str]:
+        """Every job_id some moment names."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -295,6 +299,10 @@ class VectorIndex(Protocol):
 
     def set_payloads(self, model: ModelInfo, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Merge payload keys into existing points (point id -> keys); vectors and other keys stay."""
+        ...
+
+    def job_ids(self, model: ModelInfo) -> set[str]:
+        """Every job_id some point names (the orphan sweep compares them with the job records)."""
         ...
 
     def close(self) -> None: ...

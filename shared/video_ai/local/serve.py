@@ -443,6 +443,22 @@ class LocalStack:
             logger.info("model and index ready in %.1f s", time.monotonic() - started)
         except Exception:
             logger.exception("warm-up failed; the first job will retry")
+        self._sweep_orphans()
+
+    def _sweep_orphans(self) -> None:
+        """Vectors and moments of jobs with no record (an older `serve` lost its jobs on a crash; a DELETE that
+        failed half-way) go now; until then search already skips them."""
+        from video_ai.services.sweep_orphans import sweep_orphans
+
+        assert self.api_ctx is not None and self.runtime is not None
+        try:
+            started = time.monotonic()
+            swept = sweep_orphans(self.runtime.jobs(), self.api_ctx.index(), self.api_ctx.model(),
+                                  self.api_ctx.moments())
+            logger.info("orphan sweep: %d job(s) with vectors, %d with moments removed in %.2f s",
+                        len(swept.frame_jobs), len(swept.moment_jobs), time.monotonic() - started)
+        except Exception:
+            logger.exception("the orphan sweep failed; search still skips orphans")
 
     @property
     def api_url(self) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 from video_ai.domain.errors import InvalidRequest, NotFound
 from video_ai.domain.models import ModelInfo, ScoredPoint, SearchFilter, SearchHit
 from video_ai.domain.ports import Embedder, JobRepository, VectorIndex
+from video_ai.services.sweep_orphans import known_jobs
 
 # How many candidates to fetch per wanted hit when collapsing to one hit per shot.
 COLLAPSE_OVERFETCH = 8
@@ -75,6 +76,10 @@ def search_frames(query: SearchQuery, deps: SearchDeps) -> list[SearchHit]:
     flt = SearchFilter(tenant=query.tenant, job_id=query.job_id, start_s=query.start_s, end_s=query.end_s)
     limit = query.top_k * COLLAPSE_OVERFETCH if query.collapse == "shot" else query.top_k
     points = deps.index.search(deps.model, vector, limit, flt)
+    if deps.jobs is not None:
+        # Orphans (vectors whose job record is gone) are never hits, even before a sweep removes them.
+        known = known_jobs((str(p.payload["job_id"]) for p in points), query.tenant, deps.jobs)
+        points = [p for p in points if str(p.payload["job_id"]) in known]
     if query.collapse == "shot":
         points = _one_per_shot(points)
     return [_hit(p) for p in points[: query.top_k]]

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from video_ai.domain.models import MomentFilter, MomentHit, SearchHit
-from video_ai.domain.ports import MomentIndex, TextEmbedder
+from video_ai.domain.ports import JobRepository, MomentIndex, TextEmbedder
+from video_ai.services.sweep_orphans import known_jobs
 
 
 @dataclass(slots=True, frozen=True)
@@ -24,6 +25,7 @@ class TextQuery:
 class TextSearchDeps:
     index: MomentIndex
     embedder: Callable[[], TextEmbedder]  # the sentence model loads only when a text query comes
+    jobs: JobRepository | None = None  # given: moments whose job record is gone are dropped
 
 
 def search_moments(query: TextQuery, deps: TextSearchDeps) -> list[MomentHit]:
@@ -31,7 +33,11 @@ def search_moments(query: TextQuery, deps: TextSearchDeps) -> list[MomentHit]:
     vector = deps.embedder().embed([query.text])[0]
     flt = MomentFilter(tenant=query.tenant, job_id=query.job_id, start_s=query.start_s, end_s=query.end_s,
                        kinds=query.kinds)
-    return deps.index.search(query.text, vector, query.top_k, flt)
+    hits = deps.index.search(query.text, vector, query.top_k, flt)
+    if deps.jobs is not None:
+        known = known_jobs((h.job_id for h in hits), query.tenant, deps.jobs)
+        hits = [h for h in hits if h.job_id in known]
+    return hits
 
 
 RRF_K = 60
