@@ -334,6 +334,7 @@ async function openJob(id, at) {
   observer = thumbnailObserver();
   renderMoreShots();
   document.body.dataset.jobReady = id;
+  performance.mark("job-ready");
 }
 
 // ---- search
