@@ -27,6 +27,7 @@ from video_ai.domain.ports import (
     ThumbnailStore,
     Tracing,
     VectorIndex,
+    VideoLinks,
 )
 from video_ai.settings import Settings
 
@@ -195,6 +196,11 @@ class Runtime:
 
         return self._once("text_embedder", lambda: build_text_embedder(self.settings))
 
+    def links(self) -> VideoLinks:
+        from video_ai.adapters.s3_store import S3Presigner
+
+        return self._once("links", lambda: S3Presigner(self.clients))
+
     def thumbnails(self) -> ThumbnailStore | None:
         from video_ai.composition import build_thumbnails
 
@@ -265,7 +271,7 @@ class Runtime:
             settings=self.settings, jobs=self.jobs(), queue=self.queue(), auth=ApiKeyAuth(hashes),
             index_factory=self.index, embedder_factory=self.embedder, notifier_factory=self.notifier,
             guard=self.guard(), metrics=self.metrics, moments_factory=self.moment_index,
-            text_embedder_factory=self.text_embedder, thumbnails_factory=self.thumbnails,
+            text_embedder_factory=self.text_embedder, thumbnails_factory=self.thumbnails, links_factory=self.links,
         )
 
     def close(self) -> None:

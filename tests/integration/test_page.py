@@ -19,8 +19,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
 
 from tests.integration.serve_helpers import ServeProcess, wait_for, write_config
 from video_ai.samples import make_clip
@@ -278,6 +280,41 @@ def test_thumbnails_are_jpegs_cached_per_key_scoped_to_the_tenant_and_deleted_wi
         assert sorted(p.name for p in stored.iterdir()) == sorted(f"{i}.jpg" for i in range(9))
         assert client.delete(f"/jobs/{job_id}").status_code == 204
     assert not stored.exists()
+
+
+def test_an_uploaded_video_plays_from_a_presigned_url_and_seeks(stack: ServeProcess, page: Any, workdir: Path) -> None:
+    api, key = stack.info["api"], stack.info["api_key"]
+    s3 = boto3.client("s3", endpoint_url=stack.info["s3"], region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing", config=Config(retries={"max_attempts": 2}))
+    bucket = s3.list_buckets()["Buckets"][0]["Name"]
+    upload = "tenants/dev/uploads/page clip.mp4"
+    s3.put_object(Bucket=bucket, Key=upload, Body=(workdir / "media" / "clip.mp4").read_bytes())
+    with stack.client() as client:
+        def uploaded() -> dict[str, Any] | None:
+            items = client.get("/jobs").json()["items"]
+            return next((j for j in items if (j["source"].get("s3") or {}).get("key") == upload
+                         and j["status"] in ("succeeded", "failed")), None)
+
+        job = wait_for(uploaded, 120, what="the upload's job to end")
+        assert job["status"] == "succeeded"
+        link = client.get(f"/jobs/{job['job_id']}/video").json()
+        assert link["kind"] == "presigned_s3" and link["expires_in"] == 3600
+        assert link["url"].startswith(stack.info["s3"]) and "Signature=" in link["url"]
+    other = httpx.get(f"{api}/jobs/{job['job_id']}/video", headers={"x-api-key": OTHER_KEY})
+    assert other.status_code == 404
+
+    _sign_in(page, api, key)
+    page.locator("#home").wait_for(state="visible")
+    page.goto(f"{api}/ui/#/jobs/{job['job_id']}")
+    page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job["job_id"])
+    page.wait_for_function("document.querySelector('#player').readyState >= 1")
+    assert (page.get_attribute("#player", "src") or "").startswith(stack.info["s3"])
+    button = page.locator("#shots button").nth(1)
+    start = float(button.get_attribute("data-start") or "nan")
+    button.click()
+    page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1", arg=start)
+    assert page.locator("#player-note").is_hidden()
+    assert not [u for u in page.urls if key in u]
 
 
 def test_another_tenants_job_is_not_found(stack: ServeProcess, page: Any, clip_url: str) -> None:

@@ -154,6 +154,20 @@ def head_source(clients: AwsClients, source: Source) -> tuple[S3Location, dict[s
     return location, head
 
 
+class S3Presigner:
+    """VideoLinks: presigned GETs, signed locally with the function's credentials (no request to S3)."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self._clients = clients
+
+    def presigned_get(self, location: S3Location, expires_s: int) -> str:
+        params: dict[str, Any] = {"Bucket": location.bucket, "Key": location.key}
+        if location.version:
+            params["VersionId"] = location.version
+        url: str = self._clients.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
+        return url
+
+
 class S3SourceStager:
     """SourceStager: `s3://bucket/<prefix><job_id>/source`. No file suffix, so the uploads bucket's ObjectCreated
     filters (video suffixes) never turn a staged copy into a job; template.yaml expires the prefix after 2 days."""

@@ -54,6 +54,7 @@ from video_ai.domain.ports import (
     TextEmbedder,
     ThumbnailStore,
     VectorIndex,
+    VideoLinks,
 )
 from video_ai.services.submit_job import AllowAll, SubmitDeps, SubmitJob, UrlGuard, submit_job
 from video_ai.settings import Settings
@@ -77,6 +78,8 @@ class ApiContext:
     # The text index of moments and its sentence model (None: no text search here).
     moments_factory: Callable[[], MomentIndex | None] | None = None
     text_embedder_factory: Callable[[], TextEmbedder] | None = None
+    # Presigned playback URLs for S3 sources (None: the page cannot play them here).
+    links_factory: Callable[[], VideoLinks] | None = None
     # Per-frame JPEGs (None, or a factory returning None: no thumbnails here).
     thumbnails_factory: Callable[[], ThumbnailStore | None] | None = None
     _index: VectorIndex | None = None

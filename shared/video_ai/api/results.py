@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from video_ai.api.app import Ctx, OwnedJob
-from video_ai.api.schemas import LabelsPage
+from video_ai.api.schemas import LabelsPage, VideoLink
 from video_ai.domain.errors import InvalidRequest, NotFound
 from video_ai.domain.models import ShotLabels
 
@@ -42,6 +42,24 @@ def list_labels(
     page = [_with_categories(shot) for shot in job.labels[start : start + limit]]
     end = start + len(page)
     return LabelsPage(items=page, next_token=str(end) if end < len(job.labels) else None)
+
+
+# Long enough to watch a long video from one page load; short enough that a copied link soon stops working.
+VIDEO_LINK_EXPIRES_S = 3600
+
+
+@router.get("/jobs/{job_id}/video", response_model=VideoLink)
+def video_link(job: OwnedJob, ctx: Ctx) -> VideoLink:
+    """Where a browser can play the job's source: its http(s) URL as given, or a short-lived presigned S3 URL."""
+    source = job.source
+    if source.s3 is not None:
+        if ctx.links_factory is None:
+            raise NotFound(f"job {job.job_id}'s source is in S3 and this deployment signs no playback URLs")
+        url = ctx.links_factory().presigned_get(source.s3, VIDEO_LINK_EXPIRES_S)
+        return VideoLink(url=url, kind="presigned_s3", expires_in=VIDEO_LINK_EXPIRES_S)
+    if source.url and source.url.lower().startswith(("http://", "https://")):
+        return VideoLink(url=source.url, kind="source_url")
+    raise NotFound(f"job {job.job_id}'s source has no address a browser can play (a local file)")
 
 
 # A job's thumbnail never changes for a given index (a re-run writes the same frame's picture), so browsers keep it;

@@ -104,6 +104,12 @@ class LabelsPage(BaseModel):
         default=None, description="why the page is empty: the job ran without labels, or has not finished")
 
 
+class VideoLink(BaseModel):
+    url: str = Field(description="where a browser's <video> can read the job's source")
+    kind: Literal["source_url", "presigned_s3"]
+    expires_in: int | None = Field(default=None, description="seconds the presigned URL stays valid")
+
+
 class JobsPage(BaseModel):
     items: list[dict[str, Any]]
     next_token: str | None

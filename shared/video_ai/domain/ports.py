@@ -17,6 +17,7 @@ from video_ai.domain.models import (
     Moment,
     MomentFilter,
     MomentHit,
+    S3Location,
     SampledFrame,
     Sampling,
     ScoredPoint,
@@ -257,6 +258,12 @@ class VideoFetcher(Protocol):
         """Bring the source to a local file under workdir. Raises VideoNotFound, ForbiddenAddress, SourceTooLarge,
         FetchFailed."""
         ...
+
+
+class VideoLinks(Protocol):
+    """Short-lived URLs a browser can play an S3 source from (the page's player)."""
+
+    def presigned_get(self, location: S3Location, expires_s: int) -> str: ...
 
 
 class ThumbnailStore(Protocol):

@@ -260,26 +260,41 @@ async function allPages(path, cap) {
   return items;
 }
 
-function setPlayer(job) {
+async function setPlayer(job) {
   const video = $("#player");
   const note = $("#player-note");
   note.hidden = true;
-  const url = job.source.url;
-  if (url && /^https?:\/\//.test(url)) {
-    video.onerror = () => {
-      note.textContent = `The browser cannot play ${url} (unreachable from here, or a format it cannot play).`;
-      note.hidden = false;
-    };
-    video.onloadedmetadata = () => {
-      if (current && current.seekTo !== null) { const t = current.seekTo; current.seekTo = null; seek(t); }
-    };
-    if (video.getAttribute("src") !== url) video.src = url;
-    else if (video.readyState >= 1 && current.seekTo !== null) { const t = current.seekTo; current.seekTo = null; seek(t); }
-  } else {
-    video.removeAttribute("src");
-    note.textContent = "This job's source is in S3: the page cannot play it yet (no presigned URL from the API).";
-    note.hidden = false;
+  note.textContent = "";
+  if (video.dataset.job === job.job_id && video.getAttribute("src")) {
+    // The same job again (a poll, or a hit at another moment): keep the player, and its presigned URL.
+    if (video.readyState >= 1 && current.seekTo !== null) { const t = current.seekTo; current.seekTo = null; seek(t); }
+    return;
   }
+  let url = job.source.url && /^https?:\/\//.test(job.source.url) ? job.source.url : null;
+  if (!url && job.source.s3) {
+    // A short-lived presigned URL from the API: the page never holds S3 credentials, and the key stays in headers.
+    try {
+      url = (await call(`/jobs/${encodeURIComponent(job.job_id)}/video`)).url;
+    } catch (error) {
+      note.textContent = `The video cannot be played here: ${readable(error)}`;
+    }
+  }
+  if (!url) {
+    video.removeAttribute("src");
+    if (!note.textContent) note.textContent = "This job's source has no address a browser can play.";
+    note.hidden = false;
+    return;
+  }
+  video.onerror = () => {
+    note.textContent = job.source.s3 ? "The browser could not play the video from S3 (expired link, or no access)." :
+      `The browser cannot play ${url} (unreachable from here, or a format it cannot play).`;
+    note.hidden = false;
+  };
+  video.onloadedmetadata = () => {
+    if (current && current.seekTo !== null) { const t = current.seekTo; current.seekTo = null; seek(t); }
+  };
+  video.dataset.job = job.job_id;
+  video.src = url;
 }
 
 function jobStatusText(job) {
@@ -303,6 +318,7 @@ async function openJob(id, at) {
   } catch (error) {
     $("#job-status").textContent = error.status === 404 ? "Job not found." : `Could not load the job: ${readable(error)}`;
     $("#player").removeAttribute("src");
+    delete $("#player").dataset.job;
     $("#player-note").hidden = true;
     return;
   }
@@ -312,7 +328,7 @@ async function openJob(id, at) {
     $("#job-error").textContent = readable(new ApiError(0, job.error.code, job.error.message));
     $("#job-error").hidden = false;
   }
-  setPlayer(job);
+  await setPlayer(job);
   if (job.status !== "succeeded") {
     $("#shots-note").textContent = job.status === "failed" ? "The job failed: no shots." : "Shots appear when the job succeeds.";
     $("#shots-note").hidden = false;
