@@ -317,6 +317,37 @@ def test_an_uploaded_video_plays_from_a_presigned_url_and_seeks(stack: ServeProc
     assert not [u for u in page.urls if key in u]
 
 
+def test_a_file_uploaded_from_the_page_becomes_a_job_and_a_refused_one_says_why(
+    stack: ServeProcess, page: Any, workdir: Path
+) -> None:
+    api, key = stack.info["api"], stack.info["api_key"]
+    with stack.client() as client:
+        big = client.post("/uploads", json={"filename": "big.mp4", "size": 3 * 1024**3})
+        assert big.status_code == 413 and big.json()["error"]["field"] == "size"
+        assert "at most" in big.json()["error"]["message"]
+        ticket = client.post("/uploads", json={"filename": "../My Clip!.MP4", "size": 10}).json()
+        assert re.fullmatch(r"tenants/dev/uploads/[0-9a-f-]{36}/My-Clip\.mp4", ticket["key"]), ticket["key"]
+    _sign_in(page, api, key)
+    page.locator("#home").wait_for(state="visible")
+    notes = workdir / "notes.txt"
+    notes.write_text("not a video")
+    page.set_input_files("#upload-file", str(notes))
+    page.click("#upload-form button[type=submit]")
+    page.locator("#upload-result", has_text="Upload refused").wait_for()
+    assert "uploads must end in one of" in page.inner_text("#upload-result")
+
+    page.set_input_files("#upload-file", str(workdir / "media" / "clip.mp4"))
+    page.click("#upload-form button[type=submit]")
+    link = page.locator("#upload-result a")
+    link.wait_for(timeout=60_000)
+    job_id = link.inner_text()
+    with stack.client() as client:
+        job = wait_for(lambda: (j := client.get(f"/jobs/{job_id}").json())["status"] in ("succeeded", "failed") and j,
+                       timeout=120, what="the uploaded file's job")
+    assert job["status"] == "succeeded" and job["source"]["s3"]["key"].endswith("/clip.mp4")
+    assert not [u for u in page.urls if key in u]
+
+
 def test_another_tenants_job_is_not_found(stack: ServeProcess, page: Any, clip_url: str) -> None:
     api = stack.info["api"]
     with stack.client() as client:

@@ -167,6 +167,15 @@ class S3Presigner:
         url: str = self._clients.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
         return url
 
+    def presigned_post(self, location: S3Location, max_bytes: int, content_type: str,
+                       expires_s: int) -> tuple[str, dict[str, str]]:
+        post = self._clients.s3.generate_presigned_post(
+            location.bucket, location.key, Fields={"Content-Type": content_type},
+            Conditions=[["content-length-range", 1, max_bytes], {"Content-Type": content_type}],
+            ExpiresIn=expires_s,
+        )
+        return str(post["url"]), {str(k): str(v) for k, v in post["fields"].items()}
+
 
 class S3SourceStager:
     """SourceStager: `s3://bucket/<prefix><job_id>/source`. No file suffix, so the uploads bucket's ObjectCreated

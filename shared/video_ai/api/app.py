@@ -435,8 +435,10 @@ def create_app(ctx: ApiContext, *, prometheus: bool = True, index_routes: bool =
 
     from video_ai.api.page import router as page_router
     from video_ai.api.results import router as results_router
+    from video_ai.api.uploads import router as uploads_router
 
     app.include_router(results_router)
+    app.include_router(uploads_router)
     app.include_router(page_router)
     if index_routes:
         _index_routes(app, ctx)

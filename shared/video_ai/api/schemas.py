@@ -110,6 +110,23 @@ class VideoLink(BaseModel):
     expires_in: int | None = Field(default=None, description="seconds the presigned URL stays valid")
 
 
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255, description="the file's name; its suffix picks the container")
+    size: int = Field(ge=1, description="bytes; at most limits.max_source_bytes")
+    content_type: str = Field(default="application/octet-stream", max_length=100, pattern=r"^[\w.+-]+/[\w.+-]+$")
+
+
+class UploadTicket(BaseModel):
+    url: str = Field(description="POST the fields and then the file (multipart/form-data, field `file`) here")
+    fields: dict[str, str]
+    bucket: str
+    key: str = Field(description="the object's key: the job it becomes has source.s3.key equal to it")
+    max_bytes: int
+    expires_in: int
+
+
 class JobsPage(BaseModel):
     items: list[dict[str, Any]]
     next_token: str | None

@@ -265,6 +265,11 @@ class VideoLinks(Protocol):
 
     def presigned_get(self, location: S3Location, expires_s: int) -> str: ...
 
+    def presigned_post(self, location: S3Location, max_bytes: int, content_type: str,
+                       expires_s: int) -> tuple[str, dict[str, str]]:
+        """(url, form fields) of a browser upload of one object, at most `max_bytes` (S3 enforces the policy)."""
+        ...
+
 
 class ThumbnailStore(Protocol):
     """A small JPEG per sampled frame, keyed by job id and sample index (GET /jobs/{id}/frames/{index}/thumbnail).

@@ -167,6 +167,57 @@ async function submit(event) {
   }
 }
 
+// ---- upload: the API signs an S3 POST into this tenant's prefix; the file goes to S3, never through the API
+
+function s3Refusal(text, status) {
+  const code = /<Code>([^<]+)<\/Code>/.exec(text);
+  const message = /<Message>([^<]+)<\/Message>/.exec(text);
+  return `${code ? code[1] : `HTTP ${status}`}${message ? `: ${message[1]}` : ""}`;
+}
+
+async function upload(event) {
+  event.preventDefault();
+  const file = $("#upload-file").files[0];
+  const status = $("#upload-result");
+  if (!file) return;
+  let ticket;
+  try {
+    ticket = await call("/uploads", { method: "POST", body: {
+      filename: file.name, size: file.size, content_type: file.type || "application/octet-stream" } });
+  } catch (error) {
+    status.textContent = `Upload refused: ${readable(error)}`;
+    return;
+  }
+  const form = new FormData();
+  for (const [name, value] of Object.entries(ticket.fields)) form.append(name, value);
+  form.append("file", file);
+  status.textContent = `Uploading ${file.name} (${Math.ceil(file.size / 1024)} KiB)…`;
+  try {
+    const response = await fetch(ticket.url, { method: "POST", body: form });
+    if (!response.ok) {
+      status.textContent = `S3 refused the upload: ${s3Refusal(await response.text(), response.status)}`;
+      return;
+    }
+  } catch (error) {
+    status.textContent = `Upload failed: ${error.message}`;
+    return;
+  }
+  status.textContent = `Uploaded ${file.name}; waiting for its job…`;
+  // S3's notification makes the job (the ingest function): find it by its key.
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const page = await call("/jobs?limit=50");
+    const job = page.items.find((j) => j.source.s3 && j.source.s3.key === ticket.key);
+    if (job) {
+      status.replaceChildren(`Uploaded ${file.name}: job `,
+        el("a", { href: `#/jobs/${encodeURIComponent(job.job_id)}` }, job.job_id));
+      return;
+    }
+    await new Promise((ok) => setTimeout(ok, 1000));
+  }
+  status.textContent = `Uploaded ${file.name}, but no job appeared within a minute.`;
+}
+
 // ---- one job
 
 let current = null; // {job, shots, labels, frames, shown, seekTo}
@@ -444,6 +495,7 @@ function route() {
 $("#signin-form").addEventListener("submit", signIn);
 $("#sign-out").addEventListener("click", () => signOut(""));
 $("#submit-form").addEventListener("submit", submit);
+$("#upload-form").addEventListener("submit", upload);
 $("#jobs-more").addEventListener("click", moreJobs);
 $("#shots-more").addEventListener("click", renderMoreShots);
 $("#search-form").addEventListener("submit", (event) => {
