@@ -35,24 +35,29 @@ def build_embedder(settings: Settings) -> Embedder:
 
 
 def build_analyzers(settings: Settings, embedder: Embedder, index: VectorIndex,
-                    tracing: Tracing | None = None, moments: MomentStore | None = None) -> AnalyzerSet:
+                    tracing: Tracing | None = None, moments: MomentStore | None = None,
+                    thumbnails: ThumbnailStore | None = None) -> AnalyzerSet:
     """The analyzers jobs may ask for (features), sharing the process's image model and index (and text index)."""
     from video_ai.analyzers import AnalyzerContext, AnalyzerSet
     from video_ai.domain.ports import NullTracing
 
     return AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, tracing=tracing or NullTracing(),
                                        labels=settings.analysis.labels, moments=moments,
-                                       thumbnails=build_thumbnails(settings)))
+                                       thumbnails=thumbnails))
 
 
-def build_thumbnails(settings: Settings) -> ThumbnailStore | None:
-    """Files under the data dir on the embedded setup (one machine: the worker writes where the API reads). With a
-    Qdrant server (AWS) none yet: a Lambda's disk is its own, and storing them in S3 is still to do."""
-    if settings.qdrant.backend != "edge":
+def build_thumbnails(settings: Settings, clients: AwsClients | None = None) -> ThumbnailStore | None:
+    """Files under the data dir on the embedded setup (one machine: the worker writes where the API reads); with a
+    Qdrant server (AWS) the uploads bucket under thumbnails/ (a Lambda's disk is its own); else none."""
+    if settings.qdrant.backend == "edge":
+        from video_ai.adapters.file_thumbnails import FileThumbnails
+
+        return FileThumbnails(settings.data_dir / "thumbnails")
+    if clients is None or not settings.aws.uploads_bucket:
         return None
-    from video_ai.adapters.file_thumbnails import FileThumbnails
+    from video_ai.adapters.s3_store import S3Thumbnails
 
-    return FileThumbnails(settings.data_dir / "thumbnails")
+    return S3Thumbnails(clients, settings.aws.uploads_bucket)
 
 
 def build_text_embedder(settings: Settings) -> TextEmbedder:

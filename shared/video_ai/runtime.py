@@ -204,7 +204,7 @@ class Runtime:
     def thumbnails(self) -> ThumbnailStore | None:
         from video_ai.composition import build_thumbnails
 
-        return self._once("thumbnails", lambda: build_thumbnails(self.settings))
+        return self._once("thumbnails", lambda: build_thumbnails(self.settings, self.clients))
 
     def moment_store(self) -> MomentStore:
         from video_ai.analyzers import MomentStore
@@ -259,7 +259,8 @@ class Runtime:
             segment_queue=self.queue(), segment_s=settings.scale.segment_s,
             stager=S3SourceStager(self.clients, settings.aws.uploads_bucket) if settings.aws.uploads_bucket else None,
             ranged=build_ranged_opener(self.clients),
-            analyzers=build_analyzers(settings, self.embedder(), self.index(), self.tracing, self.moment_store()),
+            analyzers=build_analyzers(settings, self.embedder(), self.index(), self.tracing, self.moment_store(),
+                                      self.thumbnails()),
         )
 
     def api_context(self) -> ApiContext:

@@ -200,3 +200,22 @@ def test_unreachable_endpoint_maps_to_retryable_errors(tmp_path: Path) -> None:
     with pytest.raises(FetchFailed):
         S3VideoFetcher(dead, max_bytes=10).fetch(Source(s3=S3Location(bucket="b-b-b", key="k")), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_s3_thumbnails_put_get_copy_delete_and_no_job_from_them(clients: AwsClients) -> None:
+    from video_ai.adapters.s3_store import S3Thumbnails
+
+    uploads_url = uploads_bucket_notifying(clients, "thumbs-bucket")
+    store = S3Thumbnails(clients, "thumbs-bucket")
+    for index in range(3):
+        store.put("job-a", index, b"\xff\xd8" + bytes([index]))
+    assert store.get("job-a", 2) == b"\xff\xd8\x02"
+    assert store.get("job-a", 3) is None and store.get("job-b", 0) is None
+    head = clients.s3.head_object(Bucket="thumbs-bucket", Key="thumbnails/job-a/0.jpg")
+    assert head["ContentType"] == "image/jpeg"
+    assert store.copy("job-a", "job-b") == 3 and store.get("job-b", 1) == b"\xff\xd8\x01"
+    store.delete("job-a")
+    assert store.get("job-a", 0) is None and store.get("job-b", 0) == b"\xff\xd8\x00"
+    # Only the test event: a thumbnail has no video suffix, so the uploads notification never makes it a job.
+    bodies = [json.loads(m["Body"]) for m in receive(clients, uploads_url, 1)]
+    assert all(b.get("Event") == "s3:TestEvent" for b in bodies)

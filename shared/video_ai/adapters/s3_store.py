@@ -237,3 +237,53 @@ class S3VideoFetcher:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+
+
+THUMBNAILS_PREFIX = "thumbnails/"
+
+
+class S3Thumbnails:
+    """ThumbnailStore in the uploads bucket under thumbnails/<job_id>/<index>.jpg (deployed: a worker's disk is its
+    own). No video suffix, so the bucket's ObjectCreated filters never turn one into a job."""
+
+    def __init__(self, clients: AwsClients, bucket: str, prefix: str = THUMBNAILS_PREFIX) -> None:
+        self._clients = clients
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def _key(self, job_id: str, index: int) -> str:
+        return f"{self.prefix}{job_id}/{index}.jpg"
+
+    def put(self, job_id: str, index: int, jpeg: bytes) -> None:
+        self._clients.s3.put_object(Bucket=self.bucket, Key=self._key(job_id, index), Body=jpeg,
+                                    ContentType="image/jpeg")
+
+    def get(self, job_id: str, index: int) -> bytes | None:
+        try:
+            response = self._clients.s3.get_object(Bucket=self.bucket, Key=self._key(job_id, index))
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        body: bytes = response["Body"].read()
+        return body
+
+    def _keys(self, job_id: str) -> list[str]:
+        keys: list[str] = []
+        paginator = self._clients.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{job_id}/"):
+            keys.extend(str(item["Key"]) for item in page.get("Contents", []))
+        return keys
+
+    def copy(self, from_job: str, to_job: str) -> int:
+        keys = self._keys(from_job)
+        for key in keys:
+            self._clients.s3.copy_object(Bucket=self.bucket, Key=key.replace(f"/{from_job}/", f"/{to_job}/", 1),
+                                         CopySource={"Bucket": self.bucket, "Key": key})
+        return len(keys)
+
+    def delete(self, job_id: str) -> None:
+        keys = self._keys(job_id)
+        for start in range(0, len(keys), 1000):
+            self._clients.s3.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True})
