@@ -348,6 +348,20 @@ def test_a_file_uploaded_from_the_page_becomes_a_job_and_a_refused_one_says_why(
     assert not [u for u in page.urls if key in u]
 
 
+def test_a_failed_job_shows_its_error_as_words(stack: ServeProcess, page: Any, clip_url: str) -> None:
+    _sign_in(page, stack.info["api"], stack.info["api_key"])
+    page.locator("#home").wait_for(state="visible")
+    page.fill("#submit-source", clip_url.replace("clip.mp4", "missing.mp4"))
+    page.click("#submit-form button[type=submit]")
+    link = page.locator("#submit-result a")
+    link.wait_for()
+    row = page.locator(f'#jobs tr[data-job="{link.inner_text()}"]')
+    row.locator("td.status-failed .job-error").wait_for(timeout=60_000)
+    message = row.locator(".job-error").inner_text()
+    assert message.startswith("The video was not found at its address. (not_found: video_url: ")
+    assert message.endswith("answered 404)")
+
+
 def test_another_tenants_job_is_not_found(stack: ServeProcess, page: Any, clip_url: str) -> None:
     api = stack.info["api"]
     with stack.client() as client:

@@ -25,6 +25,13 @@ const MESSAGES = {
   feature_unavailable: "A requested feature is not available here.",
 };
 
+// A job's error is about its video: "not_found" there means the source, not an API resource.
+const JOB_MESSAGES = { ...MESSAGES, not_found: MESSAGES.video_not_found };
+
+export function jobError(error) {
+  return readable(new ApiError(0, error.code, error.message), JOB_MESSAGES);
+}
+
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(message);
@@ -33,9 +40,9 @@ export class ApiError extends Error {
   }
 }
 
-export function readable(error) {
+export function readable(error, messages = MESSAGES) {
   if (!(error instanceof ApiError)) return String(error.message || error);
-  const known = MESSAGES[error.code];
+  const known = messages[error.code];
   return known ? `${known} (${error.code}: ${error.message})` : `${error.code}: ${error.message}`;
 }
 
@@ -118,7 +125,10 @@ let jobsToken = null;
 function jobRow(job) {
   const source = job.source.url || (job.source.s3 ? `s3://${job.source.s3.bucket}/${job.source.s3.key}` : "");
   const status = el("td", { class: `status-${job.status}` }, job.status);
-  if (job.error) status.title = readable(new ApiError(0, job.error.code, job.error.message));
+  if (job.error) {
+    const why = jobError(job.error);
+    status.append(el("div", { class: "job-error" }, why));
+  }
   return el("tr", { "data-job": job.job_id },
     el("td", {}, el("a", { href: `#/jobs/${encodeURIComponent(job.job_id)}` }, job.job_id)),
     status,
@@ -348,6 +358,14 @@ async function setPlayer(job) {
   video.src = url;
 }
 
+function markPlaying() {
+  // The shot under the playhead stays outlined while the video plays or is scrubbed.
+  const t = $("#player").currentTime;
+  for (const button of document.querySelectorAll("#shots button")) {
+    button.classList.toggle("current", Number(button.dataset.start) <= t && t < Number(button.dataset.end));
+  }
+}
+
 function jobStatusText(job) {
   const parts = [job.status];
   if (!["succeeded", "failed"].includes(job.status)) parts.push(`${Math.round((job.progress || 0) * 100)}%`);
@@ -376,7 +394,7 @@ async function openJob(id, at) {
   current = { job, shots: [], labels: new Map(), frames: [], shown: 0, seekTo: at ?? null, labelsNote: null };
   $("#job-status").textContent = jobStatusText(job);
   if (job.error) {
-    $("#job-error").textContent = readable(new ApiError(0, job.error.code, job.error.message));
+    $("#job-error").textContent = jobError(job.error);
     $("#job-error").hidden = false;
   }
   await setPlayer(job);
@@ -496,6 +514,7 @@ $("#signin-form").addEventListener("submit", signIn);
 $("#sign-out").addEventListener("click", () => signOut(""));
 $("#submit-form").addEventListener("submit", submit);
 $("#upload-form").addEventListener("submit", upload);
+$("#player").addEventListener("timeupdate", markPlaying);
 $("#jobs-more").addEventListener("click", moreJobs);
 $("#shots-more").addEventListener("click", renderMoreShots);
 $("#search-form").addEventListener("submit", (event) => {
