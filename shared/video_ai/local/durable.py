@@ -108,7 +108,7 @@ class DurableState:
     def install(self) -> None:
         """Wrap moto's write paths (process-wide; `uninstall` puts the originals back)."""
         from moto.dynamodb.models import DynamoDBBackend
-        from moto.s3.models import S3Backend
+        from moto.s3.models import FakeKey, S3Backend
         from moto.sqs.models import Queue
 
         state = self
@@ -175,7 +175,8 @@ class DurableState:
             def hooked(backend: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
                 with state._lock:
                     result = original(backend, bucket_name, key_name, *args, **kwargs)
-                    if not state._muted and key_name not in backend.get_bucket(bucket_name).keys:
+                    # A versioned bucket keeps a delete marker as the key's latest version.
+                    if not state._muted and not isinstance(backend.get_bucket(bucket_name).keys.get(key_name), FakeKey):
                         state._forget_object(bucket_name, key_name)
                     return result
             return hooked

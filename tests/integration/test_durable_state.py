@@ -1,0 +1,127 @@
+"""`serve`'s durable state on a real moto server: what moto holds comes back after its memory is wiped.
+
+moto's reset (`POST /moto-api/reset`) stands in for the process dying: every backend is emptied, as in a fresh
+`serve`, and the resources are created again before the restore, as `serve` does at start.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.server import ThreadedMotoServer
+
+from tests.conftest import ROOT
+from video_ai.adapters.aws import AwsClients
+from video_ai.local.durable import DurableState
+from video_ai.local.resources import LocalResources, create_resources
+
+REGION = "us-east-1"
+
+
+@pytest.fixture()
+def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    yield url
+    httpx.post(f"{url}/moto-api/reset")
+    server.stop()
+
+
+def _crash_and_restart(url: str, clients: AwsClients, state: DurableState, directory: Path) -> DurableState:
+    state.close()
+    httpx.post(f"{url}/moto-api/reset").raise_for_status()
+    fresh = DurableState(directory, DEFAULT_ACCOUNT_ID, REGION)
+    fresh.install()
+    create_resources(clients, ROOT / "template.yaml", "test")
+    fresh.restore()
+    return fresh
+
+
+def _setup(url: str, tmp_path: Path) -> tuple[AwsClients, LocalResources, DurableState]:
+    state = DurableState(tmp_path, DEFAULT_ACCOUNT_ID, REGION)
+    state.install()
+    clients = AwsClients(REGION, endpoint_url=url)
+    return clients, create_resources(clients, ROOT / "template.yaml", "test"), state
+
+
+def test_items_messages_and_objects_come_back_as_they_were(moto: str, tmp_path: Path) -> None:
+    clients, res, state = _setup(moto, tmp_path)
+    try:
+        ddb, sqs, s3 = clients.dynamodb, clients.sqs, clients.s3
+        ddb.put_item(TableName=res.table_name, Item={"job_id": {"S": "j1"}, "status": {"S": "queued"}})
+        ddb.update_item(TableName=res.table_name, Key={"job_id": {"S": "j1"}},
+                        UpdateExpression="SET #s = :s, segment_0 = :b ADD segments_done :one",
+                        ExpressionAttributeNames={"#s": "status"},
+                        ExpressionAttributeValues={":s": {"S": "processing"}, ":b": {"B": b"\x00\xffzip"},
+                                                   ":one": {"N": "1"}})
+        ddb.put_item(TableName=res.table_name, Item={"job_id": {"S": "gone"}})
+        ddb.delete_item(TableName=res.table_name, Key={"job_id": {"S": "gone"}})
+        sqs.send_message(QueueUrl=res.jobs_queue_url, MessageBody='{"job_id":"j1"}',
+                         MessageAttributes={"tenant": {"DataType": "String", "StringValue": "acme"}})
+        sqs.send_message(QueueUrl=res.jobs_queue_url, MessageBody='{"job_id":"done"}')
+        # One message in flight (received, not deleted), one finished (deleted).
+        received = sqs.receive_message(QueueUrl=res.jobs_queue_url, MaxNumberOfMessages=10)["Messages"]
+        done = next(m for m in received if "done" in m["Body"])
+        sqs.delete_message(QueueUrl=res.jobs_queue_url, ReceiptHandle=done["ReceiptHandle"])
+        s3.put_object(Bucket=res.uploads_bucket, Key="plain.bin", Body=b"x" * 100)
+        part = b"p" * (5 * 1024 * 1024)
+        upload = s3.create_multipart_upload(Bucket=res.uploads_bucket, Key="multi.bin")
+        etags = [s3.upload_part(Bucket=res.uploads_bucket, Key="multi.bin", UploadId=upload["UploadId"],
+                                PartNumber=n, Body=part)["ETag"] for n in (1, 2)]
+        s3.complete_multipart_upload(Bucket=res.uploads_bucket, Key="multi.bin", UploadId=upload["UploadId"],
+                                     MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e}
+                                                                for n, e in zip((1, 2), etags, strict=True)]})
+        s3.put_object(Bucket=res.uploads_bucket, Key="deleted.bin", Body=b"d")
+        s3.delete_object(Bucket=res.uploads_bucket, Key="deleted.bin")
+        multi_etag = s3.head_object(Bucket=res.uploads_bucket, Key="multi.bin")["ETag"]
+        before_item = ddb.get_item(TableName=res.table_name, Key={"job_id": {"S": "j1"}})["Item"]
+
+        state = _crash_and_restart(moto, clients, state, tmp_path)
+
+        assert ddb.get_item(TableName=res.table_name, Key={"job_id": {"S": "j1"}})["Item"] == before_item
+        assert "Item" not in ddb.get_item(TableName=res.table_name, Key={"job_id": {"S": "gone"}})
+        # The in-flight message is visible again at once, with its attributes; the deleted one stays deleted.
+        messages = sqs.receive_message(QueueUrl=res.jobs_queue_url, MaxNumberOfMessages=10,
+                                       MessageAttributeNames=["All"])["Messages"]
+        assert [json.loads(m["Body"]) for m in messages] == [{"job_id": "j1"}]
+        assert messages[0]["MessageAttributes"]["tenant"]["StringValue"] == "acme"
+        assert s3.get_object(Bucket=res.uploads_bucket, Key="plain.bin")["Body"].read() == b"x" * 100
+        head = s3.head_object(Bucket=res.uploads_bucket, Key="multi.bin")
+        assert head["ETag"] == multi_etag and head["ContentLength"] == 2 * len(part)  # ranged reads pin this ETag
+        assert "deleted.bin" not in {o["Key"] for o in s3.list_objects_v2(Bucket=res.uploads_bucket)["Contents"]}
+        # No upload event was replayed for the restored objects: only what was queued before comes back.
+        uploads = sqs.receive_message(QueueUrl=res.uploads_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        assert [m["Body"] for m in uploads.get("Messages", []) if "Records" in json.loads(m["Body"])] == []
+
+        # Restored state is recorded afresh: a second crash brings it back again, and a delete now sticks.
+        sqs.delete_message(QueueUrl=res.jobs_queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+        state = _crash_and_restart(moto, clients, state, tmp_path)
+        assert sqs.receive_message(QueueUrl=res.jobs_queue_url, WaitTimeSeconds=0).get("Messages", []) == []
+        assert ddb.get_item(TableName=res.table_name, Key={"job_id": {"S": "j1"}})["Item"] == before_item
+    finally:
+        state.close()
+
+
+def test_a_message_redriven_to_the_dlq_comes_back_in_the_dlq_only(moto: str, tmp_path: Path) -> None:
+    clients, res, state = _setup(moto, tmp_path)
+    try:
+        sqs = clients.sqs
+        sqs.set_queue_attributes(QueueUrl=res.jobs_queue_url, Attributes={"VisibilityTimeout": "0"})
+        sqs.send_message(QueueUrl=res.jobs_queue_url, MessageBody="poison")
+        for _ in range(6):  # past the template's maxReceiveCount
+            sqs.receive_message(QueueUrl=res.jobs_queue_url, WaitTimeSeconds=0)
+        state = _crash_and_restart(moto, clients, state, tmp_path)
+        assert sqs.receive_message(QueueUrl=res.jobs_queue_url, WaitTimeSeconds=0).get("Messages", []) == []
+        dlq = sqs.receive_message(QueueUrl=res.jobs_dlq_url, WaitTimeSeconds=0)["Messages"]
+        assert [m["Body"] for m in dlq] == ["poison"]
+    finally:
+        state.close()
