@@ -448,3 +448,12 @@ def test_clients_are_built_lazily_and_cached(monkeypatch: pytest.MonkeyPatch) ->
     assert aws.sqs is aws.sqs
     assert aws.sqs.meta.endpoint_url == "http://127.0.0.1:9"
     assert set(aws._clients) == {"sqs"}
+
+
+def test_tenants_of_reads_in_batches_and_skips_unknown_ids(repo: DynamoDBJobRepository) -> None:
+    ids = [f"job-{i:03d}" for i in range(130)]  # two BatchGetItem calls
+    for i, job_id in enumerate(ids):
+        repo.create(make_job(job_id, tenant="acme" if i % 2 else "other"))
+    found = repo.tenants_of([*ids, "unknown", "", ids[0]])
+    assert found == {job_id: "acme" if i % 2 else "other" for i, job_id in enumerate(ids)}
+    assert repo.tenants_of([]) == {}

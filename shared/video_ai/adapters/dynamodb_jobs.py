@@ -19,7 +19,7 @@ import json
 import math
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 TENANT_INDEX = "by_tenant"
 CONTENT_INDEX = "by_content"
 MAX_PAGE = 1000
+BATCH_GET_KEYS = 100  # BatchGetItem's limit per call
 # GSI key attributes: DynamoDB refuses an empty string there, so these are validated or left out.
 _GSI_KEYS = ("tenant", "created_at", "content_key")
 # Set once at creation or by transition(); update() must not touch them.
@@ -276,6 +277,22 @@ class DynamoDBJobRepository:
             return None  # DynamoDB refuses an empty key (ValidationException); no job has one
         item = self._get_item(job_id)
         return item_to_job(item) if item is not None else None
+
+    def tenants_of(self, job_ids: Iterable[str]) -> dict[str, str]:
+        """BatchGetItem (100 keys a call, job_id and tenant only), unprocessed keys asked again."""
+        ids = sorted({job_id for job_id in job_ids if job_id})
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), BATCH_GET_KEYS):
+            keys: list[dict[str, Any]] = [{"job_id": {"S": job_id}} for job_id in ids[start : start + BATCH_GET_KEYS]]
+            while keys:
+                with transient_errors("DynamoDB BatchGetItem"):
+                    response = self._clients.dynamodb.batch_get_item(RequestItems={self.table_name: {
+                        "Keys": keys, "ProjectionExpression": "job_id, tenant", "ConsistentRead": True}})
+                raw: dict[str, Any] = dict(response)
+                for item in raw.get("Responses", {}).get(self.table_name, []):
+                    found[str(item["job_id"]["S"])] = str(item.get("tenant", {}).get("S", ""))
+                keys = list(raw.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", []))
+        return found
 
     def list_for_tenant(self, tenant: str, limit: int, next_token: str | None) -> tuple[list[Job], str | None]:
         """The tenant's jobs, newest first; `next_token` is opaque and bound to the tenant."""

@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,11 @@ class InMemoryJobRepository:
         with self._locked():
             item = self._load(job_id)
             return Job.model_validate(item) if item is not None else None
+
+    def tenants_of(self, job_ids: Iterable[str]) -> dict[str, str]:
+        with self._locked():
+            found = {job_id: self._load(job_id) for job_id in set(job_ids)}
+        return {job_id: str(item["tenant"]) for job_id, item in found.items() if item is not None}
 
     def transition(self, job_id: str, to: JobStatus, **fields: Any) -> Job:
         with self._locked():

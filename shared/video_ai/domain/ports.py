@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,6 +323,10 @@ class VectorIndex(Protocol):
 class JobRepository(Protocol):
     def create(self, job: Job) -> Job:
         """Store a new job; raises Conflict when the id exists already."""
+        ...
+
+    def tenants_of(self, job_ids: Iterable[str]) -> dict[str, str]:
+        """job_id -> tenant for the ids that name a recorded job (batched reads: search and the orphan sweep)."""
         ...
 
     def get(self, job_id: str) -> Job | None: ...

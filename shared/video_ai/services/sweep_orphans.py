@@ -14,13 +14,11 @@ logger = logging.getLogger(__name__)
 
 
 def known_jobs(job_ids: Iterable[str], tenant: str | None, jobs: JobRepository) -> set[str]:
-    """The ids among `job_ids` that name a recorded job (of `tenant`, when given): one read per distinct id."""
-    known: set[str] = set()
-    for job_id in set(job_ids):
-        job = jobs.get(job_id)
-        if job is not None and (tenant is None or job.tenant == tenant):
-            known.add(job_id)
-    return known
+    """The ids among `job_ids` that name a recorded job (of `tenant`, when given)."""
+    ids = set(job_ids)
+    if not ids:
+        return set()
+    return {job_id for job_id, owner in jobs.tenants_of(ids).items() if tenant is None or owner == tenant}
 
 
 @dataclass(frozen=True, slots=True)
