@@ -112,7 +112,12 @@ def test_sigkill_during_a_burst_every_accepted_job_finishes_once(workdir: Path, 
                 assert len(numbers) == len(set(numbers)), f"{job['job_id']}: duplicated vectors"
                 assert len(frames) == job["frames_indexed"] >= expected_frames, job
 
-            wait_for(lambda: all(receiver.event_for(j) for j in accepted), 60, what="every callback")
+            try:
+                wait_for(lambda: all(receiver.event_for(j) for j in accepted), 60, what="every callback")
+            except AssertionError as err:
+                missing = {j: client.get(f"/jobs/{j}").json().get("callback") for j in accepted
+                           if not receiver.event_for(j)}
+                raise AssertionError(f"{err}: no callback for {missing}; serve: {proc.stderr_tail(40)}") from None
             by_id: dict[str, set[str]] = {}
             for payload, headers in list(receiver.events):
                 by_id.setdefault(headers["webhook-id"], set()).add(json.dumps(payload, sort_keys=True))
@@ -144,6 +149,48 @@ def test_sigkill_during_a_burst_every_accepted_job_finishes_once(workdir: Path, 
             assert lost not in hits and hits <= set(accepted), hits
             swept = wait_for(functools.partial(proc.stderr_matching, "orphan sweep:"), 60, what="the sweep")
             assert "1 job(s) with vectors" in swept[0], swept
+    finally:
+        proc.kill()
+        receiver.close()
+
+
+def test_a_job_recorded_finished_but_never_announced_gets_its_callback(workdir: Path, files: FileServer) -> None:
+    """The kill landed between the worker recording `succeeded` and publishing it: the redelivered message finds the
+    job finished and does nothing, so the restart publishes it."""
+    from video_ai.adapters.dynamodb_jobs import job_to_item
+    from video_ai.domain.models import Job, JobStatus, Source
+    from video_ai.local.durable import _dumps
+
+    config = workdir / "window.yml"
+    data = workdir / "window-data"
+    write_config(config, data, fps=FPS)
+    secret = generate_secret()
+    receiver = Receiver(secret)
+    proc = _start(config, secret)
+    try:
+        with proc.client() as client:  # one real job, so the table is recorded
+            response = client.post("/analyze", json={"video_url": files.url("clip.mp4")})
+            assert response.status_code == 202, response.text
+            real = response.json()["job_id"]
+            wait_for(lambda: client.get(f"/jobs/{real}").json()["status"] == "succeeded", 60, what="the job")
+        assert proc.terminate(timeout=30) == 0
+        job = Job(job_id="00000000-0000-4000-8000-000000000020", tenant="dev", status=JobStatus.SUCCEEDED,
+                  source=Source(url=files.url("clip.mp4")), callback_url=receiver.url)
+        with sqlite3.connect(data / "serve" / "state.sqlite") as db:
+            (table,) = db.execute("SELECT DISTINCT tbl FROM items").fetchone()
+            db.execute("INSERT INTO items (tbl, hash, rng, item) VALUES (?, ?, '', ?)",
+                       (table, json.dumps({"S": job.job_id}, separators=(",", ":")), _dumps(job_to_item(job))))
+        proc = _start(config, secret)
+        payload, headers = wait_for(lambda: receiver.event_for(job.job_id), 30, what="the callback")
+        assert payload["type"] == "job.succeeded" and headers["webhook-id"]
+        assert proc.stderr_matching("1 finished job(s) announced again"), proc.stderr_tail()
+        with proc.client() as client:
+            assert client.get(f"/jobs/{job.job_id}").json()["callback"]["status"] == "delivered"
+        # Announced once: a further restart finds its callback recorded and publishes nothing.
+        assert proc.terminate(timeout=30) == 0
+        proc = _start(config, secret)
+        assert not proc.stderr_matching("announced again")
+        assert sum(1 for p, _ in receiver.events if p["job_id"] == job.job_id) == 1
     finally:
         proc.kill()
         receiver.close()

@@ -238,6 +238,12 @@ class DurableState:
         self._db.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
         self._object_file(bucket, key).unlink(missing_ok=True)
 
+    def pending_bodies(self, queue_name: str) -> list[str]:
+        """The bodies of the messages a queue holds (queued or in flight), as recorded."""
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM messages WHERE queue=? ORDER BY seq", (queue_name,)).fetchall()
+        return [str(body) for (body,) in rows]
+
     # ------------------------------------------------------------------ restore
 
     @contextmanager

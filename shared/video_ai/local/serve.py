@@ -346,11 +346,40 @@ class LocalStack:
         self.runtime.webhook_sender()  # a malformed VIDEO_AI_WEBHOOK_SECRETS fails now, not at the first callback
         # Before any handler module is imported: their bootstraps then pick up this runtime.
         install_runtime(self.runtime)
+        self._announce_finished(clients, resources.table_name, subscription[0])
         self._start_api()
         self._start_pollers(clients, resources, settings, subscription)
         self._start_reloader()
         self._wait_ready()
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+
+    def _announce_finished(self, clients: Any, table_name: str, subscription_url: str) -> None:
+        """Publish again the end of a job whose callback never started and is not waiting in the callback queue: a
+        crash between the worker recording the end and publishing it (the worker's redelivered message finds the job
+        finished and does nothing). Receivers dedupe on `webhook-id`; the body is the same."""
+        from video_ai.adapters.dynamodb_jobs import item_to_job
+
+        assert self.runtime is not None and self.durable is not None
+        queue_name = subscription_url.rstrip("/").rsplit("/", 1)[-1]
+        waiting = self.durable.pending_bodies(queue_name)
+        paginator = clients.dynamodb.get_paginator("scan")
+        pages = paginator.paginate(
+            TableName=table_name, ConsistentRead=True,
+            FilterExpression="#s IN (:ok, :failed) AND attribute_exists(callback_url) "
+                             "AND attribute_not_exists(#cb)",
+            ExpressionAttributeNames={"#s": "status", "#cb": "callback"},
+            ExpressionAttributeValues={":ok": {"S": "succeeded"}, ":failed": {"S": "failed"}},
+        )
+        announced = 0
+        for page in pages:
+            for item in page.get("Items", []):
+                job = item_to_job(item)
+                if job.callback_url is None or any(job.job_id in body for body in waiting):
+                    continue
+                self.runtime.notifier().job_finished(job)
+                announced += 1
+        if announced:
+            logger.info("%d finished job(s) announced again: their end was recorded but never published", announced)
 
     def _start_api(self) -> None:
         import uvicorn
