@@ -44,3 +44,64 @@ def test_encode_thumbnail_keeps_the_aspect_and_caps_the_width() -> None:
     assert decoded.shape == (108, THUMBNAIL_WIDTH, 3)
     blue, green, red = decoded[54, 40].tolist()
     assert red > 200 and blue < 60 and green < 60
+
+
+class _Store(FileThumbnails):
+    def __init__(self, root: Path, fail: bool = False) -> None:
+        super().__init__(root)
+        self.fail = fail
+
+    def put(self, job_id: str, index: int, jpeg: bytes) -> None:
+        if self.fail:
+            raise OSError("disk full")
+        super().put(job_id, index, jpeg)
+
+
+def _frames(n: int) -> list[object]:
+    from video_ai.domain.models import SampledFrame
+
+    return [SampledFrame(index=i, pts_s=i / 2, frame_number=i * 12, shot=0, image=np.zeros((8, 8, 3), np.uint8),
+                         thumbnail=np.full((108, 192, 3), 40 * i, np.uint8)) for i in range(n)]
+
+
+@pytest.mark.parametrize("segments_total", [0, 3])
+def test_the_visual_analyzer_stores_a_jpeg_per_frame_except_in_segments(tmp_path: Path, segments_total: int) -> None:
+    pytest.importorskip("cv2")
+    from tests.fakes import FakeEmbedder, FakeIndex
+    from video_ai.analyzers import AnalyzerContext
+    from video_ai.analyzers.visual import THUMBNAIL_WIDTH, VisualAnalyzer
+    from video_ai.domain.models import Job, Source
+
+    store = _Store(tmp_path)
+    analyzer = VisualAnalyzer(AnalyzerContext(embedder=FakeEmbedder(), index=FakeIndex(),  # type: ignore[arg-type]
+                                              thumbnails=store))
+    assert analyzer.needs.thumbnail_width == THUMBNAIL_WIDTH
+    job = Job(job_id="job-1", source=Source(url="https://example.com/v.mp4"), segments_total=segments_total)
+    run = analyzer.start(job)
+    run.add(_frames(3))  # type: ignore[arg-type]
+    assert run.finish([]).warnings == []
+    stored = [store.get("job-1", i) for i in range(3)]
+    if segments_total:
+        assert stored == [None, None, None]
+    else:
+        assert all(s is not None and s[:3] == b"\xff\xd8\xff" for s in stored)
+        analyzer.discard(job)
+        assert store.get("job-1", 0) is None
+
+
+def test_a_failing_thumbnail_store_warns_and_the_pass_goes_on(tmp_path: Path) -> None:
+    pytest.importorskip("cv2")
+    from tests.fakes import FakeEmbedder, FakeIndex
+    from video_ai.analyzers import AnalyzerContext
+    from video_ai.analyzers.visual import VisualAnalyzer
+    from video_ai.domain.models import Job, Source
+
+    index = FakeIndex()
+    analyzer = VisualAnalyzer(AnalyzerContext(embedder=FakeEmbedder(), index=index,  # type: ignore[arg-type]
+                                              thumbnails=_Store(tmp_path, fail=True)))
+    run = analyzer.start(Job(job_id="job-2", source=Source(url="https://example.com/v.mp4")))
+    run.add(_frames(2))  # type: ignore[arg-type]
+    run.add(_frames(2))  # type: ignore[arg-type]
+    output = run.finish([])
+    assert output.count == 4 and len(index.points) == 2  # frame numbers repeat across the two batches
+    assert output.warnings == ["thumbnails not stored: OSError: disk full"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from video_ai.analyzers import AnalyzerContext
 
+logger = logging.getLogger(__name__)
 REUSE_PAGE = 256
 # The page shows shots as ~180 px tiles; 192 px JPEGs at quality 80 are 4-8 KB each.
 THUMBNAIL_WIDTH = 192
@@ -125,6 +127,8 @@ class VisualRun:
         self.frames: list[Frame] = []
         self.embed_s = 0.0
         self.index_s = 0.0
+        self._thumbnails = analyzer.thumbnails if not job.segments_total else None
+        self._warnings: list[str] = []
 
     def add(self, frames: Sequence[SampledFrame]) -> None:
         tracing = self._analyzer.tracing
@@ -138,11 +142,20 @@ class VisualRun:
             self._analyzer.index.upsert(self._model, points)
             self.index_s += time.perf_counter() - t0
         self.frames.extend(new_frames)
-        store = self._analyzer.thumbnails
-        if store is not None and not self._job.segments_total:
+        self._store_thumbnails(frames)
+
+    def _store_thumbnails(self, frames: Sequence[SampledFrame]) -> None:
+        """A by-product: a store that fails stops the thumbnails (with a job warning), never the job."""
+        if self._thumbnails is None:
+            return
+        try:
             for frame in frames:
                 if frame.thumbnail is not None:
-                    store.put(self._job.job_id, frame.index, encode_thumbnail(frame.thumbnail))
+                    self._thumbnails.put(self._job.job_id, frame.index, encode_thumbnail(frame.thumbnail))
+        except Exception as err:
+            logger.warning("thumbnails not stored: %s", err, extra={"job_id": self._job.job_id})
+            self._warnings.append(f"thumbnails not stored: {type(err).__name__}: {str(err)[:200]}")
+            self._thumbnails = None
 
     def _embed(self, frames: Sequence[SampledFrame]) -> np.ndarray:
         """Vectors; the class logits of the same run ride along on the frames when the model has them (free for
@@ -161,7 +174,7 @@ class VisualRun:
     def finish(self, shots: Sequence[Shot]) -> FeatureOutput:
         n = len(self.frames)
         return FeatureOutput(count=n, frames=self.frames, fields={"frames_indexed": n}, segment={"frames": n},
-                             timings={"embed_s": self.embed_s, "index_s": self.index_s})
+                             timings={"embed_s": self.embed_s, "index_s": self.index_s}, warnings=self._warnings)
 
 
 def frame_points(
