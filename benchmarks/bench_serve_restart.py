@@ -1,6 +1,7 @@
 """`video-ai serve` start-up on a data dir holding N finished jobs vs an empty one (issue 20).
 
     python benchmarks/bench_serve_restart.py [--jobs 1000] [--frames 6] [--repeat 2]
+    python benchmarks/bench_serve_restart.py --writes 300      # the write-through cost alone, then exit
 
 The populated data dir is built the way `serve` itself writes it: moto with `serve`'s durable state installed, the
 template's resources, N jobs created and driven queued -> processing -> succeeded (callback delivered) through the
@@ -10,6 +11,9 @@ as a subprocess on each data dir, rounds interleaved, best of `--repeat`:
   restore  the `state restored in ...` log line's own figure
   sweep    the orphan sweep's own figure (after the model warm-up, in the background; every job is known here)
   stop     SIGTERM -> exit
+--writes N: N x (PutItem, UpdateItem, SendMessage, ReceiveMessage+DeleteMessage) through moto's server from this
+process, without and then with the durable state installed (same server, rounds interleaved, best of 3): the
+per-request cost of writing through (SQLite WAL, synchronous=FULL, one fsync per change).
 """
 
 from __future__ import annotations
@@ -80,6 +84,54 @@ def populate(data_dir: Path, jobs: int, frames: int) -> None:
         durable.close()
 
 
+def write_overhead(n: int) -> None:
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.server import ThreadedMotoServer
+
+    from video_ai.adapters.aws import AwsClients
+    from video_ai.local.durable import DurableState
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    clients = AwsClients("us-east-1", endpoint_url=f"http://{host}:{port}")
+    ddb, sqs = clients.dynamodb, clients.sqs
+    ddb.create_table(TableName="t", KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+
+    def round_s() -> float:
+        started = time.perf_counter()
+        for i in range(n):
+            ddb.put_item(TableName="t", Item={"k": {"S": f"k{i}"}, "status": {"S": "queued"}})
+            ddb.update_item(TableName="t", Key={"k": {"S": f"k{i}"}}, UpdateExpression="SET #s = :s",
+                            ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": {"S": "done"}})
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+            for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1).get("Messages", []):
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return (time.perf_counter() - started) / n
+
+    with tempfile.TemporaryDirectory(prefix="bench-writes-") as tmp:
+        state = DurableState(Path(tmp), DEFAULT_ACCOUNT_ID, "us-east-1")
+        plain: list[float] = []
+        durable: list[float] = []
+        try:
+            round_s()  # warm: clients, moto's first requests
+            for _ in range(3):
+                plain.append(round_s())
+                state.install()
+                durable.append(round_s())
+                state.uninstall()
+        finally:
+            state.close()
+            moto.stop()
+    p, d = min(plain), min(durable)
+    print(f"{n} x (put, update, send, receive+delete): in memory {p * 1000:.2f} ms, written through {d * 1000:.2f} ms "
+          f"per job-like round; ratio {d / p:.2f}")
+
+
 def run_serve(data_dir: Path) -> dict[str, float]:
     config = data_dir.parent / f"{data_dir.name}.yml"
     config.write_text(f"data_dir: {data_dir}\nlogging:\n  level: INFO\n  json: false\n", encoding="utf-8")
@@ -122,7 +174,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--writes", type=int, default=0)
     args = parser.parse_args()
+    if args.writes:
+        write_overhead(args.writes)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-restart-") as tmp:
         empty, full = Path(tmp) / "empty", Path(tmp) / "full"
         empty.mkdir()
