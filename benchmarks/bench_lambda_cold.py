@@ -35,7 +35,9 @@ sys.path[:0] = ["/var/task"]
 os.chdir("/var/task")
 t = time.perf_counter(); import handler; out["init_s"] = time.perf_counter() - t
 from video_ai.adapters.onnx_embedder import create_session
-t = time.perf_counter(); session = create_session(os.environ["VIDEO_AI__MODEL__PATH"]); out["session_s"] = time.perf_counter() - t
+t = time.perf_counter()
+session = create_session(os.environ["VIDEO_AI__MODEL__PATH"])
+out["session_s"] = time.perf_counter() - t
 from video_ai.samples import make_demo_clip
 make_demo_clip("/tmp/clip.mp4")
 from video_ai.domain.models import Sampling
