@@ -14,11 +14,13 @@ import pytest
 
 from tests.fakes import RecordingNotifier, RecordingQueue
 from video_ai.adapters.aws import AwsClients
+from video_ai.adapters.file_thumbnails import FileThumbnails
 from video_ai.adapters.frame_source import PyAVFrameSource
 from video_ai.adapters.http_fetch import HttpVideoFetcher
 from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.adapters.onnx_embedder import OnnxEmbedder
 from video_ai.adapters.qdrant_edge_index import QdrantEdgeIndex
+from video_ai.analyzers import AnalyzerContext, AnalyzerSet
 from video_ai.domain.models import Job, JobStatus, S3Location, Sampling, SearchFilter, Source
 from video_ai.domain.ports import FetchedVideo, VideoFetcher
 from video_ai.samples import PALETTE, Pattern, ShotSpec, make_clip
@@ -42,6 +44,12 @@ def _deps(data: Path, model_path: Path, queue: RecordingQueue | None, segment_s:
     )
 
 
+def _with_thumbnails(deps: AnalyzeDeps) -> AnalyzeDeps:
+    store = FileThumbnails(deps.workdir.parent / "thumbs")
+    deps.analyzers = AnalyzerSet(AnalyzerContext(embedder=deps.embedder, index=deps.index, thumbnails=store))
+    return deps
+
+
 def _run(deps: AnalyzeDeps, clip: Path, sampling: Sampling) -> AnalysisResult:
     deps.jobs.create(Job(job_id="job", tenant="t", source=Source(url=clip.resolve().as_uri()), sampling=sampling))
     return analyze_video("job", deps)
@@ -51,12 +59,12 @@ def _run(deps: AnalyzeDeps, clip: Path, sampling: Sampling) -> AnalysisResult:
 def test_split_run_equals_the_unsplit_run(tmp_path: Path, model_path: Path, sampling: Sampling) -> None:
     clip = tmp_path / "long.mp4"
     make_clip(clip, duration_s=13.0, fps=25.0, size=(320, 240), shots=[2.5, 6.0, 9.2], gop=50)
-    whole = _deps(tmp_path / "whole", model_path, None, 4.0)
+    whole = _with_thumbnails(_deps(tmp_path / "whole", model_path, None, 4.0))
     unsplit = _run(whole, clip, sampling)
     assert unsplit.job.status is JobStatus.SUCCEEDED and unsplit.job.segments_total == 0
 
     queue = RecordingQueue()
-    split = _deps(tmp_path / "split", model_path, queue, 4.0)
+    split = _with_thumbnails(_deps(tmp_path / "split", model_path, queue, 4.0))
     first = _run(split, clip, sampling)
     assert first.job.status is JobStatus.PROCESSING and first.job.segments_total == 4
     messages = list(queue.messages)
@@ -64,6 +72,14 @@ def test_split_run_equals_the_unsplit_run(tmp_path: Path, model_path: Path, samp
     results = [analyze_video("job", split, segment=m["segment"]) for m in messages]
     final = next(r for r in results if r.job.status is JobStatus.SUCCEEDED)
     _assert_split_equals_unsplit(whole, unsplit, split, final)
+    # Thumbnails: the segments' ones, renumbered by the merge, are the unsplit run's, byte for byte, and no staging
+    # copy is left behind.
+    store_split = FileThumbnails(tmp_path / "split" / "thumbs")
+    store_whole = FileThumbnails(tmp_path / "whole" / "thumbs")
+    split_jpegs = [store_split.get("job", f.index) for f in final.frames]
+    assert all(split_jpegs) and split_jpegs == [store_whole.get("job", f.index) for f in unsplit.frames]
+    assert sorted(p.name for p in (tmp_path / "split" / "thumbs").iterdir()) == ["job"]
+    assert not final.job.warnings
     whole.index.close()
     split.index.close()
 

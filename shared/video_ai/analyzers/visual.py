@@ -98,7 +98,30 @@ class VisualAnalyzer:
                                 point_id=point.id))
         if updates:
             self.index.set_payloads(model, updates)
-        return FeatureOutput(count=len(points), frames=frames, fields={"frames_indexed": len(points)})
+        warnings = self._renumber_thumbnails(job, frames)
+        return FeatureOutput(count=len(points), frames=frames, fields={"frames_indexed": len(points)},
+                             warnings=warnings)
+
+    def _renumber_thumbnails(self, job: Job, frames: Sequence[Frame]) -> list[str]:
+        """Segments stored thumbnails by frame number (their sample indexes are their own): file them under the
+        job's global sample indexes, as an unsplit run does."""
+        store = self.thumbnails
+        if store is None:
+            return []
+        staging = segment_thumbnails_id(job.job_id)
+        missing = 0
+        try:
+            for frame in frames:
+                jpeg = store.get(staging, frame.frame_number)
+                if jpeg is None:
+                    missing += 1
+                else:
+                    store.put(job.job_id, frame.index, jpeg)
+            store.delete(staging)
+        except Exception as err:
+            logger.warning("thumbnails not renumbered: %s", err, extra={"job_id": job.job_id})
+            return [f"thumbnails not stored: {type(err).__name__}: {str(err)[:200]}"]
+        return [f"{missing} of {len(frames)} thumbnails missing"] if missing else []
 
     def all_points(self, job: Job, model: ModelInfo) -> list[ScoredPoint]:
         points: list[ScoredPoint] = []
@@ -114,6 +137,7 @@ class VisualAnalyzer:
         self.index.delete(self.embedder.info, SearchFilter(tenant=job.tenant, job_id=job.job_id))
         if self.thumbnails is not None:
             self.thumbnails.delete(job.job_id)
+            self.thumbnails.delete(segment_thumbnails_id(job.job_id))
 
 
 class VisualRun:
@@ -127,7 +151,7 @@ class VisualRun:
         self.frames: list[Frame] = []
         self.embed_s = 0.0
         self.index_s = 0.0
-        self._thumbnails = analyzer.thumbnails if not job.segments_total else None
+        self._thumbnails = analyzer.thumbnails
         self._warnings: list[str] = []
 
     def add(self, frames: Sequence[SampledFrame]) -> None:
@@ -151,7 +175,7 @@ class VisualRun:
         try:
             for frame in frames:
                 if frame.thumbnail is not None:
-                    self._thumbnails.put(self._job.job_id, frame.index, encode_thumbnail(frame.thumbnail))
+                    self._thumbnails.put(*thumbnail_key(self._job, frame), encode_thumbnail(frame.thumbnail))
         except Exception as err:
             logger.warning("thumbnails not stored: %s", err, extra={"job_id": self._job.job_id})
             self._warnings.append(f"thumbnails not stored: {type(err).__name__}: {str(err)[:200]}")
@@ -202,6 +226,15 @@ def frame_points(
         out.append(Frame(index=frame.index, pts_s=frame.pts_s, frame_number=frame.frame_number, shot=frame.shot,
                          point_id=pid))
     return points, out
+
+
+def segment_thumbnails_id(job_id: str) -> str:
+    """Where a split job's segments keep thumbnails by frame number until the merge renumbers them."""
+    return f"{job_id}__segments"
+
+
+def thumbnail_key(job: Job, frame: SampledFrame) -> tuple[str, int]:
+    return (segment_thumbnails_id(job.job_id), frame.frame_number) if job.segments_total else (job.job_id, frame.index)
 
 
 def encode_thumbnail(rgb: np.ndarray) -> bytes:

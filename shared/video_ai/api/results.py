@@ -77,7 +77,7 @@ def frame_thumbnail(job: OwnedJob, ctx: Ctx, index: Annotated[int, Path(ge=0, le
     if jpeg is None:
         why = ("this deployment stores no thumbnails" if store is None else
                f"the job is {job.status.value}" if not job.status.terminal else
-               "none was stored (a split job, or a job analysed before thumbnails were kept)"
+               "none was stored (a job analysed before thumbnails were kept, or its store failed: see warnings)"
                if index < job.frames_indexed else f"the job has {job.frames_indexed} frames")
         raise NotFound(f"no thumbnail for frame {index} of job {job.job_id}: {why}")
     return Response(jpeg, media_type="image/jpeg", headers=THUMBNAIL_HEADERS)

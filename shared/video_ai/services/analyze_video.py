@@ -357,15 +357,14 @@ def _frames_of(outputs: list[_Output]) -> list[Frame]:
     return [frame for item in outputs for frame in item.output.frames]
 
 
-def _needs(analyzers: list[Analyzer], *, thumbnails: bool = True) -> dict[str, Any]:
-    """Extra frame-source arguments the job's analyzers need (none for the frame embedder alone). A segment makes no
-    thumbnails: its sample indexes are its own until the merge renumbers them, and thumbnails are keyed by index."""
+def _needs(analyzers: list[Analyzer]) -> dict[str, Any]:
+    """Extra frame-source arguments the job's analyzers need (none for the frame embedder alone)."""
     needs: dict[str, Any] = {}
     sides = [a.needs.detail_short_side for a in analyzers if a.needs.detail_short_side]
     if sides:
         needs["detail_short_side"] = max(sides)
     widths = [a.needs.thumbnail_width for a in analyzers if a.needs.thumbnail_width]
-    if widths and thumbnails:
+    if widths:
         needs["thumbnail_width"] = max(widths)
     return needs
 
@@ -544,7 +543,7 @@ def _run_segment(
     analyzers = deps.analyzers_for(job)
     try:
         reader = deps.frames.open(media, job.sampling, image_size=deps.embedder.input_size,
-                                  start_s=start_s, end_s=end_s, **_needs(analyzers, thumbnails=False))
+                                  start_s=start_s, end_s=end_s, **_needs(analyzers))
         try:
             outputs, sampled, last_sampled = _analyze_pass(
                 job, deps, analyzers, reader, timings, on_progress, None,
