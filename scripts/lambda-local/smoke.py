@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -210,6 +210,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@cache  # read for every container the run checks
 def memory_size(function: str) -> int:
     template = load_template(ROOT / "template.yaml")
     size = template["Resources"][function]["Properties"]["MemorySize"]

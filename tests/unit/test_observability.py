@@ -350,16 +350,10 @@ def test_request_id_middleware_tags_lines_and_echoes_the_header() -> None:
 
 def test_lambda_logger_routes_library_lines_as_redacted_json(capsys: pytest.CaptureFixture[str]) -> None:
     logger = lambda_logger(service="video-ai-test")
-    library = logging.getLogger("video_ai")
-    try:
-        logger.append_keys(job_id="job-7", tenant="t7")
-        logging.getLogger("video_ai.services.x").warning("fetching %s", f"https://e/v?token={SECRETS['token']}")
-        logger.remove_keys(["job_id", "tenant"])
-    finally:
-        for h in list(library.handlers):
-            library.removeHandler(h)
-        library.propagate = True
-        library.setLevel(logging.NOTSET)
+    # conftest's autouse _library_logging_restored puts the `video_ai` loggers back after the test.
+    logger.append_keys(job_id="job-7", tenant="t7")
+    logging.getLogger("video_ai.services.x").warning("fetching %s", f"https://e/v?token={SECRETS['token']}")
+    logger.remove_keys(["job_id", "tenant"])
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert len(lines) == 1
     assert lines[0]["job_id"] == "job-7" and lines[0]["service"] == "video-ai-test"
@@ -374,31 +368,24 @@ def test_serve_keeps_each_threads_function_keys_to_itself_in_one_timestamp_forma
     import re
 
     logger = lambda_logger(service="video-ai-test-threads", stream=None, keys_per_thread=True)
-    library = logging.getLogger("video_ai")
     root_stream = io.StringIO()
-    try:
-        ingest_done = threading.Event()
+    ingest_done = threading.Event()
 
-        def ingest() -> None:
-            logger.append_keys(function_name="video-ai-dev-ingest", cold_start=True)
-            logging.getLogger("video_ai.workers").info("upload queued")
-            ingest_done.set()
+    def ingest() -> None:
+        logger.append_keys(function_name="video-ai-dev-ingest", cold_start=True)
+        logging.getLogger("video_ai.workers").info("upload queued")
+        ingest_done.set()
 
-        thread = threading.Thread(target=ingest)
-        thread.start()
-        thread.join(10)
-        assert ingest_done.is_set()
-        logging.getLogger("video_ai.services.submit_job").info("job queued from the API thread")
-        with _logging_to(Settings()) as (stream, _):
-            coloured = "Started server process [\x1b[36m%d\x1b[0m]"
-            logging.getLogger("uvicorn.error").info("Started server process [%d]", 7,
-                                                    extra={"color_message": coloured})
-            root_stream.write(stream.getvalue())
-    finally:
-        for h in list(library.handlers):
-            library.removeHandler(h)
-        library.propagate = True
-        library.setLevel(logging.NOTSET)
+    thread = threading.Thread(target=ingest)
+    thread.start()
+    thread.join(10)
+    assert ingest_done.is_set()
+    logging.getLogger("video_ai.services.submit_job").info("job queued from the API thread")
+    with _logging_to(Settings()) as (stream, _):
+        coloured = "Started server process [\x1b[36m%d\x1b[0m]"
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 7,
+                                                extra={"color_message": coloured})
+        root_stream.write(stream.getvalue())
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     by_message = {line["message"]: line for line in lines}
     assert by_message["upload queued"]["function_name"] == "video-ai-dev-ingest"
