@@ -303,6 +303,7 @@ def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Samp
                 settings, embedder, index,
                 moments=MomentStore(moment_index, composition.build_text_embedder(settings)) if moment_index else None,
                 thumbnails=composition.build_thumbnails(settings),
+                artifacts=composition.build_artifacts(settings),
             ),
         )
         progress = _Progress(sys.stderr.isatty() or os.environ.get("VIDEO_AI_PROGRESS") == "1")

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from video_ai.adapters.aws import AwsClients
     from video_ai.analyzers import AnalyzerSet, MomentStore
     from video_ai.domain.ports import (
+        ArtifactStore,
         Embedder,
         FrameSource,
         MomentIndex,
@@ -36,14 +37,15 @@ def build_embedder(settings: Settings) -> Embedder:
 
 def build_analyzers(settings: Settings, embedder: Embedder, index: VectorIndex,
                     tracing: Tracing | None = None, moments: MomentStore | None = None,
-                    thumbnails: ThumbnailStore | None = None) -> AnalyzerSet:
+                    thumbnails: ThumbnailStore | None = None,
+                    artifacts: ArtifactStore | None = None) -> AnalyzerSet:
     """The analyzers jobs may ask for (features), sharing the process's image model and index (and text index)."""
     from video_ai.analyzers import AnalyzerContext, AnalyzerSet
     from video_ai.domain.ports import NullTracing
 
     return AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, tracing=tracing or NullTracing(),
                                        labels=settings.analysis.labels, moments=moments,
-                                       thumbnails=thumbnails))
+                                       thumbnails=thumbnails, artifacts=artifacts))
 
 
 def build_thumbnails(settings: Settings, clients: AwsClients | None = None) -> ThumbnailStore | None:
@@ -58,6 +60,20 @@ def build_thumbnails(settings: Settings, clients: AwsClients | None = None) -> T
     from video_ai.adapters.s3_store import S3Thumbnails
 
     return S3Thumbnails(clients, settings.aws.uploads_bucket)
+
+
+def build_artifacts(settings: Settings, clients: AwsClients | None = None) -> ArtifactStore | None:
+    """Where the thumbnails are (build_thumbnails): files under the data dir on the embedded setup, the uploads
+    bucket under artifacts/ with a Qdrant server (AWS), else none."""
+    if settings.qdrant.backend == "edge":
+        from video_ai.adapters.file_artifacts import FileArtifacts
+
+        return FileArtifacts(settings.data_dir / "artifacts")
+    if clients is None or not settings.aws.uploads_bucket:
+        return None
+    from video_ai.adapters.s3_store import S3Artifacts
+
+    return S3Artifacts(clients, settings.aws.uploads_bucket)
 
 
 def build_text_embedder(settings: Settings) -> TextEmbedder:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from video_ai.domain.errors import ConfigError, InvalidRequest
 from video_ai.domain.ports import (
+    ArtifactStore,
     Embedder,
     Metrics,
     MomentIndex,
@@ -206,6 +207,11 @@ class Runtime:
 
         return self._once("thumbnails", lambda: build_thumbnails(self.settings, self.clients))
 
+    def artifacts(self) -> ArtifactStore | None:
+        from video_ai.composition import build_artifacts
+
+        return self._once("artifacts", lambda: build_artifacts(self.settings, self.clients))
+
     def moment_store(self) -> MomentStore:
         from video_ai.analyzers import MomentStore
 
@@ -260,7 +266,7 @@ class Runtime:
             stager=S3SourceStager(self.clients, settings.aws.uploads_bucket) if settings.aws.uploads_bucket else None,
             ranged=build_ranged_opener(self.clients),
             analyzers=build_analyzers(settings, self.embedder(), self.index(), self.tracing, self.moment_store(),
-                                      self.thumbnails()),
+                                      self.thumbnails(), self.artifacts()),
         )
 
     def api_context(self) -> ApiContext:
@@ -273,6 +279,7 @@ class Runtime:
             index_factory=self.index, embedder_factory=self.embedder, notifier_factory=self.notifier,
             guard=self.guard(), metrics=self.metrics, moments_factory=self.moment_index,
             text_embedder_factory=self.text_embedder, thumbnails_factory=self.thumbnails, links_factory=self.links,
+            artifacts_factory=self.artifacts,
         )
 
     def close(self) -> None:

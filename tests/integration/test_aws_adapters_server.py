@@ -202,6 +202,25 @@ def test_unreachable_endpoint_maps_to_retryable_errors(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_s3_artifacts_put_get_copy_delete(clients: AwsClients) -> None:
+    from video_ai.adapters.s3_store import S3Artifacts
+
+    clients.s3.create_bucket(Bucket="artifacts-bucket")
+    store = S3Artifacts(clients, "artifacts-bucket")
+    store.put("job-a", "transcript.json", b'{"segments": []}')
+    store.put("job-a", "text.json", b'{"items": []}')
+    assert store.get("job-a", "transcript.json") == b'{"segments": []}'
+    assert store.get("job-a", "other.json") is None and store.get("job-b", "text.json") is None
+    assert store.get("job-a", "../x") is None
+    head = clients.s3.head_object(Bucket="artifacts-bucket", Key="artifacts/job-a/transcript.json")
+    assert head["ContentType"] == "application/json"
+    assert store.copy("job-a", "job-b") == 2 and store.get("job-b", "text.json") == b'{"items": []}'
+    store.delete("job-a")
+    assert store.get("job-a", "text.json") is None and store.get("job-b", "transcript.json") is not None
+    with pytest.raises(ValueError, match="not a job id"):
+        store.put("a/../b", "x.json", b"{}")
+
+
 def test_s3_thumbnails_put_get_copy_delete_and_no_job_from_them(clients: AwsClients) -> None:
     from video_ai.adapters.s3_store import S3Thumbnails
 

@@ -547,3 +547,38 @@ def test_an_error_reading_the_staged_copy_does_not_name_the_services_bucket(tmp_
     assert job.error.code == "not_found"
     assert job.error.message == "the staged copy of the source does not exist"
     assert "svc" not in job.public()["error"]["message"] and "staging/" not in str(job.public())
+
+
+def _with_artifacts(deps: AnalyzeDeps, root: Path) -> Any:
+    from video_ai.adapters.file_artifacts import FileArtifacts
+    from video_ai.analyzers import AnalyzerContext, AnalyzerSet
+
+    store = FileArtifacts(root)
+    deps.analyzers = AnalyzerSet(AnalyzerContext(embedder=deps.embedder, index=deps.index, artifacts=store))
+    return store
+
+
+def test_reuse_copies_the_artifacts_and_a_cancelled_job_loses_its_own(tmp_path: Path) -> None:
+    deps = _deps(tmp_path, frames=FakeFrameSource(n_frames=30))
+    store = _with_artifacts(deps, tmp_path / "artifacts")
+    _queued(deps, "first")
+    analyze_video("first", deps)
+    store.put("first", "transcript.json", b'{"segments": []}')  # as an analyzer of the first pass would have
+    _queued(deps, "second")
+    assert analyze_video("second", deps).job.reused_from == "first"
+    assert store.get("second", "transcript.json") == b'{"segments": []}'
+
+    _queued(deps, "third")
+    seen: list[int] = []
+
+    def cancel_mid_pass(frame: object) -> None:
+        seen.append(1)
+        if len(seen) == 1:
+            store.put("third", "text.json", b"{}")
+            deps.jobs.delete("third")
+
+    deps.jobs.update("first", content_key="another")  # no reuse for the third
+    deps.jobs.update("second", content_key="another")
+    analyze_video("third", deps, on_frame=cancel_mid_pass)
+    assert 1 <= len(seen) < 30 and store.get("third", "text.json") is None
+    assert store.get("first", "transcript.json") is not None

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,15 +238,23 @@ def test_search_by_image_and_bad_image(client: TestClient, ctx: ApiContext) -> N
     assert other.status_code == 200 and other.json()["items"] == []
 
 
-def test_delete_removes_vectors_and_record_idempotently(client: TestClient, ctx: ApiContext) -> None:
+def test_delete_removes_vectors_artifacts_and_record_idempotently(client: TestClient, ctx: ApiContext,
+                                                                  tmp_path: Path) -> None:
+    from video_ai.adapters.file_artifacts import FileArtifacts
+
+    artifacts = FileArtifacts(tmp_path)
+    ctx.artifacts_factory = lambda: artifacts
     job_id = _finished_job(ctx, client, 5)
+    artifacts.put(job_id, "transcript.json", b"{}")
     assert client.delete(f"/jobs/{job_id}", headers=B).status_code == 204
     assert client.get(f"/jobs/{job_id}", headers=A).status_code == 200  # B could not delete A's job
+    assert artifacts.get(job_id, "transcript.json") == b"{}"
     assert client.delete(f"/jobs/{job_id}", headers=A).status_code == 204
     assert client.delete(f"/jobs/{job_id}", headers=A).status_code == 204
     assert client.get(f"/jobs/{job_id}", headers=A).status_code == 404
     index = ctx.index()
     assert isinstance(index, FakeIndex) and index.points == {}
+    assert artifacts.get(job_id, "transcript.json") is None
 
 
 def test_callback_replay_needs_a_finished_job_with_a_callback(client: TestClient, ctx: ApiContext) -> None:

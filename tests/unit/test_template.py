@@ -414,13 +414,13 @@ def test_policies_are_sam_templates_scoped_to_our_resources(resources: dict[str,
 
 
 def test_the_worker_may_write_only_the_staging_prefix_which_expires_and_thumbnails(resources: dict[str, Any]) -> None:
-    from video_ai.adapters.s3_store import STAGING_PREFIX, THUMBNAILS_PREFIX
+    from video_ai.adapters.s3_store import ARTIFACTS_PREFIX, STAGING_PREFIX, THUMBNAILS_PREFIX
 
     statements = [st for pol in props(resources, "WorkerFunction")["Policies"] for st in pol.get("Statement", [])]
     puts = [st for st in statements if "s3:PutObject" in st["Action"]]
     # Thumbnails go with their job (DELETE /jobs/{id}, or a cancelled pass), so they need no expiry.
     assert [st["Resource"] for st in puts] == [{"Fn::Sub": "${UploadsBucket.Arn}/" + prefix + "*"}
-                                               for prefix in (STAGING_PREFIX, THUMBNAILS_PREFIX)]
+                                               for prefix in (STAGING_PREFIX, THUMBNAILS_PREFIX, ARTIFACTS_PREFIX)]
     rules = resources["UploadsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     staged = [r for r in rules if r.get("Prefix") == STAGING_PREFIX]
     assert len(staged) == 1 and staged[0]["Status"] == "Enabled" and staged[0]["ExpirationInDays"] <= 7

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import mimetypes
 import os
 import re
 import tempfile
@@ -21,6 +22,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import BotoCoreError, ClientError
 
 from video_ai.adapters.aws import AwsClients, error_code, is_transient
+from video_ai.adapters.file_artifacts import SAFE_ID, check_key
 from video_ai.domain.errors import FetchFailed, InvalidRequest, SourceTooLarge, VideoNotFound
 from video_ai.domain.models import S3Location, Source
 from video_ai.domain.ports import FetchedVideo
@@ -240,27 +242,35 @@ class S3VideoFetcher:
 
 
 THUMBNAILS_PREFIX = "thumbnails/"
+ARTIFACTS_PREFIX = "artifacts/"
 
 
-class S3Thumbnails:
-    """ThumbnailStore in the uploads bucket under thumbnails/<job_id>/<index>.jpg (deployed: a worker's disk is its
-    own). No video suffix, so the bucket's ObjectCreated filters never turn one into a job."""
+class S3Artifacts:
+    """ArtifactStore in the uploads bucket under artifacts/<job_id>/<name> (deployed: a worker's disk is its own, and
+    a transcript may pass DynamoDB's 400 KB item limit). No video suffix, so the bucket's ObjectCreated filters never
+    turn one into a job."""
 
-    def __init__(self, clients: AwsClients, bucket: str, prefix: str = THUMBNAILS_PREFIX) -> None:
+    def __init__(self, clients: AwsClients, bucket: str, prefix: str = ARTIFACTS_PREFIX) -> None:
         self._clients = clients
         self.bucket = bucket
         self.prefix = prefix
 
-    def _key(self, job_id: str, index: int) -> str:
-        return f"{self.prefix}{job_id}/{index}.jpg"
+    def _key(self, job_id: str, name: str) -> str:
+        check_key(job_id, name)
+        return f"{self.prefix}{job_id}/{name}"
 
-    def put(self, job_id: str, index: int, jpeg: bytes) -> None:
-        self._clients.s3.put_object(Bucket=self.bucket, Key=self._key(job_id, index), Body=jpeg,
-                                    ContentType="image/jpeg")
+    def put(self, job_id: str, name: str, data: bytes) -> None:
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        self._clients.s3.put_object(Bucket=self.bucket, Key=self._key(job_id, name), Body=data,
+                                    ContentType=content_type)
 
-    def get(self, job_id: str, index: int) -> bytes | None:
+    def get(self, job_id: str, name: str) -> bytes | None:
         try:
-            response = self._clients.s3.get_object(Bucket=self.bucket, Key=self._key(job_id, index))
+            key = self._key(job_id, name)
+        except ValueError:
+            return None
+        try:
+            response = self._clients.s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
@@ -269,6 +279,8 @@ class S3Thumbnails:
         return body
 
     def _keys(self, job_id: str) -> list[str]:
+        if not SAFE_ID.fullmatch(job_id):
+            return []
         keys: list[str] = []
         paginator = self._clients.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{job_id}/"):
@@ -276,6 +288,8 @@ class S3Thumbnails:
         return keys
 
     def copy(self, from_job: str, to_job: str) -> int:
+        if not SAFE_ID.fullmatch(to_job):
+            return 0
         keys = self._keys(from_job)
         for key in keys:
             self._clients.s3.copy_object(Bucket=self.bucket, Key=key.replace(f"/{from_job}/", f"/{to_job}/", 1),
@@ -287,3 +301,24 @@ class S3Thumbnails:
         for start in range(0, len(keys), 1000):
             self._clients.s3.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True})
+
+
+class S3Thumbnails:
+    """ThumbnailStore in the uploads bucket under thumbnails/<job_id>/<index>.jpg (the page reads them one by one)."""
+
+    def __init__(self, clients: AwsClients, bucket: str, prefix: str = THUMBNAILS_PREFIX) -> None:
+        self._objects = S3Artifacts(clients, bucket, prefix)
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def put(self, job_id: str, index: int, jpeg: bytes) -> None:
+        self._objects.put(job_id, f"{int(index)}.jpg", jpeg)
+
+    def get(self, job_id: str, index: int) -> bytes | None:
+        return self._objects.get(job_id, f"{index}.jpg") if index >= 0 else None
+
+    def copy(self, from_job: str, to_job: str) -> int:
+        return self._objects.copy(from_job, to_job)
+
+    def delete(self, job_id: str) -> None:
+        self._objects.delete(job_id)

@@ -15,6 +15,7 @@ from video_ai.domain.errors import FeatureUnavailable
 from video_ai.domain.models import Moment, MomentFilter
 from video_ai.domain.ports import (
     Analyzer,
+    ArtifactStore,
     Embedder,
     MomentIndex,
     NullTracing,
@@ -64,6 +65,9 @@ class AnalyzerContext:
     moments: MomentStore | None = None
     # Where the visual analyzer keeps a JPEG per sampled frame (None: no thumbnails here).
     thumbnails: ThumbnailStore | None = None
+    # Where analyzers keep results too big for the job record (transcript.json, text.json); None: not kept here.
+    # The orchestrator copies them on reuse and removes them with a cancelled job; DELETE /jobs/{id} removes them too.
+    artifacts: ArtifactStore | None = None
 
 
 AnalyzerFactory = Callable[[AnalyzerContext], Analyzer]

@@ -44,6 +44,7 @@ from video_ai.domain.models import (
     Source,
 )
 from video_ai.domain.ports import (
+    ArtifactStore,
     Embedder,
     JobQueue,
     JobRepository,
@@ -82,6 +83,8 @@ class ApiContext:
     links_factory: Callable[[], VideoLinks] | None = None
     # Per-frame JPEGs (None, or a factory returning None: no thumbnails here).
     thumbnails_factory: Callable[[], ThumbnailStore | None] | None = None
+    # Per-job results too big for the record: transcript.json, text.json (None: none kept here).
+    artifacts_factory: Callable[[], ArtifactStore | None] | None = None
     _index: VectorIndex | None = None
     _embedder: Embedder | None = None
 
@@ -100,6 +103,9 @@ class ApiContext:
 
     def thumbnails(self) -> ThumbnailStore | None:
         return self.thumbnails_factory() if self.thumbnails_factory is not None else None
+
+    def artifacts(self) -> ArtifactStore | None:
+        return self.artifacts_factory() if self.artifacts_factory is not None else None
 
     def model(self) -> ModelInfo:
         m = self.settings.model
@@ -478,6 +484,9 @@ def _index_routes(app: FastAPI, ctx: ApiContext) -> None:
             thumbnails = ctx.thumbnails()
             if thumbnails is not None:
                 thumbnails.delete(job_id)
+            artifacts = ctx.artifacts()
+            if artifacts is not None:
+                artifacts.delete(job_id)
             ctx.jobs.delete(job_id)
             ctx.metrics.count("jobs_deleted")
         return Response(status_code=204)

@@ -286,6 +286,22 @@ class ThumbnailStore(Protocol):
     def delete(self, job_id: str) -> None: ...
 
 
+class ArtifactStore(Protocol):
+    """A job's results too big for its record (DynamoDB items stop at 400 KB): "transcript.json" (speech), "text.json"
+    (OCR), kept beside the thumbnails, copied on content-hash reuse and deleted with the job. Callers check the tenant
+    (the job record) before reading: the store knows jobs, not tenants. Names are plain file names."""
+
+    def put(self, job_id: str, name: str, data: bytes) -> None: ...
+
+    def get(self, job_id: str, name: str) -> bytes | None: ...
+
+    def copy(self, from_job: str, to_job: str) -> int:
+        """Content-hash reuse: every artifact of the previous job under the new job's id; returns how many."""
+        ...
+
+    def delete(self, job_id: str) -> None: ...
+
+
 class VectorIndex(Protocol):
     def ensure_collection(self, model: ModelInfo) -> None: ...
 

@@ -43,6 +43,7 @@ from video_ai.domain.models import (
 )
 from video_ai.domain.ports import (
     Analyzer,
+    ArtifactStore,
     Embedder,
     FeatureOutput,
     FetchedVideo,
@@ -99,6 +100,9 @@ class AnalyzeDeps:
         if self.analyzers is None:
             self.analyzers = AnalyzerSet(AnalyzerContext(embedder=self.embedder, index=self.index,
                                                          tracing=self.tracing))
+
+    def artifacts(self) -> ArtifactStore | None:
+        return self.analyzers.context.artifacts if self.analyzers is not None else None
 
     def analyzers_for(self, job: Job) -> list[Analyzer]:
         assert self.analyzers is not None
@@ -232,6 +236,9 @@ def analyze_video(
         logger.info("job cancelled while processing", extra={"job_id": job_id})
         for analyzer in deps.analyzers_for(job):
             analyzer.discard(job)
+        artifacts = deps.artifacts()
+        if artifacts is not None:
+            artifacts.delete(job.job_id)
         return AnalysisResult(job=job)
     except VideoAIError as err:
         if err.permanent:
@@ -668,6 +675,9 @@ def _reuse(job: Job, previous: Job, deps: AnalyzeDeps, analyzers: list[Analyzer]
     """Each analyzer copies what the finished job found instead of decoding and analysing again."""
     model = previous.model or deps.embedder.info
     outputs: list[_Output] = []
+    artifacts = deps.artifacts()
+    if artifacts is not None:
+        artifacts.copy(previous.job_id, job.job_id)  # before the analyzers, which may read them
     for analyzer in analyzers:
         t0 = time.perf_counter()
         output = analyzer.reuse(job, previous)
