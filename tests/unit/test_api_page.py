@@ -11,7 +11,7 @@ from tests.fakes import RecordingQueue
 from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.api.app import ApiContext, create_app
 from video_ai.api.auth import ApiKeyAuth, hash_key
-from video_ai.domain.models import Job, S3Location, Source
+from video_ai.domain.models import Job, JobStatus, S3Location, Source
 from video_ai.settings import Settings
 
 KEY = "key-a"
@@ -105,3 +105,74 @@ def test_video_links_for_s3_url_and_other_tenants(deployed: tuple[TestClient, Ap
     assert client.get("/jobs/theirs/video", headers=A).status_code == 404
     assert client.get("/jobs/s3-job/frames/0/thumbnail", headers=A).json()["error"]["message"].endswith(
         "this deployment stores no thumbnails")
+
+
+class CountingJobs(InMemoryJobRepository):
+    """The in-memory repository, counting record reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, job_id: str) -> Job | None:
+        self.reads += 1
+        return super().get(job_id)
+
+
+class DictThumbnails:
+    def __init__(self) -> None:
+        self.jpegs: dict[tuple[str, int], bytes] = {}
+
+    def put(self, job_id: str, index: int, jpeg: bytes) -> None:
+        self.jpegs[(job_id, index)] = jpeg
+
+    def get(self, job_id: str, index: int) -> bytes | None:
+        return self.jpegs.get((job_id, index))
+
+    def copy(self, from_job: str, to_job: str) -> int:
+        return 0
+
+    def delete(self, job_id: str) -> None:
+        self.jpegs = {k: v for k, v in self.jpegs.items() if k[0] != job_id}
+
+
+class NoVectors:
+    """The one VectorIndex call DELETE /jobs/{id} makes."""
+
+    def delete(self, model: object, where: object) -> None:
+        return None
+
+
+def test_thumbnails_of_a_finished_job_skip_its_record_yet_stay_scoped_to_the_tenant() -> None:
+    jobs, store = CountingJobs(), DictThumbnails()
+    config = Settings.model_validate({"api": {"api_key_hashes": {hash_key(KEY): "a", hash_key("key-b"): "b"}}})
+    ctx = ApiContext(settings=config, jobs=jobs, queue=RecordingQueue(), auth=ApiKeyAuth(config.api.api_key_hashes),
+                     index_factory=lambda: NoVectors(), embedder_factory=lambda: None,  # type: ignore[arg-type,return-value]
+                     thumbnails_factory=lambda: store)
+    source = Source(url="https://example.com/v.mp4")
+    jobs.create(Job(job_id="done", tenant="a", source=source, status=JobStatus.SUCCEEDED, frames_indexed=3))
+    jobs.create(Job(job_id="running", tenant="a", source=source, status=JobStatus.PROCESSING))
+    for job_id in ("done", "running"):
+        for index in range(3):
+            store.put(job_id, index, f"{job_id}{index}".encode())
+    with TestClient(create_app(ctx, prometheus=False), raise_server_exceptions=False) as client:
+        assert [client.get(f"/jobs/done/frames/{i}/thumbnail", headers=A).content for i in range(3)] == [
+            b"done0", b"done1", b"done2"]
+        assert jobs.reads == 1  # the first request read the record; the finished job's owner is remembered
+        assert client.get("/jobs/running/frames/0/thumbnail", headers=A).content == b"running0"
+        assert client.get("/jobs/running/frames/1/thumbnail", headers=A).content == b"running1"
+        assert jobs.reads == 3  # a running job's record is read every time
+        other = client.get("/jobs/done/frames/0/thumbnail", headers={"x-api-key": "key-b"})
+        assert other.status_code == 404 and other.json()["error"]["code"] == "job_not_found"
+        assert client.get("/jobs/done/frames/0/thumbnail").status_code == 401
+        past = client.get("/jobs/done/frames/3/thumbnail", headers=A)
+        assert past.status_code == 404 and past.json()["error"]["message"].endswith("the job has 3 frames")
+        # Deleted by another container: this one still remembers the owner, but nothing is left to serve.
+        store.delete("done")
+        jobs.delete("done")
+        assert client.get("/jobs/done/frames/0/thumbnail", headers=A).status_code == 404
+        jobs.create(Job(job_id="gone", tenant="a", source=source, status=JobStatus.SUCCEEDED, frames_indexed=1))
+        store.put("gone", 0, b"x")
+        assert client.get("/jobs/gone/frames/0/thumbnail", headers=A).status_code == 200
+        assert client.delete("/jobs/gone", headers=A).status_code == 204
+        assert ctx.owners.owner("gone") is None

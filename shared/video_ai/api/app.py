@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from video_ai.api.auth import ApiKeyAuth
 from video_ai.api.fastapi_compat import skip_unused_pydantic_v1_check
+from video_ai.api.owners import FinishedOwners
 from video_ai.api.schemas import (
     Accepted,
     AnalyzeRequest,
@@ -85,6 +86,8 @@ class ApiContext:
     thumbnails_factory: Callable[[], ThumbnailStore | None] | None = None
     # Per-job results too big for the record: transcript.json, text.json (None: none kept here).
     artifacts_factory: Callable[[], ArtifactStore | None] | None = None
+    # Tenants of finished jobs this container has read, for the thumbnail route (api/owners.py says why it is safe).
+    owners: FinishedOwners = field(default_factory=FinishedOwners)
     _index: VectorIndex | None = None
     _embedder: Embedder | None = None
 
@@ -487,6 +490,7 @@ def _index_routes(app: FastAPI, ctx: ApiContext) -> None:
             artifacts = ctx.artifacts()
             if artifacts is not None:
                 artifacts.delete(job_id)
+            ctx.owners.forget(job_id)
             ctx.jobs.delete(job_id)
             ctx.metrics.count("jobs_deleted")
         return Response(status_code=204)

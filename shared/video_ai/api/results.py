@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from video_ai.api.app import Ctx, OwnedJob
+from video_ai.api.app import Ctx, OwnedJob, Tenant, owned_job
 from video_ai.api.schemas import LabelsPage, VideoLink
 from video_ai.domain.errors import InvalidRequest, NotFound
 from video_ai.domain.models import ShotLabels
@@ -70,9 +70,18 @@ THUMBNAIL_HEADERS = {"Cache-Control": "private, max-age=86400", "Vary": "x-api-k
 @router.get("/jobs/{job_id}/frames/{index}/thumbnail", response_class=Response,
             responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
                              "description": "A JPEG, 192 px wide"}})
-def frame_thumbnail(job: OwnedJob, ctx: Ctx, index: Annotated[int, Path(ge=0, le=100_000_000)]) -> Response:
+def frame_thumbnail(
+    job_id: str, tenant_id: Tenant, ctx: Ctx, index: Annotated[int, Path(ge=0, le=100_000_000)]
+) -> Response:
     """The sampled frame's small JPEG (the `index` of GET /jobs/{id}/frames), stored when the frame was analysed."""
     store = ctx.thumbnails()
+    if store is not None and ctx.owners.owner(job_id) == tenant_id:
+        # A finished job this container has seen: its owner is known, and the record has nothing more to say.
+        jpeg = store.get(job_id, index)
+        if jpeg is not None:
+            return Response(jpeg, media_type="image/jpeg", headers=THUMBNAIL_HEADERS)
+    job = owned_job(job_id, tenant_id, ctx)
+    ctx.owners.remember(job)
     jpeg = store.get(job.job_id, index) if store is not None else None
     if jpeg is None:
         why = ("this deployment stores no thumbnails" if store is None else
