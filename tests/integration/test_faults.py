@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
@@ -30,10 +30,11 @@ from tests.conftest import ROOT
 from tests.integration.serve_helpers import FileServer
 from tests.lambda_events import api_event, functions_on
 from video_ai.adapters.aws import AwsClients
+from video_ai.adapters.sns_notifier import SnsNotifier
 from video_ai.adapters.webhook_sender import generate_secret
 from video_ai.api.auth import hash_key
 from video_ai.domain.errors import IndexUnavailable, InvalidTransition
-from video_ai.domain.models import FramePoint, JobStatus, ModelInfo, SearchFilter
+from video_ai.domain.models import FramePoint, Job, JobStatus, ModelInfo, SearchFilter
 from video_ai.domain.ports import VectorIndex
 from video_ai.local.functions import lambda_context
 from video_ai.local.pollers import SqsPoller
@@ -74,11 +75,32 @@ class FlakyIndex:
         return getattr(self.inner, name)
 
 
+class DyingNotifier(SnsNotifier):
+    """Publishes to SNS as deployed, but the worker can die on a planned publish: before it (the end is recorded, the
+    notification not sent) or right after it (sent, but not yet marked as sent)."""
+
+    def __init__(self, topic_arn: str, clients: AwsClients) -> None:
+        super().__init__(topic_arn, clients)
+        self.die: Literal["before", "after"] | None = None
+
+    def job_finished(self, job: Job, replay: bool = False) -> None:
+        die, self.die = self.die, None
+        if die == "before":
+            raise _Killed()
+        super().job_finished(job, replay)
+        if die == "after":
+            raise _Killed()
+
+
 class FaultyRuntime(Runtime):
-    """The process runtime with the index wrapped in a FlakyIndex."""
+    """The process runtime with the index wrapped in a FlakyIndex and a notifier that can die on a publish."""
 
     def index(self) -> VectorIndex:
         return self._once("flaky-index", lambda: FlakyIndex(super(FaultyRuntime, self).index()))
+
+    def notifier(self) -> DyingNotifier:
+        return self._once("dying-notifier", lambda: DyingNotifier(self._required(self.settings.aws.topic_arn,
+                                                                                  "topic_arn"), self.clients))
 
     def flaky(self) -> FlakyIndex:
         index = self.index()
@@ -494,3 +516,59 @@ def test_worker_killed_mid_job_the_message_returns_and_the_job_completes(chain: 
     job = _job(chain, job_id)
     assert job["status"] == "succeeded" and job["frames_indexed"] == _points(chain, job_id) == 5 * CLIP_FRAMES, job
     assert len(_finished_messages(chain, job_id)) == 1
+
+
+# ---------------------------------------------------------------- worker killed between the end and its notification
+
+
+@pytest.mark.parametrize("die", ["before", "after"])
+def test_worker_killed_between_recording_the_end_and_publishing_it_the_callback_arrives_once(
+        chain: Chain, die: Literal["before", "after"]) -> None:
+    """The end is a DynamoDB write and the notification an SNS publish, with no transaction between them. Killed
+    before the publish, the redelivered message publishes it; killed after it (the outbox mark not yet written), the
+    redelivery publishes it again, with the same body, and the callback still reaches the receiver once."""
+    hook = Hook(_free_port())
+    hook.up()
+    try:
+        job_id = _submit(chain, fps={"before": 1.5, "after": 2.5}[die], callback_url=hook.url)
+        chain.runtime.flaky().plan()
+        chain.runtime.notifier().die = die
+        _finished_messages(chain, "")  # start from an empty tap
+        sqs = chain.session.client("sqs")
+        message = sqs.receive_message(QueueUrl=chain.resources.jobs_queue_url, AttributeNames=["All"],
+                                      WaitTimeSeconds=0, VisibilityTimeout=1)["Messages"][0]
+        poller = _poller(chain)
+        with pytest.raises(_Killed):
+            chain.fn["worker"].handler({"Records": [_record(poller, message)]}, lambda_context("worker"))
+        recorded = chain.runtime.jobs().get(job_id)
+        assert recorded is not None and recorded.status is JobStatus.SUCCEEDED and recorded.announced_at is None
+        published = _finished_messages(chain, job_id)
+        assert len(published) == {"before": 0, "after": 1}[die]
+
+        # Lambda's poller gets the message again once its visibility timeout (1 s here) ends.
+        deadline = time.monotonic() + 15
+        invocations = 0
+        while invocations == 0 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            invocations = _drain(poller)
+        assert invocations == 1
+        published += _finished_messages(chain, job_id)
+        assert len(published) == {"before": 1, "after": 2}[die]
+        assert len({e["Message"] for e in published}) == 1  # one body, whoever published it
+        stored = chain.runtime.jobs().get(job_id)
+        assert stored is not None and stored.announced_at is not None
+        assert _job(chain, job_id)["frames_indexed"] == _points(chain, job_id) == recorded.frames_indexed > 0
+
+        # SNS delivers each publish (at least once) to the callback function: one delivery reaches the receiver.
+        for envelope in published + published:
+            chain.fn["callback"].handler(_sns_event(envelope), lambda_context("callback"))
+        assert len(hook.deliveries) == 1
+        headers, raw = hook.deliveries[0]
+        delivered = Webhook(chain.secret).verify(raw, headers)
+        assert delivered["type"] == "job.succeeded" and delivered["job_id"] == job_id
+        assert _job(chain, job_id)["callback"]["status"] == "delivered"
+        # A further redelivery finds the job announced: nothing is published.
+        chain.runtime.queue().send({"job_id": job_id, "tenant": "t1"})
+        assert _drain(poller) == 1 and _finished_messages(chain, job_id) == []
+    finally:
+        hook.down()

@@ -18,7 +18,7 @@ from tests.fakes import (
 )
 from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.domain.errors import CorruptMedia, FetchFailed, IndexUnavailable, UnsupportedMedia
-from video_ai.domain.models import Job, JobStatus, SampledFrame, SearchFilter, Source, point_id
+from video_ai.domain.models import CallbackState, Job, JobStatus, SampledFrame, SearchFilter, Source, point_id
 from video_ai.domain.ports import FetchedVideo
 from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
 
@@ -66,6 +66,52 @@ def test_rerun_of_finished_job_is_a_no_op(tmp_path: Path) -> None:
     analyze_video("job-1", deps)
     assert isinstance(deps.frames, FakeFrameSource) and deps.frames.opened == 1
     assert isinstance(deps.notifier, RecordingNotifier) and len(deps.notifier.finished) == 1
+
+
+class _Died(BaseException):
+    """The worker's process ending where it stands (not an Exception: nothing on the way up handles it)."""
+
+
+class DiesOnFirstPublish(RecordingNotifier):
+    def __init__(self) -> None:
+        super().__init__()
+        self.died = False
+
+    def job_finished(self, job: Job, replay: bool = False) -> None:
+        if not self.died:
+            self.died = True
+            raise _Died()
+        super().job_finished(job, replay)
+
+
+def test_death_between_recording_the_end_and_publishing_it_the_redelivery_publishes_it(tmp_path: Path) -> None:
+    deps = _deps(tmp_path, notifier=DiesOnFirstPublish())
+    _queued(deps)
+    with pytest.raises(_Died):
+        analyze_video("job-1", deps)
+    recorded = deps.jobs.get("job-1")
+    assert recorded is not None and recorded.status is JobStatus.SUCCEEDED and recorded.announced_at is None
+    analyze_video("job-1", deps)  # the message's redelivery
+    assert isinstance(deps.notifier, RecordingNotifier)
+    # The job as it was recorded: the same body the lost publish would have carried.
+    assert [j.model_dump() for j in deps.notifier.finished] == [recorded.model_dump()]
+    stored = deps.jobs.get("job-1")
+    assert stored is not None and stored.announced_at is not None
+    analyze_video("job-1", deps)  # and once announced, a further redelivery publishes nothing
+    assert len(deps.notifier.finished) == 1
+    assert isinstance(deps.frames, FakeFrameSource) and deps.frames.opened == 1
+
+
+def test_a_finished_job_with_callback_state_was_announced_and_is_not_published_again(tmp_path: Path) -> None:
+    deps = _deps(tmp_path, notifier=DiesOnFirstPublish())
+    _queued(deps)
+    with pytest.raises(_Died):
+        analyze_video("job-1", deps)
+    # Only a published notification starts a delivery: the callback function recorded one (the publish got out just
+    # before the death). Publishing again would send a second body, with this callback state in it, under one id.
+    deps.jobs.update("job-1", callback=CallbackState(status="pending", attempts=1, last_error="http 503"))
+    analyze_video("job-1", deps)
+    assert isinstance(deps.notifier, RecordingNotifier) and deps.notifier.finished == []
 
 
 def test_redelivery_while_processing_overwrites_points_without_duplicates(tmp_path: Path) -> None:

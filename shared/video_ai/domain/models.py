@@ -224,7 +224,7 @@ class MomentFilter:
 
 
 PRIVATE_JOB_FIELDS = frozenset(
-    {"shots", "labels", "request_hash", "content_key", "staged_source", "source_etag"}
+    {"shots", "labels", "request_hash", "content_key", "staged_source", "source_etag", "announced_at"}
 )
 
 
@@ -261,6 +261,10 @@ class Job(_Model):
     started_at: str | None = None
     request_hash: str | None = None
     content_key: str | None = None
+    # When the "job finished" notification was published (the outbox mark). A finished job without it may never
+    # have been announced: the worker crashed between recording the end and publishing it, so a redelivered message
+    # publishes it then (services/announce.py).
+    announced_at: str | None = None
     # Stored with the record for GET /jobs/{id}/shots; left out of the public record to keep callbacks small.
     shots: list[Shot] = Field(default_factory=list)
     # GET /jobs/{id}/labels; private for the same reason as shots. None: the labels analyzer never ran for this job.

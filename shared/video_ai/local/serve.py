@@ -349,27 +349,29 @@ class LocalStack:
         self.runtime.webhook_sender()  # a malformed VIDEO_AI_WEBHOOK_SECRETS fails now, not at the first callback
         # Before any handler module is imported: their bootstraps then pick up this runtime.
         install_runtime(self.runtime)
-        self._announce_finished(clients, resources.table_name, subscription[0])
+        self._announce_finished(clients, resources, subscription[0])
         self._start_api()
         self._start_pollers(clients, resources, settings, subscription)
         self._start_reloader()
         self._wait_ready()
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
 
-    def _announce_finished(self, clients: Any, table_name: str, subscription_url: str) -> None:
-        """Publish again the end of a job whose callback never started and is not waiting in the callback queue: a
-        crash between the worker recording the end and publishing it (the worker's redelivered message finds the job
-        finished and does nothing). Receivers dedupe on `webhook-id`; the body is the same."""
+    def _announce_finished(self, clients: Any, resources: LocalResources, subscription_url: str) -> None:
+        """Publish the end of a finished job that was never announced and that nothing queued will announce: its
+        worker message went to the DLQ, or it finished under an older `serve` (no outbox mark, no callback state).
+        A job whose worker message is still queued is left to the worker, which publishes it on redelivery
+        (services/announce.py); one whose notification waits in the callback queue is on its way already."""
         from video_ai.adapters.dynamodb_jobs import item_to_job
+        from video_ai.services.announce import announce
 
         assert self.runtime is not None and self.durable is not None
-        queue_name = subscription_url.rstrip("/").rsplit("/", 1)[-1]
-        waiting = self.durable.pending_bodies(queue_name)
+        waiting = [body for url in (subscription_url, resources.jobs_queue_url)
+                   for body in self.durable.pending_bodies(url.rstrip("/").rsplit("/", 1)[-1])]
         paginator = clients.dynamodb.get_paginator("scan")
         pages = paginator.paginate(
-            TableName=table_name, ConsistentRead=True,
+            TableName=resources.table_name, ConsistentRead=True,
             FilterExpression="#s IN (:ok, :failed) AND attribute_exists(callback_url) "
-                             "AND attribute_not_exists(#cb)",
+                             "AND attribute_not_exists(#cb) AND attribute_not_exists(announced_at)",
             ExpressionAttributeNames={"#s": "status", "#cb": "callback"},
             ExpressionAttributeValues={":ok": {"S": "succeeded"}, ":failed": {"S": "failed"}},
         )
@@ -379,7 +381,7 @@ class LocalStack:
                 job = item_to_job(item)
                 if job.callback_url is None or any(job.job_id in body for body in waiting):
                     continue
-                self.runtime.notifier().job_finished(job)
+                announce(job, self.runtime.jobs(), self.runtime.notifier())
                 announced += 1
         if announced:
             logger.info("%d finished job(s) announced again: their end was recorded but never published", announced)

@@ -63,6 +63,7 @@ from video_ai.domain.ports import (
     VideoFetcher,
     VideoReader,
 )
+from video_ai.services.announce import announce, announce_if_unannounced
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +212,10 @@ def analyze_video(
     if job is None:
         raise JobNotFound(f"job {job_id} does not exist")
     if job.status.terminal:
-        logger.info("job already %s; nothing to do", job.status.value, extra={"job_id": job_id})
+        # A redelivery: usually of a job already done and announced, but the previous attempt may have died between
+        # recording the end and publishing it (services/announce.py).
+        if deps.notifier is None or not announce_if_unannounced(job, deps.jobs, deps.notifier):
+            logger.info("job already %s; nothing to do", job.status.value, extra={"job_id": job_id})
         return AnalysisResult(job=job, shots=job.shots)
     if job.status is JobStatus.QUEUED:
         try:
@@ -282,8 +286,7 @@ def _fail(job: Job, deps: AnalyzeDeps, err: VideoAIError, started: float) -> Job
         current = deps.jobs.get(job.job_id)
         return current if current is not None else job
     deps.metrics.count("jobs_failed", error_code=err.code)
-    if deps.notifier is not None:
-        deps.notifier.job_finished(failed)
+    _announce(failed, deps)
     return failed
 
 
@@ -440,8 +443,7 @@ def _run(
             **fields,
         )
         _record_success(done, deps)
-        if deps.notifier is not None:
-            deps.notifier.job_finished(done)
+        _announce(done, deps)
     if on_progress is not None:
         on_progress(1.0)
     return AnalysisResult(job=done, frames=_frames_of(outputs), shots=shots)
@@ -646,8 +648,7 @@ def _finalize_segments(job: Job, deps: AnalyzeDeps) -> AnalysisResult:
         current = deps.jobs.get(job.job_id)  # failed or cancelled meanwhile: nothing to finalise
         return AnalysisResult(job=current or job)
     _record_success(done, deps)
-    if deps.notifier is not None:
-        deps.notifier.job_finished(done)
+    _announce(done, deps)
     return AnalysisResult(job=done, frames=_frames_of(outputs), shots=shots)
 
 
@@ -691,9 +692,13 @@ def _reuse(job: Job, previous: Job, deps: AnalyzeDeps, analyzers: list[Analyzer]
     )
     deps.metrics.count("jobs_reused")
     _record_success(done, deps)
-    if deps.notifier is not None:
-        deps.notifier.job_finished(done)
+    _announce(done, deps)
     return AnalysisResult(job=done, frames=_frames_of(outputs), shots=previous.shots)
+
+
+def _announce(job: Job, deps: AnalyzeDeps) -> None:
+    if deps.notifier is not None:
+        announce(job, deps.jobs, deps.notifier)
 
 
 def _checkpoint(job_id: str, deps: AnalyzeDeps, progress: float | None) -> None:
