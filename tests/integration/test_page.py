@@ -373,3 +373,86 @@ def test_another_tenants_job_is_not_found(stack: ServeProcess, page: Any, clip_u
     wait_for(lambda: "not found" in status.inner_text().lower(), timeout=20, what="'not found' on the job page")
     assert page.locator("#shots button").count() == 0
     assert not [u for u in page.urls if OTHER_KEY in u]
+
+
+def _contract_transcript(job_id: str, lines: int) -> dict[str, Any]:
+    # As many lines as a 2 h talk has, packed into the 4.5 s clip (3 ms apart) so every one is reachable by the player.
+    times = [(round(0.003 * k, 4), round(0.003 * k + 0.0025, 4)) for k in range(lines)]
+    segments = [{"start_s": start, "end_s": end, "text": f" line {k} of the talk", "confidence": 0.9,
+                 "words": [{"start_s": start, "end_s": end, "text": "line", "confidence": 0.9}]}
+                for k, (start, end) in enumerate(times)]
+    return {"job_id": job_id, "language": "en", "language_probability": 0.99, "model": "tiny.en",
+            "segments": segments, "reason": None}
+
+
+def _contract_text_page(start: int, count: int, total: int) -> dict[str, Any]:
+    items = [{"text": f"SIGN {k}", "confidence": 0.95, "box": {"left": 0.1, "top": 0.1, "width": 0.3, "height": 0.1},
+              "start_s": 0.5 * k, "end_s": 0.5 * k + 0.4, "shot": 0, "pts_s": 0.5 * k}
+             for k in range(start, min(total, start + count))]
+    end = start + len(items)
+    return {"items": items, "next_token": str(end) if end < total else None, "reason": None}
+
+
+def test_a_long_transcript_and_paged_on_screen_text_stay_light_and_follow_the_player(
+    stack: ServeProcess, page: Any, clip_url: str
+) -> None:
+    """The page against CONTRACT16's shapes, at a size no CI job can afford to make: 1,500 transcript lines and 250
+    on-screen text lines (GET /jobs/{id}'s features, /transcript and /text answered in the browser, the rest real)."""
+    api, key = stack.info["api"], stack.info["api_key"]
+    with stack.client() as client:
+        job_id = client.post("/analyze", json={"video_url": clip_url, "features": ["visual"]}).json()["job_id"]
+        wait_for(lambda: client.get(f"/jobs/{job_id}").json()["status"] == "succeeded", 120, what="the job")
+    lines, texts = 1500, 250
+    asked: list[str] = []
+
+    def job_with_words(route: Any) -> None:
+        job = route.fetch().json()
+        route.fulfill(json={**job, "features": ["visual", "speech", "ocr"]})
+
+    def transcript(route: Any) -> None:
+        asked.append(route.request.url)
+        route.fulfill(json=_contract_transcript(job_id, lines))
+
+    def text(route: Any) -> None:
+        asked.append(route.request.url)
+        query = dict(part.split("=", 1) for part in route.request.url.split("?", 1)[1].split("&"))
+        route.fulfill(json=_contract_text_page(int(query.get("next_token", "0")), int(query["limit"]), texts))
+
+    page.route(f"{api}/jobs/{job_id}", job_with_words)
+    page.route(re.compile(rf".*/jobs/{job_id}/transcript\?.*"), transcript)
+    page.route(re.compile(rf".*/jobs/{job_id}/text\?.*"), text)
+    _sign_in(page, api, key)
+    page.locator("#home").wait_for(state="visible")
+    page.goto(f"{api}/ui/#/jobs/{job_id}")
+    page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)
+    assert page.locator("#transcript li").count() == 200  # rendered a window at a time, not 1,500
+    assert page.locator("#ocr-text li").count() == 100  # one page of GET /jobs/{id}/text
+    assert page.inner_text("#transcript-meta") == "(en, tiny.en)"
+    assert page.locator("#transcript-more").inner_text() == "More lines (1300 left)"
+    page.click("#text-more")
+    page.wait_for_function("() => document.querySelectorAll('#ocr-text li').length === 200")
+    page.click("#text-more")
+    page.wait_for_function("() => document.querySelectorAll('#ocr-text li').length === 250")
+    assert page.locator("#text-more").is_hidden()
+    assert asked[0].endswith("/transcript?format=json") and asked[-1].endswith("limit=100&next_token=200")
+
+    # A line is a link: a click seeks the player to its start, and the line under the playhead is marked.
+    page.wait_for_function("document.querySelector('#player').readyState >= 1")
+    line = page.locator("#transcript li").nth(150).locator("a")
+    assert line.get_attribute("href") == f"#/jobs/{job_id}?t=0.45"
+    line.click()
+    page.wait_for_function("() => Math.abs(document.querySelector('#player').currentTime - 0.45) < 0.1")
+    assert page.locator("#transcript li.current").inner_text().endswith("line 150 of the talk")
+    assert page.evaluate("location.hash") == f"#/jobs/{job_id}?t=0.45"
+    sign = page.locator("#ocr-text a").nth(7)
+    assert "0:03.500 – 0:03.900" in sign.inner_text()
+    sign.click()
+    page.wait_for_function("() => Math.abs(document.querySelector('#player').currentTime - 3.5) < 0.1")
+    assert page.locator("#ocr-text a.current").all_inner_texts() == [sign.inner_text()]
+    # Opening the job at a moment far down the transcript renders up to that line and marks it, nothing more.
+    page.goto(f"{api}/ui/#/jobs/{job_id}?t=3.0015")
+    page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)
+    page.wait_for_function("() => document.querySelector('#transcript li.current') !== null")
+    assert page.locator("#transcript li.current").get_attribute("data-line") == "1000"
+    assert page.locator("#transcript li").count() == 1020
+    assert not [u for u in page.urls if key in u]

@@ -4,6 +4,8 @@
 const KEY = "video-ai.api-key";
 const BASE = location.pathname.replace(/\/ui\/.*$/, "");
 const SHOTS_PAGE = 60;
+const LINES_PAGE = 200; // transcript lines rendered at a time (a 2 h talk has ~2,000)
+const TEXT_PAGE = 100; // on-screen text lines per GET /jobs/{id}/text page
 const POLL_MS = 1500;
 const $ = (selector) => document.querySelector(selector);
 
@@ -262,9 +264,7 @@ function seek(seconds) {
   const video = $("#player");
   if (video.readyState >= 1) video.currentTime = seconds;
   else current.seekTo = seconds;
-  for (const button of document.querySelectorAll("#shots button")) {
-    button.classList.toggle("current", Number(button.dataset.start) <= seconds && seconds < Number(button.dataset.end));
-  }
+  markAt(seconds);
 }
 
 function thumbnailObserver() {
@@ -358,12 +358,148 @@ async function setPlayer(job) {
   video.src = url;
 }
 
-function markPlaying() {
-  // The shot under the playhead stays outlined while the video plays or is scrubbed.
-  const t = $("#player").currentTime;
+function markAt(t) {
+  // The shot, transcript line and on-screen text under the playhead stay outlined while the video plays or is scrubbed.
   for (const button of document.querySelectorAll("#shots button")) {
     button.classList.toggle("current", Number(button.dataset.start) <= t && t < Number(button.dataset.end));
   }
+  if (current) { markTranscript(t); markText(t); }
+}
+
+function markPlaying() { markAt($("#player").currentTime); }
+
+// ---- transcript and on-screen text (features speech, ocr): shown only for jobs that asked for them
+
+// The last segment starting at or before t (segments are in time order), or -1: a binary search, so the playhead's
+// 4 Hz timeupdate costs log(n) on a 2 h transcript.
+export function lineAt(segments, t) {
+  let [lo, hi] = [0, segments.length - 1];
+  let found = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (segments[mid].start_s <= t) { found = mid; lo = mid + 1; } else hi = mid - 1;
+  }
+  return found;
+}
+
+function momentLink(item, ...content) {
+  // A real link (to copy, or open in a tab at that moment); a plain click seeks the player in place, and the address
+  // follows without a reload (replaceState fires no hashchange).
+  const href = `#/jobs/${encodeURIComponent(current.job.job_id)}?t=${item.start_s}`;
+  const link = el("a", { href, "data-start": String(item.start_s), "data-end": String(item.end_s),
+    title: `confidence ${Math.round((item.confidence ?? 0) * 100)}%` }, ...content);
+  link.addEventListener("click", (event) => {
+    if (event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    history.replaceState(null, "", href);
+    seek(item.start_s);
+  });
+  return link;
+}
+
+function showNote(id, text) {
+  $(id).textContent = text || "";
+  $(id).hidden = !text;
+}
+
+function resetWords() {
+  for (const name of ["transcript", "ocr-text"]) $(`#${name}`).replaceChildren();
+  for (const name of ["transcript", "text"]) {
+    $(`#${name}-box`).hidden = true;
+    $(`#${name}-more`).hidden = true;
+    showNote(`#${name}-note`, "");
+  }
+  $("#transcript-meta").textContent = "";
+}
+
+function renderTranscript(upTo = 0) {
+  const words = current.transcript;
+  // A jump far ahead (a search hit, a scrub) renders up to a little past that line, so it can sit mid-box.
+  const end = Math.min(words.segments.length, Math.max(words.shown + LINES_PAGE, upTo + 20));
+  const items = words.segments.slice(words.shown, end).map((segment, k) =>
+    el("li", { "data-line": String(words.shown + k) }, momentLink(segment,
+      el("span", { class: "time" }, clock(segment.start_s)), " ", segment.text.trim())));
+  $("#transcript").append(...items);
+  words.shown = end;
+  const left = words.segments.length - end;
+  $("#transcript-more").hidden = left <= 0;
+  $("#transcript-more").textContent = `More lines (${left} left)`;
+}
+
+function markTranscript(t) {
+  const words = current.transcript;
+  if (!words || !words.segments.length) return;
+  let line = lineAt(words.segments, t);
+  if (line >= 0 && t >= words.segments[line].end_s) line = -1; // a pause between lines
+  if (line === words.marked) return;
+  const box = $("#transcript");
+  if (words.marked >= 0) box.children[words.marked]?.classList.remove("current");
+  words.marked = line;
+  if (line < 0) return;
+  if (line >= words.shown) renderTranscript(line);
+  const item = box.children[line];
+  item.classList.add("current");
+  // Keep the line in view inside the transcript's own scroll box, never scrolling the page under the reader.
+  if (item.offsetTop < box.scrollTop || item.offsetTop + item.offsetHeight > box.scrollTop + box.clientHeight) {
+    box.scrollTop = item.offsetTop - box.clientHeight / 3;
+  }
+}
+
+function renderText(items) {
+  $("#ocr-text").append(...items.map((line) => el("li", {}, momentLink(line,
+    el("span", { class: "time" }, `${clock(line.start_s)} – ${clock(line.end_s)}`), " ", line.text))));
+}
+
+function markText(t) {
+  if (!current.text) return;
+  for (const link of document.querySelectorAll("#ocr-text a")) {
+    link.classList.toggle("current", Number(link.dataset.start) <= t && t <= Number(link.dataset.end));
+  }
+}
+
+async function loadTranscript(id) {
+  $("#transcript-box").hidden = false;
+  showNote("#transcript-note", "Loading the transcript…");
+  let doc;
+  try {
+    doc = await call(`/jobs/${encodeURIComponent(id)}/transcript?format=json`);
+  } catch (error) {
+    if (current && current.job.job_id === id) showNote("#transcript-note", `No transcript: ${readable(error)}`);
+    return;
+  }
+  if (!current || current.job.job_id !== id) return;
+  current.transcript = { segments: doc.segments, shown: 0, marked: -1 };
+  const about = [doc.language, doc.model].filter(Boolean).join(", ");
+  $("#transcript-meta").textContent = about ? `(${about})` : "";
+  showNote("#transcript-note", doc.segments.length ? "" : doc.reason || "No speech was found.");
+  renderTranscript();
+  markTranscript($("#player").currentTime || current.seekTo || 0);
+}
+
+async function loadText(id) {
+  const first = !current.text;
+  $("#text-more").disabled = true;
+  if (first) {
+    $("#text-box").hidden = false;
+    showNote("#text-note", "Loading the on-screen text…");
+  }
+  const token = first ? null : current.text.token;
+  const query = `limit=${TEXT_PAGE}${token ? `&next_token=${encodeURIComponent(token)}` : ""}`;
+  let page;
+  try {
+    page = await call(`/jobs/${encodeURIComponent(id)}/text?${query}`);
+  } catch (error) {
+    if (current && current.job.job_id === id) showNote("#text-note", `No on-screen text: ${readable(error)}`);
+    $("#text-more").disabled = false;
+    return;
+  }
+  if (!current || current.job.job_id !== id) return;
+  current.text = { token: page.next_token };
+  if (first) showNote("#text-note", page.items.length ? "" : page.reason || "No text was read on screen.");
+  renderText(page.items);
+  $("#text-more").hidden = !page.next_token;
+  $("#text-more").disabled = false;
+  markText($("#player").currentTime || current.seekTo || 0);
 }
 
 function jobStatusText(job) {
@@ -379,6 +515,7 @@ async function openJob(id, at) {
   delete document.body.dataset.jobReady;
   $("#shots").replaceChildren();
   $("#shots-more").hidden = true;
+  resetWords();
   $("#job-title").textContent = id;
   $("#job-error").hidden = true;
   let job;
@@ -391,7 +528,8 @@ async function openJob(id, at) {
     $("#player-note").hidden = true;
     return;
   }
-  current = { job, shots: [], labels: new Map(), frames: [], shown: 0, seekTo: at ?? null, labelsNote: null };
+  current = { job, shots: [], labels: new Map(), frames: [], shown: 0, seekTo: at ?? null, labelsNote: null,
+    transcript: null, text: null };
   $("#job-status").textContent = jobStatusText(job);
   if (job.error) {
     $("#job-error").textContent = jobError(job.error);
@@ -406,6 +544,9 @@ async function openJob(id, at) {
   }
   $("#shots-note").hidden = true;
   const path = `/jobs/${encodeURIComponent(id)}`;
+  const features = job.features || [];
+  const words = Promise.all([features.includes("speech") ? loadTranscript(id) : null,
+    features.includes("ocr") ? loadText(id) : null]);
   const [shots, labels, frames] = await Promise.all([
     call(`${path}/shots`).then((p) => p.items),
     allPages(`${path}/labels?limit=500`, 100000).catch(() => []),
@@ -418,6 +559,8 @@ async function openJob(id, at) {
   if (labels.reason) { $("#shots-note").textContent = labels.reason; $("#shots-note").hidden = false; }
   observer = thumbnailObserver();
   renderMoreShots();
+  await words;
+  if (!current || current.job.job_id !== id) return;
   document.body.dataset.jobReady = id;
   performance.mark("job-ready");
 }
@@ -434,6 +577,8 @@ function highlighted(text, words) {
   return span;
 }
 
+const KINDS = { label: "seen", speech: "said", ocr: "written" };
+
 function hitItem(hit) {
   // Moment hits (text) carry kind, text and start_s; frame hits (image, more like this) carry index and pts_s.
   const start = hit.start_s ?? hit.pts_s;
@@ -445,9 +590,12 @@ function hitItem(hit) {
   } else {
     img.dataset.state = "missing";
   }
-  const what = hit.kind ? [` ${hit.kind} · `, highlighted(hit.text, hit.matched)] : [` frame ${hit.index} · shot ${hit.shot}`];
+  const what = hit.kind ? [` ${KINDS[hit.kind] || hit.kind} · `, el("q", { class: "said" }, highlighted(hit.text, hit.matched)),
+    hit.matched && hit.matched.length ? el("span", { class: "matched" }, ` · matched ${hit.matched.join(", ")}`) : null]
+    : [` frame ${hit.index} · shot ${hit.shot}`];
   return el("li", {}, el("a", { href: `#/jobs/${encodeURIComponent(hit.job_id)}?t=${start}`, "data-job": hit.job_id,
-    "data-start": String(start) }, img, el("span", { class: "time" }, clock(start)), ...what,
+    "data-start": String(start), "data-kind": hit.kind || "frame" }, img, el("span", { class: "time" }, clock(start)),
+    ...what,
     ` · job ${hit.job_id} · score ${hit.score.toFixed(3)}`));
 }
 
@@ -517,6 +665,8 @@ $("#upload-form").addEventListener("submit", upload);
 $("#player").addEventListener("timeupdate", markPlaying);
 $("#jobs-more").addEventListener("click", moreJobs);
 $("#shots-more").addEventListener("click", renderMoreShots);
+$("#transcript-more").addEventListener("click", () => renderTranscript());
+$("#text-more").addEventListener("click", () => loadText(current.job.job_id));
 $("#search-form").addEventListener("submit", (event) => {
   event.preventDefault();
   location.hash = `#/search?q=${encodeURIComponent($("#search-text").value.trim())}`;
