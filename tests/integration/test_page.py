@@ -449,6 +449,13 @@ def test_a_long_transcript_and_paged_on_screen_text_stay_light_and_follow_the_pl
     sign.click()
     page.wait_for_function("() => Math.abs(document.querySelector('#player').currentTime - 3.5) < 0.1")
     assert page.locator("#ocr-text a.current").all_inner_texts() == [sign.inner_text()]
+    # Its box is drawn over the picture: inside the player, with the frame's proportions (0.3 x 0.1 of 320x180).
+    box = page.locator("#ocr-boxes .ocr-box").bounding_box()
+    player = page.locator("#player").bounding_box()
+    assert box is not None and player is not None and page.locator("#ocr-boxes .ocr-box").count() == 1
+    assert player["x"] < box["x"] < box["x"] + box["width"] < player["x"] + player["width"]
+    assert player["y"] < box["y"] < box["y"] + box["height"] < player["y"] + player["height"]
+    assert box["width"] / box["height"] == pytest.approx((0.3 * 320) / (0.1 * 180), rel=0.05)
     # Opening the job at a moment far down the transcript renders up to that line and marks it, nothing more.
     page.goto(f"{api}/ui/#/jobs/{job_id}?t=3.0015")
     page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)

@@ -403,7 +403,7 @@ function showNote(id, text) {
 }
 
 function resetWords() {
-  for (const name of ["transcript", "ocr-text"]) $(`#${name}`).replaceChildren();
+  for (const name of ["transcript", "ocr-text", "ocr-boxes"]) $(`#${name}`).replaceChildren();
   for (const name of ["transcript", "text"]) {
     $(`#${name}-box`).hidden = true;
     $(`#${name}-more`).hidden = true;
@@ -446,15 +446,39 @@ function markTranscript(t) {
 }
 
 function renderText(items) {
+  current.text.items.push(...items);
   $("#ocr-text").append(...items.map((line) => el("li", {}, momentLink(line,
     el("span", { class: "time" }, `${clock(line.start_s)} – ${clock(line.end_s)}`), " ", line.text))));
 }
 
+function pictureRect(video) {
+  // Where the picture sits inside the <video> box (object-fit: contain letterboxes it), relative to #player-box.
+  const scale = Math.min(video.clientWidth / video.videoWidth, video.clientHeight / video.videoHeight);
+  const [width, height] = [video.videoWidth * scale, video.videoHeight * scale];
+  return { left: video.offsetLeft + (video.clientWidth - width) / 2, top: video.offsetTop + (video.clientHeight - height) / 2,
+    width, height };
+}
+
 function markText(t) {
   if (!current.text) return;
-  for (const link of document.querySelectorAll("#ocr-text a")) {
-    link.classList.toggle("current", Number(link.dataset.start) <= t && t <= Number(link.dataset.end));
-  }
+  const links = $("#ocr-text").children;
+  const video = $("#player");
+  const boxes = [];
+  const picture = video.videoWidth ? pictureRect(video) : null;
+  current.text.items.forEach((line, k) => {
+    const on = line.start_s <= t && t <= line.end_s;
+    links[k].firstChild.classList.toggle("current", on);
+    if (on && picture && line.box) {
+      // The line's box over the picture (boxes are fractions of the upright frame, as the browser shows it).
+      const box = el("div", { class: "ocr-box", title: line.text });
+      box.style.left = `${picture.left + line.box.left * picture.width}px`;
+      box.style.top = `${picture.top + line.box.top * picture.height}px`;
+      box.style.width = `${line.box.width * picture.width}px`;
+      box.style.height = `${line.box.height * picture.height}px`;
+      boxes.push(box);
+    }
+  });
+  $("#ocr-boxes").replaceChildren(...boxes);
 }
 
 async function loadTranscript(id) {
@@ -494,7 +518,8 @@ async function loadText(id) {
     return;
   }
   if (!current || current.job.job_id !== id) return;
-  current.text = { token: page.next_token };
+  if (first) current.text = { items: [] };
+  current.text.token = page.next_token;
   if (first) showNote("#text-note", page.items.length ? "" : page.reason || "No text was read on screen.");
   renderText(page.items);
   $("#text-more").hidden = !page.next_token;
@@ -683,4 +708,5 @@ document.addEventListener("paste", (event) => {
   if (file && sessionStorage.getItem(KEY)) { event.preventDefault(); searchImage(file); }
 });
 window.addEventListener("hashchange", route);
+window.addEventListener("resize", () => { if (current && !$("#job").hidden) markPlaying(); });
 route();
