@@ -12,6 +12,7 @@ import pytest
 
 if TYPE_CHECKING:
     from video_ai.adapters.aws import AwsClients
+    from video_ai.adapters.rapid_ocr import RapidOcrReader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,3 +95,11 @@ def _library_logging_restored() -> Iterator[None]:
     _LIBRARY.handlers[:] = _LIBRARY_BASELINE[0]
     _LIBRARY.propagate = _LIBRARY_BASELINE[1]
     _LIBRARY.setLevel(_LIBRARY_BASELINE[2])
+
+
+@pytest.fixture(scope="session")
+def ocr_reader() -> RapidOcrReader:
+    """The real OCR engine (RapidOCR, the wheel's PP-OCRv6 models), loaded once per test session."""
+    from video_ai.adapters.rapid_ocr import RapidOcrReader
+
+    return RapidOcrReader(det_long_side=960, min_confidence=0.6)

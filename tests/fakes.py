@@ -90,7 +90,8 @@ class FakeFrameSource:
 
     def open(self, path: Path | MediaFile, sampling: Sampling, image_size: tuple[int, int] | None = None,
              thumbnail_width: int | None = None, start_s: float | None = None,
-             end_s: float | None = None, detail_short_side: int | None = None) -> FakeReader:
+             end_s: float | None = None, detail_short_side: int | None = None,
+             luma_short_side: int | None = None) -> FakeReader:
         self.opened += 1
         self.opened_with.append(path)
         if self.open_error is not None:

@@ -44,7 +44,8 @@ def build_analyzers(settings: Settings, embedder: Embedder, index: VectorIndex,
     from video_ai.domain.ports import NullTracing
 
     return AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, tracing=tracing or NullTracing(),
-                                       labels=settings.analysis.labels, moments=moments,
+                                       labels=settings.analysis.labels, ocr=settings.analysis.ocr,
+                                       moments=moments,
                                        thumbnails=thumbnails, artifacts=artifacts))
 
 

@@ -139,6 +139,27 @@ class LabelSettings(_Section):
     min_confidence: float = Field(default=0.05, ge=0, le=1, description="Labels below this confidence are dropped")
 
 
+class OcrSettings(_Section):
+    """The ocr analyzer: PP-OCR (RapidOCR) on the frames where on-screen text may have changed."""
+
+    image_short_side: int = Field(
+        default=720, ge=240, le=2160,
+        description="OCR reads a grey, upright, display-aspect copy of each frame with at most this short side",
+    )
+    det_long_side: int = Field(
+        default=960, ge=320, le=2560,
+        description="The text detector sees the frame with its long side at most this long (its cost follows the "
+        "pixels); recognition reads each line at full size",
+    )
+    min_confidence: float = Field(default=0.6, ge=0, le=1, description="Lines read with less confidence are dropped")
+    max_lines: int = Field(default=64, ge=1, le=1000, description="Most lines detected (and read) on one frame")
+    threads: int = Field(default=1, ge=1, le=16, description="ONNX Runtime threads of each OCR model")
+    every_frame: bool = Field(
+        default=False,
+        description="Read every sampled frame instead of only those where text may have changed (to measure the test)",
+    )
+
+
 def _default_features() -> list[Feature]:
     return ["visual", "labels"]
 
@@ -149,6 +170,7 @@ class AnalysisSettings(_Section):
         description="What a job finds when its request names no `features` (new jobs read it; a reload applies)",
     )
     labels: LabelSettings = Field(default_factory=LabelSettings)
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
 
     @field_validator("features", mode="after")
     @classmethod

@@ -81,7 +81,7 @@ class WideFrameSource(FakeFrameSource):
 
     def open(self, path: Path | MediaFile, sampling: Sampling, image_size: tuple[int, int] | None = None,
              thumbnail_width: int | None = None, start_s: float | None = None, end_s: float | None = None,
-             detail_short_side: int | None = None) -> FakeReader:
+             detail_short_side: int | None = None, luma_short_side: int | None = None) -> FakeReader:
         reader = super().open(path, sampling, image_size, thumbnail_width, start_s, end_s)
         self.detail_sides.append(detail_short_side)
         if detail_short_side:

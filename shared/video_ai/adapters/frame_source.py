@@ -52,6 +52,10 @@ Rules this reader keeps (the lead's analyze service and the tests rely on them):
   `image_size=(w, h)` is the upright size; swscale scales and converts to RGB in one call, numpy rotates.
   `detail_short_side` adds `detail`, an upright copy that keeps the coded aspect with that short side (for crops);
   `image` is then resized from it (when it is no larger) instead of a second swscale pass over the frame.
+  `luma_short_side` adds `luma`, an upright grey copy at the DISPLAY aspect (the coded size widened or heightened by
+  the sample aspect ratio of anamorphic video), its short side that or the source's if smaller (never upscaled): OCR
+  reads it, and its boxes, as fractions of it, are those of the picture a player shows. Grey, because swscale gives
+  it for the price of a plane copy (~0.3 ms at 720p, vs ~2 ms for RGB) and it is kept for every sampled frame.
 * `info.vfr`: at `open()` a guess from metadata (average rate vs. the stream's base rate); after a full pass, the
   measured answer (largest/smallest PTS gap > 1.1). `frame_count` and (if unknown) `duration_s` are filled then too.
 * Damage. An error before any frame -> CorruptMedia. An error after frames were produced stops the pass there:
@@ -161,6 +165,7 @@ class PyAVFrameSource:
         start_s: float | None = None,
         end_s: float | None = None,
         detail_short_side: int | None = None,
+        luma_short_side: int | None = None,
     ) -> PyAVVideoReader:
         """Probe `path` (a local file or an open MediaFile, which the reader closes) and prepare a pass. Raises
         UnsupportedMedia / NoVideoStream / CorruptMedia / EmptyVideo, and whatever the MediaFile's reads raise."""
@@ -168,7 +173,7 @@ class PyAVFrameSource:
             Path(path) if isinstance(path, str | PathLike) else path, sampling, self.settings, self.limits, self.clock,
             image_size=image_size, thumbnail_width=thumbnail_width,
             skip_nonref=self.skip_nonref, threads=self.threads, start_s=start_s, end_s=end_s,
-            detail_short_side=detail_short_side,
+            detail_short_side=detail_short_side, luma_short_side=luma_short_side,
         )
 
 
@@ -244,6 +249,7 @@ class PyAVVideoReader:
         start_s: float | None = None,
         end_s: float | None = None,
         detail_short_side: int | None = None,
+        luma_short_side: int | None = None,
     ) -> None:
         if start_s is not None and end_s is not None and end_s <= start_s:
             raise ValueError("end_s must be after start_s")
@@ -259,6 +265,7 @@ class PyAVVideoReader:
         self.image_size = image_size
         self.thumbnail_width = thumbnail_width
         self.detail_short_side = detail_short_side
+        self.luma_short_side = luma_short_side
         self.truncated = False
         self.warnings: list[str] = []
         self.frames_decoded = 0
@@ -363,6 +370,8 @@ class PyAVVideoReader:
         self._first_t: Fraction | None = first.t
         rotation = _clockwise(first.frame.rotation or 0)
         self._rotation = rotation
+        sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio
+        self._sar = float(sar) if sar is not None and sar.numerator > 0 and sar.denominator > 0 else 1.0
         frames = int(stream.frames or 0) or None
         self._info = VideoInfo(
             container=_container_name(container.format.name, self.name),
@@ -662,8 +671,26 @@ class PyAVVideoReader:
             thumb = self._rgb(frame, (tw, max(2, round(up_h * tw / up_w))))
         return SampledFrame(
             index=index, pts_s=float(item.t), frame_number=item.number, shot=shot, image=image,
-            thumbnail=thumb, detail=detail,
+            thumbnail=thumb, detail=detail, luma=self._luma(frame) if self.luma_short_side else None,
         )
+
+    def _luma(self, frame: av.VideoFrame) -> np.ndarray:
+        """Upright grey at the display aspect, short side at most `luma_short_side` (see the module docstring)."""
+        aspect = self._sar
+        # Widen or heighten, never drop pixels: a 720x576 PAL 16:9 frame becomes 1024x576.
+        w, h = (frame.width * aspect, float(frame.height)) if aspect >= 1 else (float(frame.width),
+                                                                               frame.height / aspect)
+        short = min(w, h)
+        scale = min(1.0, (self.luma_short_side or short) / short)
+        size = (max(2, round(w * scale)), max(2, round(h * scale)))
+        arr: np.ndarray
+        if size == (frame.width, frame.height):
+            arr = frame.to_ndarray(format="gray")
+        else:
+            arr = frame.to_ndarray(width=size[0], height=size[1], format="gray", interpolation="AREA")
+        if self._rotation:
+            arr = np.ascontiguousarray(np.rot90(arr, k=-self._rotation // 90))
+        return arr
 
     def _rgb(self, frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
         """Upright RGB at `size` (upright width, height); swscale scales and converts in one go."""

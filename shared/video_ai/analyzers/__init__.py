@@ -20,15 +20,17 @@ from video_ai.domain.ports import (
     MomentIndex,
     NullTracing,
     TextEmbedder,
+    TextReader,
     ThumbnailStore,
     Tracing,
     VectorIndex,
 )
-from video_ai.settings import LabelSettings
+from video_ai.settings import LabelSettings, OcrSettings
 
 REGISTRY: Mapping[str, str] = {
     "visual": "video_ai.analyzers.visual:VisualAnalyzer",
     "labels": "video_ai.analyzers.labels:LabelAnalyzer",
+    "ocr": "video_ai.analyzers.ocr:OcrAnalyzer",
 }
 
 
@@ -62,6 +64,9 @@ class AnalyzerContext:
     index: VectorIndex
     tracing: Tracing = field(default_factory=NullTracing)
     labels: LabelSettings = field(default_factory=LabelSettings)
+    ocr: OcrSettings = field(default_factory=OcrSettings)
+    # The OCR engine (None: RapidOCR from the `ocr` settings, loaded on the first job that asks for ocr).
+    text_reader: TextReader | None = None
     moments: MomentStore | None = None
     # Where the visual analyzer keeps a JPEG per sampled frame (None: no thumbnails here).
     thumbnails: ThumbnailStore | None = None

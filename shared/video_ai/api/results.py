@@ -7,20 +7,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
+from video_ai.analyzers.text_artifact import read_lines
 from video_ai.api.app import Ctx, OwnedJob, Tenant, owned_job
-from video_ai.api.schemas import LabelsPage, VideoLink
+from video_ai.api.schemas import LabelsPage, TextPage, VideoLink
 from video_ai.domain.errors import InvalidRequest, NotFound
 from video_ai.domain.models import ShotLabels
 
 router = APIRouter()
 
 
-def _offset(token: str | None, total: int) -> int:
-    """The token is the index of the next shot: not a secret, and checked against the job's shots."""
+def _offset(token: str | None, total: int, what: str = "labels") -> int:
+    """The token is the index of the next item (shot, line): not a secret, and checked against the job's items."""
     if token is None:
         return 0
     if not token.isdigit() or not 0 < int(token) <= total:
-        raise InvalidRequest("next_token is not a token this job's labels issued", field="next_token")
+        raise InvalidRequest(f"next_token is not a token this job's {what} issued", field="next_token")
     return int(token)
 
 
@@ -42,6 +43,34 @@ def list_labels(
     page = [_with_categories(shot) for shot in job.labels[start : start + limit]]
     end = start + len(page)
     return LabelsPage(items=page, next_token=str(end) if end < len(job.labels) else None)
+
+
+@router.get("/jobs/{job_id}/text", response_model=TextPage)
+def list_text(
+    job: OwnedJob,
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    next_token: Annotated[str | None, Query(max_length=32)] = None,
+) -> TextPage:
+    """Lines of on-screen text (OCR) in time order, each with its box on the upright frame (fractions 0..1) and the
+    time range it stayed on screen."""
+    if "ocr" not in job.features:
+        return TextPage(items=[], next_token=None,
+                        reason=f"the job ran without the ocr feature (features: {', '.join(job.features)})")
+    if job.status.value != "succeeded":
+        reason = ("the job failed before its text was read" if job.status.value == "failed" else
+                  f"the job is {job.status.value}; text comes when it succeeds")
+        return TextPage(items=[], next_token=None, reason=reason)
+    store = ctx.artifacts()
+    lines = read_lines(store, job.job_id) if store is not None else None
+    if lines is None:
+        return TextPage(items=[], next_token=None, reason="no text lines are stored for this job (this deployment "
+                        "keeps no artifacts, or their store failed: see warnings)")
+    start = _offset(next_token, len(lines), "text")
+    page = lines[start : start + limit]
+    end = start + len(page)
+    return TextPage(items=page, next_token=str(end) if end < len(lines) else None,
+                    reason=None if lines else "no text was read in this video")
 
 
 # Long enough to watch a long video from one page load; short enough that a copied link soon stops working.

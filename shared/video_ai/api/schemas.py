@@ -16,6 +16,7 @@ from video_ai.domain.models import (
     SearchHit,
     Shot,
     ShotLabels,
+    TextLine,
 )
 
 
@@ -102,6 +103,14 @@ class LabelsPage(BaseModel):
     next_token: str | None
     reason: str | None = Field(
         default=None, description="why the page is empty: the job ran without labels, or has not finished")
+
+
+class TextPage(BaseModel):
+    items: list[TextLine]
+    next_token: str | None
+    reason: str | None = Field(
+        default=None, description="why the page is empty: the job ran without ocr, has not finished, or no text was "
+        "read")
 
 
 class VideoLink(BaseModel):

@@ -171,6 +171,28 @@ class ShotLabels(_Model):
     frames: list[FrameLabels] = Field(default_factory=list)
 
 
+class TextBox(_Model):
+    """Where a line of on-screen text sits, as fractions (0..1) of the upright, display-aspect frame."""
+
+    left: float = Field(ge=0.0, le=1.0)
+    top: float = Field(ge=0.0, le=1.0)
+    width: float = Field(ge=0.0, le=1.0)
+    height: float = Field(ge=0.0, le=1.0)
+
+
+class TextLine(_Model):
+    """A line of on-screen text (OCR) over the time it stayed readable: the same text at about the same place on
+    consecutive read frames is one line. `pts_s`: the frame it was read best on; `shot`: the shot of `start_s`."""
+
+    text: str
+    confidence: float = Field(ge=0.0, le=1.0)
+    box: TextBox
+    start_s: float
+    end_s: float
+    shot: int
+    pts_s: float
+
+
 MomentKind = Literal["label", "speech", "ocr"]
 
 
@@ -306,6 +328,9 @@ class SampledFrame:
     thumbnail: np.ndarray | None = None
     # Upright, display aspect kept, short side FrameNeeds.detail_short_side: only when an analyzer asked for it.
     detail: np.ndarray | None = None
+    # Upright, display aspect (anamorphic sources widened), grey (luma), short side FrameNeeds.luma_short_side or the
+    # source's if smaller: only when an analyzer asked for it (OCR reads it).
+    luma: np.ndarray | None = None
     # The image model's class logits for `image`, when an analyzer ran the model on it already (the frame embedder
     # gets them from the same session.run as the vectors), so the labels analyzer need not run it again.
     logits: np.ndarray | None = None

@@ -96,6 +96,24 @@ class FrameNeeds:
     detail_short_side: int | None = None
     # Asks for `SampledFrame.thumbnail`, this many pixels wide (the stored per-frame JPEGs the page shows).
     thumbnail_width: int | None = None
+    # Asks for `SampledFrame.luma`: upright, display-aspect grey, short side this long at most (what OCR reads).
+    luma_short_side: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ReadLine:
+    """One line of text an OCR engine read in an image: its text, a confidence in [0, 1], and its axis-aligned
+    bounding box (left, top, right, bottom) in the image's pixels."""
+
+    text: str
+    confidence: float
+    box: tuple[float, float, float, float]
+
+
+class TextReader(Protocol):
+    """An OCR engine: the lines of text in an upright image (H x W grey or H x W x 3 RGB, uint8), top to bottom."""
+
+    def read(self, image: np.ndarray) -> list[ReadLine]: ...
 
 
 @dataclass(slots=True)
@@ -203,9 +221,11 @@ class FrameSource(Protocol):
         start_s: float | None = None,
         end_s: float | None = None,
         detail_short_side: int | None = None,
+        luma_short_side: int | None = None,
     ) -> VideoReader:
         """Probe `path` (a local file, or an open MediaFile the reader then owns and closes) and prepare a pass.
-        `detail_short_side`: also give each sampled frame an aspect-keeping `detail` copy (FrameNeeds).
+        `detail_short_side`: also give each sampled frame an aspect-keeping `detail` copy (FrameNeeds); likewise
+        `luma_short_side` a display-aspect grey `luma` copy.
         Raises UnsupportedMedia / NoVideoStream / CorruptMedia / EmptyVideo, and whatever the MediaFile raises."""
         ...
 

@@ -376,6 +376,9 @@ def _needs(analyzers: list[Analyzer]) -> dict[str, Any]:
     widths = [a.needs.thumbnail_width for a in analyzers if a.needs.thumbnail_width]
     if widths:
         needs["thumbnail_width"] = max(widths)
+    lumas = [a.needs.luma_short_side for a in analyzers if a.needs.luma_short_side]
+    if lumas:
+        needs["luma_short_side"] = max(lumas)
     return needs
 
 

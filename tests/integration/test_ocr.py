@@ -1,0 +1,109 @@
+"""On-screen text with the real engine (RapidOCR, PP-OCRv6 from its wheel): clips with known text rendered into them,
+analyzed end to end, upright, rotated and anamorphic; text in a script the model lacks; words found by search."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from video_ai.adapters.file_artifacts import FileArtifacts
+from video_ai.adapters.frame_source import PyAVFrameSource
+from video_ai.adapters.http_fetch import HttpVideoFetcher
+from video_ai.adapters.local_jobs import InMemoryJobRepository
+from video_ai.adapters.onnx_embedder import OnnxEmbedder
+from video_ai.adapters.onnx_text_embedder import INFO, OnnxTextEmbedder
+from video_ai.adapters.qdrant_edge_index import QdrantEdgeIndex
+from video_ai.adapters.qdrant_edge_moments import QdrantEdgeMoments
+from video_ai.adapters.rapid_ocr import RapidOcrReader, packaged_models
+from video_ai.analyzers import AnalyzerContext, AnalyzerSet, MomentStore
+from video_ai.analyzers.text_artifact import read_lines
+from video_ai.domain.models import Job, JobStatus, MomentFilter, Source
+from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
+from video_ai.settings import LimitsSettings, ModelSettings, NetworkSettings, SamplingSettings
+from video_ai.text_samples import Caption, TextShot, make_text_clip
+
+SHOTS = [
+    TextShot(3, [Caption("Quarterly results 2026", 0.08, 0.1, 34), Caption("Breaking news tonight", 0.2, 0.72, 26,
+                                                                            start_s=1.5)]),
+    TextShot(2, [Caption("Hello world", 0.5, 0.45, 30)], background="flat"),
+    TextShot(2, []),
+]
+
+
+def test_the_packaged_models_are_the_pinned_ones() -> None:
+    paths = packaged_models()
+    assert {p.name for p in paths.values()} == {"PP-OCRv6_det_small.onnx", "PP-OCRv6_rec_small.onnx"}
+
+
+@pytest.mark.timeout(60)
+def test_text_in_a_script_the_model_lacks_neither_hangs_nor_crashes(ocr_reader: RapidOcrReader) -> None:
+    """Made-up glyphs (strokes in letter-sized cells, lines of them) stand for a script outside the model's
+    dictionary: the engine answers quickly with whatever it makes of them, all within the confidence floor."""
+    rng = np.random.default_rng(7)
+    image = np.full((360, 640), 30, np.uint8)
+    for row in range(4):
+        for col in range(14):
+            x, y = 30 + col * 42, 40 + row * 80
+            for _ in range(3):
+                pts = rng.integers(0, 30, size=(3, 2)) + np.array([x, y])
+                cv2.polylines(image, [pts.astype(np.int32)], False, 230, 3)
+    started = time.perf_counter()
+    lines = ocr_reader.read(image)
+    assert time.perf_counter() - started < 20
+    assert all(line.confidence >= 0.6 and line.text for line in lines)
+
+
+@pytest.fixture(scope="module")
+def text_embedder() -> OnnxTextEmbedder:
+    return OnnxTextEmbedder()
+
+
+@pytest.mark.parametrize("geometry", ["upright", "rotated", "anamorphic"])
+def test_lines_are_read_timed_boxed_on_the_display_frame_and_searchable(
+        tmp_path: Path, model_path: Path, ocr_reader: RapidOcrReader, text_embedder: OnnxTextEmbedder,
+        geometry: str) -> None:
+    kwargs = {"upright": {}, "rotated": {"rotation": 90}, "anamorphic": {"sar": Fraction(4, 3)}}[geometry]
+    clip = make_text_clip(tmp_path / "text.mp4", SHOTS, size=(960, 540), fps=2, **kwargs)  # type: ignore[arg-type]
+    embedder = OnnxEmbedder(ModelSettings(), model_path)
+    index = QdrantEdgeIndex(tmp_path / "q")
+    moments = QdrantEdgeMoments(tmp_path / "q", INFO)
+    artifacts = FileArtifacts(tmp_path / "artifacts")
+    deps = AnalyzeDeps(
+        jobs=InMemoryJobRepository(),
+        fetcher=HttpVideoFetcher(NetworkSettings(), LimitsSettings(), allow_local_files=True),
+        frames=PyAVFrameSource(SamplingSettings(), LimitsSettings()), embedder=embedder, index=index,
+        notifier=None, workdir=tmp_path / "work",
+        analyzers=AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, text_reader=ocr_reader,
+                                              artifacts=artifacts, moments=MomentStore(moments, text_embedder))),
+    )
+    try:
+        deps.jobs.create(Job(job_id="j", tenant="t", source=Source(url=clip.path.resolve().as_uri()),
+                             features=["ocr"]))
+        job = analyze_video("j", deps, ).job
+        assert job.status is JobStatus.SUCCEEDED, job.error
+        lines = read_lines(artifacts, "j")
+        assert lines is not None
+        # Sampled at 1 fps: a caption that appears at 1.5 s is first seen on the 2 s sample (the shot detector may
+        # take its arrival for a cut; either way it is read then).
+        assert [(line.text, line.start_s, line.end_s) for line in lines] == [
+            ("Quarterly results 2026", 0.0, 3.0), ("Breaking news tonight", 2.0, 3.0), ("Hello world", 3.0, 5.0)]
+        assert lines[2].shot > lines[0].shot
+        drawn = {text: box for text, _, *box in clip.boxes}
+        for line in lines:
+            left, top, right, bottom = drawn[line.text]
+            got = line.box
+            # The engine's box hugs the letters; the drawn one is Pillow's text box: within ~2% of the frame.
+            assert abs(got.left - left) < 0.03 and abs(got.top - top) < 0.03, (line.text, got, drawn[line.text])
+            assert abs(got.left + got.width - right) < 0.03 and abs(got.top + got.height - bottom) < 0.03
+        assert job.feature_stats["ocr"].count == 3
+        hits = moments.search("quarterly results", text_embedder.embed(["quarterly results"])[0], 5,
+                              MomentFilter(tenant="t", kinds=("ocr",)))
+        assert hits and hits[0].text == "Quarterly results 2026" and hits[0].kind == "ocr"
+    finally:
+        moments.close()
+        index.close()

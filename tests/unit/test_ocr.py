@@ -1,0 +1,177 @@
+"""The ocr analyzer with a fake engine: which frames it reads (the change test), how readings become timed lines,
+split jobs, reuse, and GET /jobs/{id}/text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.fakes import FakeEmbedder, FakeIndex, RecordingQueue
+from video_ai.adapters.file_artifacts import FileArtifacts
+from video_ai.adapters.local_jobs import InMemoryJobRepository
+from video_ai.analyzers import AnalyzerContext
+from video_ai.analyzers.ocr import OcrAnalyzer, _Line, text_lines
+from video_ai.analyzers.text_artifact import read_lines, write_lines
+from video_ai.api.app import ApiContext, create_app
+from video_ai.api.auth import ApiKeyAuth, hash_key
+from video_ai.domain.models import Job, JobStatus, SampledFrame, Shot, Source, TextBox, TextLine
+from video_ai.domain.ports import ReadLine
+from video_ai.settings import OcrSettings, Settings
+from video_ai.text_samples import Caption, TextShot, render
+
+W, H = 640, 360
+
+
+class ScriptedReader:
+    """An OCR engine that reads what the test says is on screen (boxes in pixels of the image it gets)."""
+
+    def __init__(self) -> None:
+        self.on_screen: list[tuple[str, tuple[float, float, float, float]]] = []
+        self.calls = 0
+
+    def read(self, image: np.ndarray) -> list[ReadLine]:
+        self.calls += 1
+        h, w = image.shape[:2]
+        return [ReadLine(text=text, confidence=0.9, box=(b[0] * w, b[1] * h, b[2] * w, b[3] * h))
+                for text, b in self.on_screen]
+
+
+def _frame(shot: TextShot, t: float, index: int, shot_index: int, reader: ScriptedReader) -> SampledFrame:
+    drawn: list[tuple[str, float, float, float, float]] = []
+    rgb = render(shot, t, W, H, seed=abs(shot_index), boxes=drawn)
+    reader.on_screen = [(text, (left, top, right, bottom)) for text, left, top, right, bottom in drawn]
+    return SampledFrame(index=index, pts_s=float(index), frame_number=index * 25, shot=shot_index,
+                        image=np.zeros((8, 8, 3), np.uint8), luma=cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+
+
+def _run(shots: Sequence[tuple[TextShot, int]], settings: OcrSettings | None = None, first_index: int = 0,
+         shot_base: int = 0, artifacts: FileArtifacts | None = None, job: Job | None = None,
+         ) -> tuple[ScriptedReader, OcrAnalyzer, dict[str, object], list[TextLine]]:
+    """Feed one frame a second through an OcrRun: each (shot, seconds) in turn."""
+    reader = ScriptedReader()
+    analyzer = OcrAnalyzer(AnalyzerContext(embedder=FakeEmbedder(), index=FakeIndex(), text_reader=reader,
+                                           ocr=settings or OcrSettings(), artifacts=artifacts))
+    job = job or Job(job_id="j", tenant="t", source=Source(url="https://example.com/v.mp4"), features=["ocr"])
+    run = analyzer.start(job)
+    index = first_index
+    shot_list = []
+    for k, (shot, seconds) in enumerate(shots):
+        shot_list.append(Shot(index=shot_base + k, start_s=float(index), end_s=float(index + seconds),
+                              start_frame=index * 25, end_frame=(index + seconds) * 25 - 1))
+        for t in range(seconds):
+            run.add([_frame(shot, float(t), index, shot_base + k, reader)])
+            index += 1
+    output = run.finish(shot_list)
+    lines = text_lines([_Line.from_json(raw) for raw in output.segment["lines"]])
+    return reader, analyzer, output.segment, lines
+
+
+TITLE = Caption("Quarterly results", 0.1, 0.1, 30)
+
+
+def test_a_caption_over_a_moving_picture_is_read_once_and_lasts_the_shot() -> None:
+    reader, _, segment, lines = _run([(TextShot(10, [TITLE]), 10)])
+    assert reader.calls == 1
+    assert segment["stats"] == {"frames_seen": 10, "frames_read": 1}
+    assert [(line.text, line.start_s, line.end_s) for line in lines] == [("Quarterly results", 0.0, 10.0)]
+
+
+def test_text_that_appears_changes_or_leaves_is_read_again_and_timed_from_when_it_was_there() -> None:
+    shot = TextShot(12, [TITLE, Caption("Breaking news", 0.2, 0.7, 30, start_s=4, end_s=8),
+                         Caption("Score 1", 0.7, 0.4, 30, end_s=6), Caption("Score 2", 0.7, 0.4, 30, start_s=6)])
+    reader, _, _, lines = _run([(shot, 12)])
+    got = sorted((line.text, line.start_s, line.end_s) for line in lines)
+    # Static edges need two samples, so "Breaking news" is read at 5 s but dated from 4 s, when it was there.
+    assert got == [("Breaking news", 4.0, 8.0), ("Quarterly results", 0.0, 12.0), ("Score 1", 0.0, 6.0),
+                   ("Score 2", 6.0, 12.0)]
+    assert reader.calls <= 5  # start, appeared, changed, left (+1 at most), not 12
+
+
+def test_each_shot_start_is_read_but_blank_ones_are_not_and_end_what_was_on_screen() -> None:
+    black = TextShot(3, [], background="flat", color=(0, 0, 0))
+    reader, _, _, lines = _run([(TextShot(3, [TITLE]), 3), (black, 3), (TextShot(3, [Caption("Hello", 0.5, 0.5)]), 3)])
+    assert reader.calls == 2
+    assert [(line.text, line.start_s, line.end_s, line.shot) for line in lines] == [
+        ("Quarterly results", 0.0, 3.0, 0), ("Hello", 6.0, 9.0, 2)]
+
+
+def test_the_same_text_across_a_cut_is_one_line() -> None:
+    _, _, _, lines = _run([(TextShot(3, [TITLE]), 3), (TextShot(3, [TITLE], color=(120, 30, 30)), 3)])
+    assert [(line.text, line.start_s, line.end_s) for line in lines] == [("Quarterly results", 0.0, 6.0)]
+
+
+def test_every_frame_mode_reads_every_sampled_frame_to_the_same_lines() -> None:
+    shot = TextShot(8, [TITLE, Caption("Later", 0.2, 0.7, 30, start_s=4)])
+    every_reader, _, _, every = _run([(shot, 8)], OcrSettings(every_frame=True))
+    tested_reader, _, _, tested = _run([(shot, 8)])
+    assert every_reader.calls == 8 and tested_reader.calls == 2
+    assert [(line.text, line.start_s, line.end_s) for line in tested] == [
+        (line.text, line.start_s, line.end_s) for line in every]
+
+
+def test_a_split_job_joins_lines_across_segments_and_renumbers_shots(tmp_path: Path) -> None:
+    artifacts = FileArtifacts(tmp_path)
+    job = Job(job_id="split", tenant="t", source=Source(url="https://example.com/v.mp4"), features=["ocr"],
+              segments_total=2)
+    shot = TextShot(10, [TITLE, Caption("Second half", 0.2, 0.7, 30)])
+    # Segment 0 has frames 0-4 (one shot), segment 1 frames 5-9 continuing it (shot -1 until the merge).
+    _, analyzer, first, _ = _run([(shot, 5)], artifacts=artifacts, job=job)
+    _, _, second, _ = _run([(shot, 5)], first_index=5, shot_base=-1, artifacts=artifacts, job=job)
+    assert read_lines(artifacts, "split") is None  # segments store nothing themselves
+    whole = [Shot(index=0, start_s=0.0, end_s=10.0, start_frame=0, end_frame=249)]
+    output = analyzer.merge(job, [first, second], whole)
+    lines = read_lines(artifacts, "split")
+    assert output.count == 2 and lines is not None
+    assert sorted((line.text, line.start_s, line.end_s, line.shot) for line in lines) == [
+        ("Quarterly results", 0.0, 10.0, 0), ("Second half", 0.0, 10.0, 0)]
+
+
+@pytest.fixture()
+def ctx(tmp_path: Path) -> ApiContext:
+    settings = Settings.model_validate({"api": {"api_key_hashes": {hash_key("key-a"): "a", hash_key("key-b"): "b"}}})
+    artifacts = FileArtifacts(tmp_path)
+    return ApiContext(settings=settings, jobs=InMemoryJobRepository(), queue=RecordingQueue(),
+                      auth=ApiKeyAuth(settings.api.api_key_hashes), index_factory=FakeIndex,
+                      embedder_factory=FakeEmbedder, artifacts_factory=lambda: artifacts)
+
+
+@pytest.fixture()
+def client(ctx: ApiContext) -> Iterator[TestClient]:
+    with TestClient(create_app(ctx, prometheus=False), raise_server_exceptions=False) as c:
+        yield c
+
+
+A = {"x-api-key": "key-a"}
+
+
+def test_text_pages_through_a_jobs_lines_for_its_tenant_only(client: TestClient, ctx: ApiContext) -> None:
+    job = ctx.jobs.create(Job(job_id="j-text", tenant="a", source=Source(url="https://example.com/v.mp4"),
+                              features=["visual", "ocr"]))
+    ctx.jobs.transition(job.job_id, JobStatus.PROCESSING)
+    assert client.get("/jobs/j-text/text", headers=A).json()["reason"].startswith("the job is processing")
+    ctx.jobs.transition(job.job_id, JobStatus.SUCCEEDED)
+    lines = [TextLine(text=f"line {i}", confidence=0.9, box=TextBox(left=0.1, top=0.1 * i, width=0.3, height=0.05),
+                      start_s=float(i), end_s=i + 1.0, shot=0, pts_s=float(i)) for i in range(5)]
+    store = ctx.artifacts()
+    assert store is not None
+    write_lines(store, "j-text", lines)
+    first = client.get("/jobs/j-text/text?limit=3", headers=A).json()
+    assert [item["text"] for item in first["items"]] == ["line 0", "line 1", "line 2"]
+    assert first["items"][1]["box"] == {"left": 0.1, "top": 0.1, "width": 0.3, "height": 0.05}
+    rest = client.get(f"/jobs/j-text/text?limit=3&next_token={first['next_token']}", headers=A).json()
+    assert [item["text"] for item in rest["items"]] == ["line 3", "line 4"] and rest["next_token"] is None
+    assert client.get("/jobs/j-text/text", headers={"x-api-key": "key-b"}).status_code == 404
+    bad = client.get("/jobs/j-text/text?next_token=99", headers=A)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "next_token"
+
+
+def test_a_job_without_ocr_answers_an_empty_page_with_the_reason(client: TestClient, ctx: ApiContext) -> None:
+    ctx.jobs.create(Job(job_id="j-plain", tenant="a", source=Source(url="https://example.com/v.mp4"),
+                        features=["visual"]))
+    page = client.get("/jobs/j-plain/text", headers=A).json()
+    assert page["items"] == [] and "without the ocr feature" in page["reason"]
