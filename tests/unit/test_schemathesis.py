@@ -41,7 +41,7 @@ CHECKS = [not_a_server_error, response_schema_conformance, status_code_conforman
 # The bound on the run: ~20 s for the fuzzing/coverage/examples phases over every route and ~10 s of stateful
 # scenarios on 2 cores (the whole suite must stay well under CI's 30 minutes).
 FUZZ_EXAMPLES = 100
-STATEFUL_SCENARIOS = 30
+STATEFUL_SCENARIOS = 32
 STATEFUL_STEPS = 8
 
 VIDEO_URL = "https://videos.example/clip.mp4"
