@@ -135,6 +135,17 @@ class LabelSettings(_Section):
         default=12.0, ge=0, le=128,
         description="Frames whose luma standard deviation is below this (black, fades, flat colour) are not labelled",
     )
+    crop_below: float = Field(
+        default=0.8, ge=0, le=1,
+        description="With whole_frame, a frame's crops are scored only when its whole frame's top label is below this "
+        "calibrated confidence (a confident whole frame rarely changes: BENCHMARKS.md \"Label calibration\"); 1: "
+        "always score the crops",
+    )
+    temperature: float | None = Field(
+        default=None, gt=0, le=20,
+        description="Confidences are softmax(logits / temperature); unset: the temperature fitted for the built-in "
+        "model (video_ai/model/label_calibration.json), or 1 (raw softmax, with a job warning) for another model",
+    )
     top_k: int = Field(default=5, ge=1, le=20, description="Labels kept per frame and per shot")
     min_confidence: float = Field(default=0.05, ge=0, le=1, description="Labels below this confidence are dropped")
 

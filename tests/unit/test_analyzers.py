@@ -29,6 +29,7 @@ from video_ai.domain.models import (
     Job,
     JobStatus,
     Label,
+    ModelInfo,
     Moment,
     SampledFrame,
     Sampling,
@@ -36,6 +37,7 @@ from video_ai.domain.models import (
     Source,
 )
 from video_ai.domain.ports import FeatureOutput, FrameNeeds, MediaFile
+from video_ai.model.label_calibration import shipped_temperature, softmax
 from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
 from video_ai.settings import LabelSettings
 
@@ -219,14 +221,14 @@ def test_a_long_shot_gets_one_labelled_frame_per_window(tmp_path: Path) -> None:
 
 def test_by_default_the_centre_crop_joins_the_whole_frame_logits_the_embedder_computed_already(tmp_path: Path) -> None:
     embedder = EmbedderWithLogits()
-    deps = _deps(tmp_path, LabelSettings(), embedder=embedder)
+    deps = _deps(tmp_path, LabelSettings(crop_below=1.0), embedder=embedder)
     _job(deps, ["visual", "labels"])
     job = analyze_video("job-1", deps).job
     assert job.labels is not None
     # One model run per labelled frame (its centre crop); the whole frame's class (900 + grey // 40) came free.
     assert embedder.crops == [(16, 16)] * 2
     assert [sorted(lb.class_id for lb in s.labels) for s in job.labels] == [[3, 900], [4, 901]]
-    alone = _deps(tmp_path / "alone", LabelSettings(), embedder=ClassifyingEmbedder())
+    alone = _deps(tmp_path / "alone", LabelSettings(crop_below=1.0), embedder=ClassifyingEmbedder())
     _job(alone, ["labels"])
     analyze_video("job-1", alone)
     assert isinstance(alone.embedder, ClassifyingEmbedder) and len(alone.embedder.crops) == 4  # + the whole frame
@@ -319,3 +321,64 @@ def test_the_config_default_names_only_features_this_version_can_run() -> None:
         parse_settings({"analysis": {"features": ["visual", "speech"]}}, "config.yml")
     assert err.value.field == "analysis.features" and "speech" in err.value.message
     assert parse_settings({"analysis": {"features": ["labels", "labels"]}}).analysis.features == ["labels"]
+
+
+class BuiltInModelEmbedder(ClassifyingEmbedder):
+    """Reports the built-in model's identity (so the shipped temperature applies) and logits that are not peaked:
+    the class the red level names at 3.0, its neighbour at 2.0, the rest at 0."""
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(name="efficientnet-lite0", version="imagenet-1", dim=self.dim)
+
+    def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(images), CLASSES), dtype=np.float32)
+        for row, image in enumerate(images):
+            self.crops.append(image.shape[:2])
+            out[row, int(image[..., 0].mean()) // 10] = 7.0
+            out[row, int(image[..., 0].mean()) // 10 + 1] = 6.0
+        return out
+
+
+def _reported(tmp_path: Path, embedder: ClassifyingEmbedder, labels: LabelSettings) -> tuple[Job, float]:
+    deps = _deps(tmp_path, labels, embedder=embedder)
+    _job(deps, ["labels"])
+    job = analyze_video("job-1", deps).job
+    assert job.labels is not None
+    return job, job.labels[0].frames[0].labels[0].confidence
+
+
+def test_label_confidences_are_calibrated_with_the_temperature_fitted_for_the_model(tmp_path: Path) -> None:
+    row = np.zeros(CLASSES)
+    row[3], row[4] = 7.0, 6.0
+    temperature = shipped_temperature("efficientnet-lite0", "imagenet-1")
+    assert temperature is not None and abs(temperature - 1.0) > 0.05
+    calibrated, raw = softmax(row, temperature)[3], softmax(row, 1.0)[3]
+    assert abs(calibrated - raw) > 0.02
+    settings = LabelSettings(crops="centre", whole_frame=False)
+    job, confidence = _reported(tmp_path / "a", BuiltInModelEmbedder(), settings)
+    assert confidence == pytest.approx(calibrated, abs=1e-4) and job.warnings == []
+    # Another model has no fitted temperature: the raw softmax, and the job says so.
+    other = type("OtherModel", (BuiltInModelEmbedder,), {"info": ClassifyingEmbedder.info})()
+    job, confidence = _reported(tmp_path / "b", other, settings)
+    assert confidence == pytest.approx(raw, abs=1e-4)
+    assert job.warnings == ["labels: confidences are the raw softmax (no temperature is fitted for this model)"]
+    # A configured temperature wins.
+    _, confidence = _reported(tmp_path / "c", other, LabelSettings(crops="centre", whole_frame=False, temperature=0.5))
+    assert confidence == pytest.approx(softmax(row, 0.5)[3], abs=1e-4)
+
+
+def test_a_frame_whose_whole_frame_is_confident_skips_its_crop(tmp_path: Path) -> None:
+    # The whole frame's logits (from the embedder's run) put 9.0 on one class: softmax 0.89 (no fitted temperature).
+    confident = EmbedderWithLogits()
+    deps = _deps(tmp_path, LabelSettings(crop_below=0.85), embedder=confident)
+    _job(deps, ["visual", "labels"])
+    job = analyze_video("job-1", deps).job
+    assert confident.crops == [] and job.labels is not None
+    assert [[lb.class_id for lb in s.labels] for s in job.labels] == [[900], [901]]
+    unsure = EmbedderWithLogits()
+    deps = _deps(tmp_path / "unsure", LabelSettings(crop_below=0.9), embedder=unsure)
+    _job(deps, ["visual", "labels"])
+    job = analyze_video("job-1", deps).job
+    assert unsure.crops == [(16, 16)] * 2 and job.labels is not None
+    assert [sorted(lb.class_id for lb in s.labels) for s in job.labels] == [[3, 900], [4, 901]]
