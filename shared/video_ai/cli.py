@@ -373,18 +373,22 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _search_text(args: argparse.Namespace, settings: Settings, serve: tuple[str | None, str | None] | None) -> int:
-    """`--text`: moments whose words match, from the data dir's text index (or through a running serve's API)."""
+    """`--text [--image]`: moments whose words match (those whose shots look like the image first), from the data
+    dir's indexes (or through a running serve's API)."""
     from video_ai.domain.models import MomentHit
 
     text = args.text.strip()
     if not text or len(text) > 1000:
         raise VideoAIError("--text takes 1 to 1000 characters of words", field="text")
+    image = _read_image(Path(args.image)) if args.image else None  # one-line error for a missing or bad file
     hits: list[MomentHit]
     if serve is not None and serve[0] and serve[1]:
         import httpx
 
         body = {k: v for k, v in {"text": text, "top_k": args.top_k, "job_id": args.job_id, "start_s": args.start_s,
                                   "end_s": args.end_s}.items() if v is not None}
+        if args.image:
+            body["image_base64"] = base64.b64encode(Path(args.image).read_bytes()).decode()
         try:
             response = httpx.post(f"{serve[0]}/search", json=body, headers={"x-api-key": serve[1]}, timeout=60.0)
         except httpx.HTTPError as err:
@@ -397,19 +401,8 @@ def _search_text(args: argparse.Namespace, settings: Settings, serve: tuple[str 
             raise raised
         hits = [MomentHit.model_validate(item) for item in response.json()["items"]]
     else:
-        from video_ai import composition
-        from video_ai.services.search_moments import TextQuery, TextSearchDeps, search_moments
-
         with _hold_data_dir(settings, "video-ai search"):
-            index = composition.build_moment_index(settings)
-            try:
-                hits = search_moments(
-                    TextQuery(tenant=args.tenant or LOCAL_TENANT, text=text, top_k=args.top_k, job_id=args.job_id,
-                              start_s=args.start_s, end_s=args.end_s),
-                    TextSearchDeps(index=index, embedder=lambda: composition.build_text_embedder(settings)),
-                )
-            finally:
-                index.close()
+            hits = _search_words_in_data_dir(args, settings, text, image)
     if args.json:
         sys.stdout.write(json.dumps([h.model_dump(mode="json") for h in hits], indent=2) + "\n")
         return 0
@@ -421,6 +414,30 @@ def _search_text(args: argparse.Namespace, settings: Settings, serve: tuple[str 
         sys.stdout.write(f"{rank:3d}. {hit.score:.4f}  job {hit.job_id}  {hit.kind} {_fmt_time(hit.start_s)} - "
                          f"{_fmt_time(hit.end_s)}  shot {hit.shot}  {words}{why}\n")
     return 0
+
+
+def _search_words_in_data_dir(args: argparse.Namespace, settings: Settings, text: str, image: Any) -> list[Any]:
+    from video_ai import composition
+    from video_ai.services.search_frames import SearchDeps
+    from video_ai.services.search_moments import TextQuery, TextSearchDeps, search_words
+
+    tenant = args.tenant or LOCAL_TENANT
+    index = composition.build_moment_index(settings)
+    frames = composition.build_index(settings) if image is not None else None
+    try:
+        model = ModelInfo(name=settings.model.name, version=settings.model.version, dim=settings.model.dim)
+        return search_words(
+            TextQuery(tenant=tenant, text=text, top_k=args.top_k, job_id=args.job_id, start_s=args.start_s,
+                      end_s=args.end_s),
+            TextSearchDeps(index=index, embedder=lambda: composition.build_text_embedder(settings)),
+            image,
+            None if frames is None else SearchDeps(index=frames, model=model,
+                                                   embedder=lambda: composition.build_embedder(settings)),
+        )
+    finally:
+        index.close()
+        if frames is not None:
+            frames.close()
 
 
 def _search_data_dir(args: argparse.Namespace, settings: Settings) -> list[Any]:
@@ -640,12 +657,14 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="find the nearest frames, or moments by words",
                             description="Find the frames nearest to an image or to a sampled frame. While `video-ai "
                                         "serve` holds the data dir, the search goes through its API (tenant dev).")
-    what = search.add_mutually_exclusive_group(required=True)
-    what.add_argument("--image", metavar="PNG", help="an image (PNG or JPEG)")
+    what = search.add_mutually_exclusive_group()
+    what.add_argument("--image", metavar="PNG",
+                      help="an image (PNG or JPEG); with --text, the matching moments whose shots look like it first")
     what.add_argument("--frame", metavar="JOB_ID:INDEX", type=_frame_ref,
                       help="sampled frame INDEX (0-based, the `index` of GET /jobs/{id}/frames) of an analyzed job")
-    what.add_argument("--text", metavar="WORDS",
-                      help="words: moments (shot labels, widened by WordNet) whose words match, best first")
+    search.add_argument("--text", metavar="WORDS",
+                        help="words: moments (shot labels, widened by WordNet) whose words match, best first; "
+                        "combines with --image")
     search.add_argument("--top-k", type=_int_in(1, 100), default=10, metavar="K",
                         help="how many hits, 1-100 (default: 10)")
     search.add_argument("--job-id", help="only frames of this job (default: all your jobs)")
@@ -700,8 +719,13 @@ def _check_usage(args: argparse.Namespace) -> None:
             usage.error("give a SOURCE (path, http(s) URL or s3://bucket/key) or --sample")
         if args.source and args.sample:
             usage.error("give a SOURCE or --sample, not both")
-    if args.command == "search" and args.start_s is not None and args.end_s is not None and args.end_s < args.start_s:
-        usage.error(f"--end-s {args.end_s:g} is before --start-s {args.start_s:g}")
+    if args.command == "search":
+        if args.text is None and args.image is None and args.frame is None:
+            usage.error("give one of --image, --frame or --text (--text combines with --image)")
+        if args.text is not None and args.frame is not None:
+            usage.error("--text combines with --image, not with --frame")
+        if args.start_s is not None and args.end_s is not None and args.end_s < args.start_s:
+            usage.error(f"--end-s {args.end_s:g} is before --start-s {args.start_s:g}")
 
 
 def _failure_json(err: VideoAIError) -> str:

@@ -152,6 +152,14 @@ def test_cli_search_text_finds_the_shot(tmp_path: Path, logits_model: Path, phot
     text = cli("search", "--text", "animal", "--top-k", "1")
     assert text.returncode == 0 and "shot 0" in text.stdout and "matched: animal" in text.stdout
     assert cli("search", "--text", "xyzzy quux").stdout.strip() == "no matching moments"
+    # Words matching both shots, with a picture (as POST /search combines text and image_base64): its shot first.
+    for photo, shot in (("chelsea_224.png", 0), ("coffee_300x200.jpg", 1)):
+        both = cli("search", "--text", "cat or coffee", "--image", str(FIXTURES / photo), "--top-k", "20", "--json")
+        assert both.returncode == 0, both.stderr
+        hits = json.loads(both.stdout)
+        assert hits[0]["shot"] == shot and {h["shot"] for h in hits} == {0, 1} and hits[0]["kind"] == "label"
+    with_frame = cli("search", "--text", "cat", "--frame", "x:0")
+    assert with_frame.returncode == 2 and "--text combines with --image, not with --frame" in with_frame.stderr
 
 
 def test_moments_survive_a_reopen(tmp_path: Path, text_embedder: OnnxTextEmbedder) -> None:

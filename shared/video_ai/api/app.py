@@ -516,30 +516,23 @@ def _index_routes(app: FastAPI, ctx: ApiContext) -> None:
 
 
 def _search_text(ctx: ApiContext, body: SearchRequest, tenant_id: str) -> list[MomentHit]:
-    from video_ai.services.search_moments import TextQuery, TextSearchDeps, search_moments
+    from video_ai.services.search_frames import SearchDeps
+    from video_ai.services.search_moments import TextQuery, TextSearchDeps, search_words
 
     index = ctx.moments()
     if index is None or ctx.text_embedder_factory is None:
         raise InvalidRequest("text search is not configured here (no text index)", field="text")
     assert body.text is not None
-    wide = body.top_k if body.image_base64 is None else max(50, 4 * body.top_k)  # candidates for the image to rerank
-    query = TextQuery(tenant=tenant_id, text=body.text, top_k=wide, job_id=body.job_id, start_s=body.start_s,
-                      end_s=body.end_s, kinds=tuple(body.kinds or ()))
-    moments = search_moments(query, TextSearchDeps(index=index, embedder=ctx.text_embedder_factory,
-                                                   jobs=ctx.jobs))
-    if body.image_base64 is None or not moments:
-        return moments[: body.top_k]
-    from video_ai.images import decode_image
-    from video_ai.services.search_frames import SearchDeps, SearchQuery, search_frames
-    from video_ai.services.search_moments import fuse_with_frames
+    image = frames = None
+    if body.image_base64 is not None:
+        from video_ai.images import decode_image
 
-    image = decode_image(body.image_base64, field="image_base64")
-    shots = search_frames(
-        SearchQuery(tenant=tenant_id, image=image, top_k=100, job_id=body.job_id, start_s=body.start_s,
-                    end_s=body.end_s, collapse="shot"),
-        SearchDeps(index=ctx.index(), model=ctx.model(), embedder=ctx.embedder, jobs=ctx.jobs),
-    )
-    return fuse_with_frames(moments, shots, body.top_k)
+        image = decode_image(body.image_base64, field="image_base64")
+        frames = SearchDeps(index=ctx.index(), model=ctx.model(), embedder=ctx.embedder, jobs=ctx.jobs)
+    query = TextQuery(tenant=tenant_id, text=body.text, top_k=body.top_k, job_id=body.job_id, start_s=body.start_s,
+                      end_s=body.end_s, kinds=tuple(body.kinds or ()))
+    return search_words(query, TextSearchDeps(index=index, embedder=ctx.text_embedder_factory, jobs=ctx.jobs), image,
+                        frames)
 
 
 def _mount_metrics(app: FastAPI) -> None:

@@ -146,7 +146,11 @@ class Label(_Model):
 
     class_id: int
     name: str
-    confidence: float
+    confidence: float = Field(
+        description="Calibrated probability that the label is right (temperature-scaled softmax of the input that "
+        "supports it most; on held-out ImageNet photographs, top labels at 0.8 are right ~80% of the time). A shot's "
+        "label takes its best labelled frame's; a frame's labels may add up to more than 1"
+    )
     # WordNet hypernyms ("cat", "feline", "animal" for a tabby): filled when served, not stored.
     categories: list[str] | None = None
 

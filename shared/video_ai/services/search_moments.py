@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from video_ai.domain.models import MomentFilter, MomentHit, SearchHit
 from video_ai.domain.ports import JobRepository, MomentIndex, TextEmbedder
+from video_ai.services.search_frames import SearchDeps, SearchQuery, search_frames
 from video_ai.services.sweep_orphans import known_jobs
 
 
@@ -38,6 +41,20 @@ def search_moments(query: TextQuery, deps: TextSearchDeps) -> list[MomentHit]:
         known = known_jobs((h.job_id for h in hits), query.tenant, deps.jobs)
         hits = [h for h in hits if h.job_id in known]
     return hits
+
+
+def search_words(query: TextQuery, deps: TextSearchDeps, image: np.ndarray | None = None,
+                 frames: SearchDeps | None = None) -> list[MomentHit]:
+    """`POST /search {text, image_base64?}` and `video-ai search --text [--image]`: the text's moments; with an image
+    (and the frame index in `frames`), the text's wider candidate list reordered by `fuse_with_frames`."""
+    if image is None or frames is None:
+        return search_moments(query, deps)[: query.top_k]
+    moments = search_moments(replace(query, top_k=max(50, 4 * query.top_k)), deps)  # candidates for the image
+    if not moments:
+        return []
+    shots = search_frames(SearchQuery(tenant=query.tenant, image=image, top_k=100, job_id=query.job_id,
+                                      start_s=query.start_s, end_s=query.end_s, collapse="shot"), frames)
+    return fuse_with_frames(moments, shots, query.top_k)
 
 
 RRF_K = 60
