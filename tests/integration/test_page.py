@@ -463,3 +463,60 @@ def test_a_long_transcript_and_paged_on_screen_text_stay_light_and_follow_the_pl
     assert page.locator("#transcript li.current").get_attribute("data-line") == "1000"
     assert page.locator("#transcript li").count() == 1020
     assert not [u for u in page.urls if key in u]
+
+
+WRITTEN = ["Quarterly results 2026", "Hello world"]
+
+
+@pytest.fixture(scope="module")
+def words_clip_url(clip_url: str, workdir: Path) -> str:
+    """A clip with words on screen (drawn by text_samples), served beside the plain clip."""
+    from video_ai.text_samples import Caption, TextShot, make_text_clip
+
+    make_text_clip(workdir / "media" / "words.mp4", [
+        TextShot(3, [Caption(WRITTEN[0], 0.08, 0.1, 34)]),
+        TextShot(3, [Caption(WRITTEN[1], 0.45, 0.45, 30)], background="flat"),
+    ], size=(960, 540), fps=4)
+    return clip_url.replace("clip.mp4", "words.mp4")
+
+
+def test_a_real_jobs_on_screen_text_lists_the_rendered_words_seeks_and_is_found(
+    stack: ServeProcess, page: Any, words_clip_url: str, shots_dir: Path
+) -> None:
+    api, key = stack.info["api"], stack.info["api_key"]
+    with stack.client() as client:
+        job_id = client.post("/analyze", json={"video_url": words_clip_url, "features": ["visual", "ocr"]}
+                             ).json()["job_id"]
+        job = wait_for(lambda: (j := client.get(f"/jobs/{job_id}").json())["status"] in ("succeeded", "failed") and j,
+                       timeout=120, what="the words job")
+        assert job["status"] == "succeeded", job["error"]
+        lines = client.get(f"/jobs/{job_id}/text").json()["items"]
+    _sign_in(page, api, key)
+    page.locator("#home").wait_for(state="visible")
+    page.goto(f"{api}/ui/#/jobs/{job_id}")
+    page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)
+    assert page.locator("#transcript-box").is_hidden()  # the job ran without speech
+    shown = page.locator("#ocr-text a")
+    assert [a.split(" ", 3)[-1] for a in shown.all_inner_texts()] == [line["text"] for line in lines]
+    assert [line["text"] for line in lines] == WRITTEN
+    page.wait_for_function("() => document.querySelector('#player').readyState >= 1")
+    shown.nth(1).click()
+    page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1",
+                           arg=lines[1]["start_s"])
+    page.locator("#ocr-boxes .ocr-box").wait_for()
+    page.screenshot(path=str(shots_dir / "job-words.png"), full_page=True)
+
+    # A search for written words finds the line; the hit shows the words it matched and opens the job at its start.
+    page.fill("#search-text", "quarterly results")
+    page.click("#search-form button[type=submit]")
+    hit = page.locator(f'#hits a[data-job="{job_id}"][data-kind="ocr"]').first
+    hit.wait_for()
+    assert "written" in hit.inner_text() and hit.locator("mark").all_inner_texts() == ["Quarterly", "results"]
+    assert "matched" in hit.locator(".matched").inner_text()
+    start = float(hit.get_attribute("data-start") or "nan")
+    assert start == pytest.approx(lines[0]["start_s"])
+    hit.click()
+    page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)
+    page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1", arg=start)
+    assert page.locator("#ocr-text a.current").first.inner_text().endswith(WRITTEN[0])
+    assert not [u for u in page.urls if key in u]

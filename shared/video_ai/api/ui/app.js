@@ -466,7 +466,8 @@ function markText(t) {
   const boxes = [];
   const picture = video.videoWidth ? pictureRect(video) : null;
   current.text.items.forEach((line, k) => {
-    const on = line.start_s <= t && t <= line.end_s;
+    // Half-open, as the ranges meet (one line leaves at the time the next arrives); a single read is its instant.
+    const on = line.start_s <= t && (t < line.end_s || t === line.start_s);
     links[k].firstChild.classList.toggle("current", on);
     if (on && picture && line.box) {
       // The line's box over the picture (boxes are fractions of the upright frame, as the browser shows it).
