@@ -305,6 +305,7 @@ def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Samp
                 thumbnails=composition.build_thumbnails(settings),
                 artifacts=composition.build_artifacts(settings),
             ),
+            audio=composition.build_audio_source(),
         )
         progress = _Progress(sys.stderr.isatty() or os.environ.get("VIDEO_AI_PROGRESS") == "1")
         result = analyze_video(

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from video_ai.analyzers import AnalyzerSet, MomentStore
     from video_ai.domain.ports import (
         ArtifactStore,
+        AudioSource,
         Embedder,
         FrameSource,
         MomentIndex,
@@ -45,6 +46,7 @@ def build_analyzers(settings: Settings, embedder: Embedder, index: VectorIndex,
 
     return AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, tracing=tracing or NullTracing(),
                                        labels=settings.analysis.labels, ocr=settings.analysis.ocr,
+                                       speech=settings.analysis.speech,
                                        moments=moments,
                                        thumbnails=thumbnails, artifacts=artifacts))
 
@@ -102,6 +104,12 @@ def build_frame_source(settings: Settings) -> FrameSource:
     from video_ai.adapters.frame_source import PyAVFrameSource
 
     return PyAVFrameSource(settings.sampling, settings.limits)
+
+
+def build_audio_source() -> AudioSource:
+    from video_ai.adapters.audio_source import PyAVAudioSource
+
+    return PyAVAudioSource()
 
 
 def build_index(settings: Settings) -> VectorIndex:

@@ -243,6 +243,7 @@ class Runtime:
         from video_ai.adapters.s3_store import S3SourceStager, S3VideoFetcher
         from video_ai.composition import (
             build_analyzers,
+            build_audio_source,
             build_frame_source,
             build_ranged_opener,
             clean_workdir,
@@ -267,6 +268,7 @@ class Runtime:
             ranged=build_ranged_opener(self.clients),
             analyzers=build_analyzers(settings, self.embedder(), self.index(), self.tracing, self.moment_store(),
                                       self.thumbnails(), self.artifacts()),
+            audio=build_audio_source(),
         )
 
     def api_context(self) -> ApiContext:

@@ -171,6 +171,28 @@ class OcrSettings(_Section):
     )
 
 
+class SpeechSettings(_Section):
+    """The speech analyzer: Silero VAD on the streamed audio, then Whisper (faster-whisper, int8) on the speech."""
+
+    model: Literal["tiny.en", "base"] = Field(
+        default="tiny.en",
+        description="tiny.en: English only, ~2x faster; base: multilingual, detects the language (BENCHMARKS.md "
+        "Speech: word error rates and speed of both on this machine)",
+    )
+    language: str | None = Field(
+        default=None, pattern=r"^[a-z]{2,3}$",
+        description="ISO 639-1 code the speech is in (base only; tiny.en is English); null: detected per job",
+    )
+    threads: int = Field(default=2, ge=1, le=16, description="CTranslate2 threads for Whisper")
+    beam_size: int = Field(default=1, ge=1, le=5, description="1: greedy decoding (BENCHMARKS.md: no worse here)")
+    vad_threshold: float = Field(default=0.5, gt=0, lt=1, description="Silero speech probability that starts speech")
+    min_silence_s: float = Field(default=1.0, gt=0, le=10, description="A pause this long ends a speech region")
+    batch_s: float = Field(
+        default=120.0, ge=10, le=600,
+        description="Seconds of speech gathered (regions joined, silence left out) per Whisper call: whole 30 s "
+        "windows, and a bounded buffer however long the track")
+
+
 def _default_features() -> list[Feature]:
     return ["visual", "labels"]
 
@@ -182,6 +204,7 @@ class AnalysisSettings(_Section):
     )
     labels: LabelSettings = Field(default_factory=LabelSettings)
     ocr: OcrSettings = Field(default_factory=OcrSettings)
+    speech: SpeechSettings = Field(default_factory=SpeechSettings)
 
     @field_validator("features", mode="after")
     @classmethod

@@ -58,7 +58,7 @@ def test_features_are_recorded_on_the_job_and_default_from_config(client: TestCl
     assert reloaded is not None and reloaded.features == ["labels"]
 
 
-@pytest.mark.parametrize("features", [[], ["smell"], ["speech"], "labels", [1]])
+@pytest.mark.parametrize("features", [[], ["smell"], ["Speech"], "labels", [1]])
 def test_bad_features_get_422_naming_the_field(client: TestClient, features: object) -> None:
     response = client.post("/analyze", json={"video_url": "https://example.com/v.mp4", "features": features},
                            headers=A)

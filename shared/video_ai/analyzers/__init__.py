@@ -25,11 +25,12 @@ from video_ai.domain.ports import (
     Tracing,
     VectorIndex,
 )
-from video_ai.settings import LabelSettings, OcrSettings
+from video_ai.settings import LabelSettings, OcrSettings, SpeechSettings
 
 REGISTRY: Mapping[str, str] = {
     "visual": "video_ai.analyzers.visual:VisualAnalyzer",
     "labels": "video_ai.analyzers.labels:LabelAnalyzer",
+    "speech": "video_ai.analyzers.speech:SpeechAnalyzer",
     "ocr": "video_ai.analyzers.ocr:OcrAnalyzer",
 }
 
@@ -67,6 +68,7 @@ class AnalyzerContext:
     ocr: OcrSettings = field(default_factory=OcrSettings)
     # The OCR engine (None: RapidOCR from the `ocr` settings, loaded on the first job that asks for ocr).
     text_reader: TextReader | None = None
+    speech: SpeechSettings = field(default_factory=SpeechSettings)
     moments: MomentStore | None = None
     # Where the visual analyzer keeps a JPEG per sampled frame (None: no thumbnails here).
     thumbnails: ThumbnailStore | None = None

@@ -1,17 +1,18 @@
 """Routes for what a job found, read from its record or a light store (the API function serves them): labels per shot,
-frame thumbnails."""
+frame thumbnails, on-screen text, the transcript."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
 from video_ai.analyzers.text_artifact import read_lines
-from video_ai.api.app import Ctx, OwnedJob, Tenant, owned_job
+from video_ai.api.app import ApiContext, Ctx, OwnedJob, Tenant, owned_job
 from video_ai.api.schemas import LabelsPage, TextPage, VideoLink
 from video_ai.domain.errors import InvalidRequest, NotFound
-from video_ai.domain.models import ShotLabels
+from video_ai.domain.models import Job, ShotLabels
+from video_ai.domain.transcript import Transcript, to_srt, to_webvtt
 
 router = APIRouter()
 
@@ -119,6 +120,42 @@ def frame_thumbnail(
                if index < job.frames_indexed else f"the job has {job.frames_indexed} frames")
         raise NotFound(f"no thumbnail for frame {index} of job {job.job_id}: {why}")
     return Response(jpeg, media_type="image/jpeg", headers=THUMBNAIL_HEADERS)
+
+
+# The speech analyzer's artifact (analyzers.speech.ARTIFACT, not imported: the API stays free of numpy).
+TRANSCRIPT_ARTIFACT = "transcript.json"
+SUBTITLE_TYPES = {"vtt": "text/vtt; charset=utf-8", "srt": "application/x-subrip; charset=utf-8"}
+
+
+@router.get("/jobs/{job_id}/transcript", response_model=Transcript,
+            responses={200: {"content": {"text/vtt": {"schema": {"type": "string"}},
+                                         "application/x-subrip": {"schema": {"type": "string"}}},
+                             "description": "The transcript (json), or subtitles players read (vtt: WebVTT, srt)"}})
+def transcript(job: OwnedJob, ctx: Ctx,
+               format: Annotated[Literal["json", "vtt", "srt"], Query()] = "json") -> Transcript | Response:
+    """What is said, segment by segment with word timings, on the video's clock (the clock of frame pts_s)."""
+    found = _transcript(job, ctx)
+    if format == "json":
+        return found
+    text = to_webvtt(found) if format == "vtt" else to_srt(found)
+    return Response(text, media_type=SUBTITLE_TYPES[format])
+
+
+def _transcript(job: Job, ctx: ApiContext) -> Transcript:
+    def empty(reason: str) -> Transcript:
+        return Transcript(job_id=job.job_id, language=None, model=None, segments=[], reason=reason)
+
+    if "speech" not in job.features:
+        return empty(f"the job ran without the speech feature (features: {', '.join(job.features)})")
+    if job.status.value != "succeeded":
+        return empty("the job failed before its transcript was made" if job.status.value == "failed" else
+                     f"the job is {job.status.value}; the transcript comes when it succeeds")
+    store = ctx.artifacts()
+    stored = store.get(job.job_id, TRANSCRIPT_ARTIFACT) if store is not None else None
+    if stored is None:
+        return empty("this deployment stores no transcripts" if store is None else
+                     "no transcript was stored (see the job's warnings)")
+    return Transcript.model_validate_json(stored)
 
 
 def _with_categories(shot: ShotLabels) -> ShotLabels:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,9 @@ class FrameNeeds:
     # Asks for `SampledFrame.luma`: upright, display-aspect grey, short side this long at most (what OCR reads).
     luma_short_side: int | None = None
 
+    # Asks for the source's audio: the run is then a ListeningRun, handed an AudioPass beside the frames. An
+    # analyzer that needs audio also makes a file without a video stream a valid job (an audio-only pass).
+    audio: bool = False
 
 @dataclass(slots=True, frozen=True)
 class ReadLine:
@@ -141,6 +145,72 @@ class AnalyzerRun(Protocol):
     def finish(self, shots: Sequence[Shot]) -> FeatureOutput:
         """After the last batch; `shots` are the pass's shots (a segment's frames before its first cut have shot
         -1: the merge renumbers them)."""
+        ...
+
+
+# Audio passes hand analyzers mono float32 samples at this rate (what Whisper and Silero VAD take).
+AUDIO_RATE = 16_000
+
+
+@dataclass(slots=True, frozen=True)
+class AudioInfo:
+    container: str
+    codec: str
+    sample_rate: int
+    channels: int
+    # Where the stream starts and ends on the video's clock (a stream may start late); end None: unknown.
+    start_s: float
+    end_s: float | None
+
+
+@dataclass(slots=True)
+class AudioChunk:
+    start_s: float  # the first sample's time on the video's clock (the clock of frame pts_s)
+    samples: np.ndarray  # float32, mono, AUDIO_RATE
+
+
+class AudioReader(Protocol):
+    """One decode pass over a file's first audio stream, streamed in chunks (never the whole track in memory)."""
+
+    @property
+    def info(self) -> AudioInfo | None:
+        """None: the file has no audio stream."""
+        ...
+
+    def chunks(self) -> Iterator[AudioChunk]:
+        """Chunks in time order within the reader's range; damaged packets are skipped and counted in `warnings`."""
+        ...
+
+    @property
+    def warnings(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+class AudioSource(Protocol):
+    def open(self, path: Path | MediaFile, start_s: float | None = None, end_s: float | None = None) -> AudioReader:
+        """Probe `path` (a MediaFile is then the reader's to close) and prepare a pass over [start_s, end_s).
+        Raises UnsupportedMedia when the file is not a container that can be read at all."""
+        ...
+
+
+@dataclass(slots=True)
+class AudioPass:
+    """What a ListeningRun gets: a way to open the source's audio over any range (a segment reads a little past its
+    own ends, to cut words at a pause), the range this pass owns, and a flag set when the pass is abandoned."""
+
+    open: Callable[[float | None, float | None], AudioReader]
+    start_s: float
+    end_s: float | None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class ListeningRun(AnalyzerRun, Protocol):
+    """The run of an analyzer whose FrameNeeds ask for audio."""
+
+    def listen(self, audio: AudioPass) -> None:
+        """The whole audio pass, called in a thread of its own beside the frame pass, before `finish`. Audio
+        problems become the run's warnings; it returns early once `audio.stop` is set."""
         ...
 
 

@@ -23,6 +23,7 @@ from video_ai.domain.errors import (
     InvalidTransition,
     JobCancelled,
     JobNotFound,
+    NoVideoStream,
     RetriesExhausted,
     SourceChanged,
     VideoAIError,
@@ -44,12 +45,16 @@ from video_ai.domain.models import (
 from video_ai.domain.ports import (
     Analyzer,
     ArtifactStore,
+    AudioPass,
+    AudioReader,
+    AudioSource,
     Embedder,
     FeatureOutput,
     FetchedVideo,
     FrameSource,
     JobQueue,
     JobRepository,
+    ListeningRun,
     MediaFile,
     Metrics,
     Notifier,
@@ -96,6 +101,10 @@ class AnalyzeDeps:
     progress_every: int = 128
     # The analyzers jobs may ask for (features). None: the registry's, built on `embedder` and `index`.
     analyzers: AnalyzerSet | None = None
+    # The audio pass of analyzers that listen (FrameNeeds.audio). None: they get no audio (their runs say so).
+    audio: AudioSource | None = None
+    # While the frames are done and an audio pass goes on, cancellation is checked this often (seconds).
+    audio_checkpoint_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.analyzers is None:
@@ -307,11 +316,92 @@ def _analyze_pass(
     on_progress: ProgressFn | None,
     on_frame: FrameHook | None,
     span: tuple[float, float],
+    media: Callable[[], Path | MediaFile] | None = None,
+    audio_span: tuple[float, float | None] = (0.0, None),
 ) -> tuple[list[_Output], int, int]:
     """Decode (in a thread) and feed every analyzer each batch; progress is the share of `span` (seconds) covered.
+    Analyzers that listen get the audio of `audio_span` from `media` (opened anew) in threads of their own.
     Returns each analyzer's output, the number of frames sampled and the last sampled frame_number (-1: none)."""
     runs = [(analyzer, analyzer.start(job)) for analyzer in analyzers]
     seconds = [0.0] * len(runs)
+    listening = _listen(deps, [run for analyzer, run in runs if analyzer.needs.audio], media, audio_span)
+    try:
+        sampled, last_sampled = _frame_pass(job, deps, runs, seconds, reader, timings, on_progress, on_frame, span)
+        listening.wait(lambda: _checkpoint(job.job_id, deps, None), deps.audio_checkpoint_s)
+    finally:
+        listening.stop()
+    shots = reader.shots
+    outputs: list[_Output] = []
+    for i, (analyzer, run) in enumerate(runs):
+        t0 = time.perf_counter()
+        output = run.finish(shots)
+        outputs.append(_Output(analyzer.feature, output, seconds[i] + listening.seconds.get(id(run), 0.0)
+                               + time.perf_counter() - t0))
+    return outputs, sampled, last_sampled
+
+
+class _Listening:
+    """The audio passes running beside the frame pass, one thread per listening run."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+        self.errors: list[BaseException] = []
+        self.seconds: dict[int, float] = {}
+        self.flag = threading.Event()
+
+    def wait(self, checkpoint: Callable[[], None], every_s: float) -> None:
+        """Until every pass ends, checking for cancellation meanwhile; a pass's own exception is raised here."""
+        for thread in self.threads:
+            while thread.is_alive():
+                thread.join(timeout=every_s)
+                if thread.is_alive():
+                    checkpoint()
+        if self.errors:
+            raise self.errors[0]
+
+    def stop(self) -> None:
+        self.flag.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+def _listen(deps: AnalyzeDeps, runs: list[Any], media: Callable[[], Path | MediaFile] | None,
+            span: tuple[float, float | None]) -> _Listening:
+    listening = _Listening()
+    audio = deps.audio
+    if not runs or audio is None or media is None:
+        return listening
+
+    def open_audio(start_s: float | None, end_s: float | None) -> AudioReader:
+        return audio.open(media(), start_s, end_s)
+
+    def hear(run: ListeningRun) -> None:
+        t0 = time.perf_counter()
+        try:
+            run.listen(AudioPass(open=open_audio, start_s=span[0], end_s=span[1], stop=listening.flag))
+        except BaseException as err:  # raised in the orchestrator's thread (wait), which owns the job's errors
+            listening.errors.append(err)
+        finally:
+            listening.seconds[id(run)] = time.perf_counter() - t0
+
+    for run in runs:
+        thread = threading.Thread(target=hear, args=(run,), name="audio", daemon=True)
+        thread.start()
+        listening.threads.append(thread)
+    return listening
+
+
+def _frame_pass(
+    job: Job,
+    deps: AnalyzeDeps,
+    runs: list[tuple[Analyzer, Any]],
+    seconds: list[float],
+    reader: VideoReader,
+    timings: Timings,
+    on_progress: ProgressFn | None,
+    on_frame: FrameHook | None,
+    span: tuple[float, float],
+) -> tuple[int, int]:
     stop = threading.Event()
     span_start, span_end = span
     since_checkpoint = 0
@@ -336,13 +426,7 @@ def _analyze_pass(
             if since_checkpoint >= deps.progress_every:
                 since_checkpoint = 0
                 _checkpoint(job.job_id, deps, progress if job.segments_total == 0 else None)
-    shots = reader.shots
-    outputs: list[_Output] = []
-    for i, (analyzer, run) in enumerate(runs):
-        t0 = time.perf_counter()
-        output = run.finish(shots)
-        outputs.append(_Output(analyzer.feature, output, seconds[i] + time.perf_counter() - t0))
-    return outputs, sampled, last_sampled
+    return sampled, last_sampled
 
 
 def _apply(outputs: list[_Output], timings: Timings) -> dict[str, Any]:
@@ -419,19 +503,25 @@ def _run(
     # The caller's width (the CLI's contact sheet) wins: the stored thumbnails are then made from those pictures.
     if thumbnail_width:
         needs["thumbnail_width"] = thumbnail_width
-    reader = deps.frames.open(fetched.path, job.sampling, image_size=deps.embedder.input_size, **needs)
+    reader: VideoReader
+    try:
+        reader = deps.frames.open(fetched.path, job.sampling, image_size=deps.embedder.input_size, **needs)
+    except NoVideoStream:
+        reader = _audio_only(deps, fetched.path, analyzers)  # or raises it again
     try:
         video = reader.info
         if _should_split(job, deps, reader):
             return _split(job, deps, video, fetched, key)
         deps.jobs.update(job.job_id, video=video, sha256=fetched.sha256, model=model)
         outputs, _, _ = _analyze_pass(job, deps, analyzers, reader, timings, on_progress, on_frame,
-                                      (0.0, video.duration_s))
+                                      (0.0, video.duration_s), media=lambda: fetched.path)
         shots = reader.shots
         video = reader.info  # a full pass knows the frame count and whether the rate varies
     finally:
         reader.close()
     fields = _apply(outputs, timings)
+    if isinstance(reader, _AudioOnly):
+        fields["warnings"] = [*fields.get("warnings", []), AUDIO_ONLY_WARNING]
     timings.total_s = time.perf_counter() - started
     with deps.tracing.span("notify"):
         done = deps.jobs.transition(
@@ -450,6 +540,40 @@ def _run(
     if on_progress is not None:
         on_progress(1.0)
     return AnalysisResult(job=done, frames=_frames_of(outputs), shots=shots)
+
+
+AUDIO_ONLY_WARNING = "the file has no video stream: no frames were indexed (its audio was analysed)"
+
+
+class _AudioOnly:
+    """The frame pass of a file without a video stream: no frames, no shots; the audio is the job."""
+
+    def __init__(self, info: VideoInfo) -> None:
+        self.info = info
+        self.shots: list[Shot] = []
+        self.segmentable = False
+
+    def __iter__(self) -> Iterator[SampledFrame]:
+        return iter(())
+
+    def close(self) -> None:
+        return None
+
+
+def _audio_only(deps: AnalyzeDeps, path: Path, analyzers: list[Analyzer]) -> _AudioOnly:
+    """A file without a video stream is a job when one of its analyzers listens and it has an audio stream; its
+    `video` record says so (codec "none", 0x0) with the audio's length. Else NoVideoStream stands."""
+    if deps.audio is None or not any(a.needs.audio for a in analyzers):
+        raise NoVideoStream(f"{path.name}: the file has no video stream")
+    reader = deps.audio.open(path)
+    try:
+        info = reader.info
+    finally:
+        reader.close()
+    if info is None:
+        raise NoVideoStream(f"{path.name}: the file has neither a video nor an audio stream")
+    return _AudioOnly(VideoInfo(container=info.container, codec="none", width=0, height=0,
+                                duration_s=round(info.end_s or 0.0, 3), frame_count=0))
 
 
 def segment_bounds(duration_s: float, segment_s: float) -> list[tuple[float, float | None]]:
@@ -559,7 +683,8 @@ def _run_segment(
         try:
             outputs, sampled, last_sampled = _analyze_pass(
                 job, deps, analyzers, reader, timings, on_progress, None,
-                (start_s, end_s if end_s is not None else job.video.duration_s))
+                (start_s, end_s if end_s is not None else job.video.duration_s),
+                media=lambda: _open_ranged(job, deps) or media, audio_span=(start_s, end_s))
             shots = reader.shots
             info = reader.info
         finally:
