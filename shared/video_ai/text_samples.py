@@ -32,6 +32,8 @@ class Caption:
     start_s: float = 0.0
     end_s: float | None = None
     color: tuple[int, int, int] = (255, 255, 255)
+    # A band behind the letters, as broadcast captions have (None: the letters straight on the picture).
+    band: tuple[int, int, int] | None = (10, 10, 10)
 
 
 @dataclass(slots=True)
@@ -80,9 +82,9 @@ def render(shot: TextShot, t: float, width: int, height: int, seed: int = 0, fon
             continue
         f = _font(caption.size, font)
         xy = (caption.x * width, caption.y * height)
-        # A dark band behind the letters, as broadcast captions have: readable on any background.
         left, top, right, bottom = draw.textbbox(xy, caption.text, font=f)
-        draw.rectangle((left - 8, top - 6, right + 8, bottom + 6), fill=(10, 10, 10))
+        if caption.band is not None:
+            draw.rectangle((left - 8, top - 6, right + 8, bottom + 6), fill=caption.band)
         draw.text(xy, caption.text, font=f, fill=caption.color)
         if boxes is not None:
             boxes.append((caption.text, left / width, top / height, right / width, bottom / height))

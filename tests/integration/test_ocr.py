@@ -107,3 +107,49 @@ def test_lines_are_read_timed_boxed_on_the_display_frame_and_searchable(
     finally:
         moments.close()
         index.close()
+
+
+def test_a_split_job_reads_the_same_lines_as_one_pass(tmp_path: Path, model_path: Path,
+                                                      ocr_reader: RapidOcrReader) -> None:
+    """Segments of 4 s over a 10 s clip: a caption on screen across two boundaries is one line, not cut or doubled."""
+    import random
+
+    from tests.fakes import RecordingNotifier, RecordingQueue
+
+    clip = make_text_clip(tmp_path / "long.mp4", [
+        TextShot(6, [Caption("Across the boundary", 0.1, 0.2, 34), Caption("Second caption", 0.1, 0.7, 30,
+                                                                           start_s=2.0)]),
+        TextShot(4, [Caption("Across the boundary", 0.1, 0.2, 34)], background="flat"),
+    ], size=(640, 360), fps=5)
+    results = {}
+    for name, queue in (("whole", None), ("split", RecordingQueue())):
+        embedder = OnnxEmbedder(ModelSettings(), model_path)
+        index = QdrantEdgeIndex(tmp_path / name / "q")
+        artifacts = FileArtifacts(tmp_path / name / "artifacts")
+        deps = AnalyzeDeps(
+            jobs=InMemoryJobRepository(),
+            fetcher=HttpVideoFetcher(NetworkSettings(), LimitsSettings(), allow_local_files=True),
+            frames=PyAVFrameSource(SamplingSettings(), LimitsSettings()), embedder=embedder, index=index,
+            notifier=RecordingNotifier(), workdir=tmp_path / name / "work", segment_queue=queue, segment_s=4.0,
+            analyzers=AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, text_reader=ocr_reader,
+                                                  artifacts=artifacts)),
+        )
+        deps.jobs.create(Job(job_id="job", tenant="t", source=Source(url=clip.path.resolve().as_uri()),
+                             features=["ocr"]))
+        job = analyze_video("job", deps).job
+        if queue is not None:
+            assert job.segments_total == 3
+            messages = list(queue.messages)
+            random.Random(5).shuffle(messages)
+            for message in messages:
+                analyze_video("job", deps, segment=message["segment"])
+            job = deps.jobs.get("job")  # type: ignore[assignment]
+        assert job is not None and job.status is JobStatus.SUCCEEDED, job
+        results[name] = read_lines(artifacts, "job")
+        index.close()
+    whole, split = results["whole"], results["split"]
+    assert whole is not None and split is not None
+    assert [(line.text, line.start_s, line.end_s) for line in split] == [
+        (line.text, line.start_s, line.end_s) for line in whole]
+    assert [line.text for line in whole] == ["Across the boundary", "Second caption"]
+    assert (whole[0].start_s, whole[0].end_s) == (0.0, 10.0)

@@ -33,12 +33,17 @@ class ScriptedReader:
     def __init__(self) -> None:
         self.on_screen: list[tuple[str, tuple[float, float, float, float]]] = []
         self.calls = 0
+        self.recognised = 0
 
-    def read(self, image: np.ndarray) -> list[ReadLine]:
+    def detect(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
         self.calls += 1
         h, w = image.shape[:2]
-        return [ReadLine(text=text, confidence=0.9, box=(b[0] * w, b[1] * h, b[2] * w, b[3] * h))
-                for text, b in self.on_screen]
+        return [(b[0] * w, b[1] * h, b[2] * w, b[3] * h) for _, b in self.on_screen]
+
+    def recognize(self, image: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> list[ReadLine | None]:
+        self.recognised += len(boxes)
+        by_box = {(b[0] * image.shape[1], b[1] * image.shape[0]): text for text, b in self.on_screen}
+        return [ReadLine(text=by_box[(box[0], box[1])], confidence=0.9, box=box) for box in boxes]
 
 
 def _frame(shot: TextShot, t: float, index: int, shot_index: int, reader: ScriptedReader) -> SampledFrame:
@@ -77,19 +82,23 @@ TITLE = Caption("Quarterly results", 0.1, 0.1, 30)
 def test_a_caption_over_a_moving_picture_is_read_once_and_lasts_the_shot() -> None:
     reader, _, segment, lines = _run([(TextShot(10, [TITLE]), 10)])
     assert reader.calls == 1
-    assert segment["stats"] == {"frames_seen": 10, "frames_read": 1}
+    assert segment["stats"] == {"frames_seen": 10, "frames_read": 1, "lines_recognised": 1, "lines_reused": 0}
     assert [(line.text, line.start_s, line.end_s) for line in lines] == [("Quarterly results", 0.0, 10.0)]
 
 
 def test_text_that_appears_changes_or_leaves_is_read_again_and_timed_from_when_it_was_there() -> None:
     shot = TextShot(12, [TITLE, Caption("Breaking news", 0.2, 0.7, 30, start_s=4, end_s=8),
                          Caption("Score 1", 0.7, 0.4, 30, end_s=6), Caption("Score 2", 0.7, 0.4, 30, start_s=6)])
-    reader, _, _, lines = _run([(shot, 12)])
+    reader, _, segment, lines = _run([(shot, 12)])
     got = sorted((line.text, line.start_s, line.end_s) for line in lines)
     # Static edges need two samples, so "Breaking news" is read at 5 s but dated from 4 s, when it was there.
     assert got == [("Breaking news", 4.0, 8.0), ("Quarterly results", 0.0, 12.0), ("Score 1", 0.0, 6.0),
                    ("Score 2", 6.0, 12.0)]
     assert reader.calls <= 5  # start, appeared, changed, left (+1 at most), not 12
+    # A re-read recognises only the lines whose pixels changed: the title is read once, then reused.
+    stats = segment["stats"]
+    assert isinstance(stats, dict) and stats["lines_reused"] >= reader.calls - 1
+    assert stats["lines_recognised"] == reader.recognised == 4  # the title, Score 1, Breaking news, Score 2
 
 
 def test_each_shot_start_is_read_but_blank_ones_are_not_and_end_what_was_on_screen() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ class RapidOcrReader:
 
                 ort = "EngineConfig.onnxruntime."
                 self._engine = RapidOCR(params={
-                    "Global.log_level": "warning",
+                    "Global.log_level": "error",  # not a warning per frame without text
                     "Global.use_cls": False,
                     "Global.text_score": self.min_confidence,
                     f"{ort}intra_op_num_threads": self.threads,
@@ -88,21 +89,42 @@ class RapidOcrReader:
                 })
             return self._engine
 
-    def read(self, image: np.ndarray) -> list[ReadLine]:
+    def detect(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
         engine = self._load()
-        out = engine(np.ascontiguousarray(image))
-        boxes, texts, scores = out.boxes, out.txts, out.scores
-        if boxes is None or texts is None or scores is None:
+        out = engine(np.ascontiguousarray(image), use_det=True, use_cls=False, use_rec=False)
+        if out.boxes is None:
             return []
-        lines = []
-        for quad, text, score in zip(boxes, texts, scores, strict=True):
+        h, w = image.shape[:2]
+        boxes = []
+        for quad in np.asarray(out.boxes, dtype=np.float64):
+            left, top = np.clip(quad.min(axis=0), 0, (w, h))
+            right, bottom = np.clip(quad.max(axis=0), 0, (w, h))
+            if right - left >= 2 and bottom - top >= 2:
+                boxes.append((float(left), float(top), float(right), float(bottom)))
+        boxes.sort(key=lambda b: (b[1], b[0]))
+        return boxes
+
+    def recognize(self, image: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> list[ReadLine | None]:
+        if not boxes:
+            return []
+        import cv2
+        from rapidocr.main import RapidOCRError
+
+        engine = self._load()
+        colour = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        crops = [colour[int(top) : max(int(top) + 1, int(np.ceil(bottom))),
+                        int(left) : max(int(left) + 1, int(np.ceil(right)))] for left, top, right, bottom in boxes]
+        try:
+            out = engine.recognize_txt(crops)  # one batched run over the lines (rapidocr batches 6 at a time)
+        except RapidOCRError:
+            return [None] * len(boxes)
+        lines: list[ReadLine | None] = []
+        for box, text, score in zip(boxes, out.txts or (), out.scores, strict=False):
             words = " ".join(str(text).split())
-            if not words or float(score) < self.min_confidence:
-                continue
-            quad = np.asarray(quad, dtype=np.float64)
-            left, top = quad.min(axis=0)
-            right, bottom = quad.max(axis=0)
-            lines.append(ReadLine(text=words, confidence=min(1.0, max(0.0, float(score))),
-                                  box=(float(left), float(top), float(right), float(bottom))))
-        lines.sort(key=lambda line: (line.box[1], line.box[0]))
-        return lines
+            ok = bool(words) and float(score) >= self.min_confidence
+            lines.append(ReadLine(text=words, confidence=min(1.0, max(0.0, float(score))), box=box) if ok else None)
+        return lines + [None] * (len(boxes) - len(lines))
+
+    def read(self, image: np.ndarray) -> list[ReadLine]:
+        """Every line: detect, then recognise them all."""
+        return [line for line in self.recognize(image, self.detect(image)) if line is not None]

@@ -50,12 +50,18 @@ EDGE_MIN = 48
 # A cell "changed" when this share of its pixels changed (edge appeared or vanished).
 CELL_CHANGE = 0.10
 # Text changed or left: this share of the cells under the last read lines (and at least LOST_CELLS) lost edges. Text
-# appeared: this many cells gained static edges.
+# appeared: this many cells side by side in a row gained static edges (a word of 30 px letters at 720p spans ~5).
 TEXT_CELLS_CHANGED = 0.25
 LOST_CELLS = 2
-NEW_CELLS = 3
+NEW_CELLS = 4
+# Most change of an edge's gradient between two samples for it to count as static (compression noise is less).
+STEADY = 12
 # A frame with fewer sharp-edge pixels than this share is blank (black, a fade, flat colour): nothing to read.
 BLANK = 0.002
+# A detected line whose pixels differ from a followed line's at the same place by at most this mean (grey levels) is
+# that line again: its text is reused, not recognised again.
+SIGNATURE = (64, 16)
+SAME_PIXELS = 10.0
 # Two readings are the same line when their letters are this alike and their boxes overlap this much (IoU).
 SAME_TEXT = 0.85
 MIN_FUZZY = 10
@@ -70,14 +76,13 @@ def grey(frame: SampledFrame) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
-def edge_map(luma: np.ndarray) -> np.ndarray:
-    """Sharp edges of an EDGE_WIDTH wide copy, cropped to whole cells (bool)."""
+def gradient_map(luma: np.ndarray) -> np.ndarray:
+    """Morphological gradient (max - min over 3x3) of an EDGE_WIDTH wide copy, cropped to whole cells (uint8)."""
     h, w = luma.shape[:2]
     height = max(CELL, round(h * EDGE_WIDTH / w) // CELL * CELL)
     small = cv2.resize(luma, (EDGE_WIDTH, height), interpolation=cv2.INTER_AREA)
-    gradient = cv2.morphologyEx(small, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    edges: np.ndarray = gradient >= EDGE_MIN
-    return edges
+    gradient: np.ndarray = cv2.morphologyEx(small, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    return gradient
 
 
 def cell_share(mask: np.ndarray) -> np.ndarray:
@@ -102,10 +107,12 @@ class TextChange:
     """Decides which frames to read (the module docstring's test); `read` then records what the read frame found."""
 
     def __init__(self) -> None:
-        self._previous: np.ndarray | None = None
+        self._previous: np.ndarray | None = None  # gradient of the previous sampled frame
         self._previous_shot: int | None = None
         self._reference: np.ndarray | None = None  # edges of the last frame read, dilated by a pixel
         self._reference_edges: np.ndarray | None = None
+        self._weak: np.ndarray | None = None  # weaker edges of the last frame read
+        self._gradient: np.ndarray | None = None
         self._text_cells: np.ndarray | None = None
         self._shot: int | None = None
         self.edges: np.ndarray | None = None
@@ -113,33 +120,56 @@ class TextChange:
     def check(self, luma: np.ndarray, shot: int, first: bool) -> str | None:
         """Why this frame should be read ("shot", "changed", "appeared"), "blank" when it is blank at a shot start
         (nothing to read there, and whatever was on screen is gone), or None: the last reading still holds."""
-        edges = edge_map(luma)
+        self._gradient = gradient_map(luma)
+        edges = self._gradient >= EDGE_MIN
         same_shot = not first and shot == self._previous_shot and self._previous is not None \
             and self._previous.shape == edges.shape
-        static = edges & self._previous if same_shot and self._previous is not None else edges
-        self._previous, self._previous_shot = edges, shot
+        gradient = self._gradient
+        if same_shot and self._previous is not None:
+            # Static: an edge of the same strength at the same pixel in both frames (an overlay's strokes); dense
+            # texture that moves (foliage in a pan) has edges at most pixels of both, of unrelated strengths.
+            steady = cv2.absdiff(gradient, self._previous) <= STEADY
+            static = edges & steady & (self._previous >= EDGE_MIN)
+        else:
+            static = edges
+        self._previous, self._previous_shot = gradient, shot
         self.edges = edges
         if first or shot != self._shot or self._reference is None or self._reference.shape != edges.shape:
             return "blank" if edges.mean() < BLANK else "shot"
-        assert self._reference_edges is not None and self._text_cells is not None
+        assert self._reference_edges is not None and self._text_cells is not None and self._weak is not None
+        # Static edges the read frame did not have, minus those that were there already, only weaker (a fade-in or
+        # a change of light strengthens the picture's own edges: not text).
+        appeared = (cell_share(static & ~self._reference & ~self._weak) >= CELL_CHANGE).astype(np.uint8)
         if self._text_cells.any():
             # Strokes of the read lines that are gone (a pixel of slack for compression noise and tiny shifts).
             near = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
             lost = cell_share(self._reference_edges & ~near) >= CELL_CHANGE
             if int(lost[self._text_cells].sum()) >= max(LOST_CELLS, TEXT_CELLS_CHANGED * self._text_cells.sum()):
                 return "changed"
-        appeared = cell_share(static & ~self._reference) >= CELL_CHANGE
-        if int(appeared.sum()) >= NEW_CELLS:
+            # New strokes where the lines are (a digit of a score or clock) need no run of cells.
+            if int(appeared[self._text_cells].sum()) >= LOST_CELLS:
+                return "replaced"
+        # A line of text is a horizontal run of cells; what settles in a natural picture is scattered.
+        if cv2.erode(appeared, np.ones((1, NEW_CELLS), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0).any():
             return "appeared"
         return None
 
     def read(self, shot: int, boxes: Sequence[tuple[float, float, float, float]]) -> None:
         """The frame last checked was read (or found blank) and these boxes (fractions) hold its lines."""
-        assert self.edges is not None
+        assert self.edges is not None and self._gradient is not None
         self._shot = shot
         self._reference_edges = self.edges
         self._reference = cv2.dilate(self.edges.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        self._weak = self._gradient >= EDGE_MIN // 3
         self._text_cells = box_cells(boxes, self.edges.shape)
+
+
+def signature(luma: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """A line's pixels, small (64 x 16 grey): unchanged pixels at the same place need no second recognition."""
+    left, top, right, bottom = (round(v) for v in box)
+    crop = luma[top : max(top + 1, bottom), left : max(left + 1, right)]
+    out: np.ndarray = cv2.resize(crop, SIGNATURE, interpolation=cv2.INTER_AREA).astype(np.int16)
+    return out
 
 
 def _key(text: str) -> str:
@@ -183,6 +213,7 @@ class _Line:
     end_s: float = 0.0
     open_at_end: bool = False
     from_first: bool = False  # read on the pass's first frame (a segment's line may continue the previous one)
+    signature: np.ndarray | None = None  # its pixels when last read (not stored)
 
     def seen(self, text: str, confidence: float, box: tuple[float, float, float, float], pts_s: float) -> None:
         if confidence > self.confidence:
@@ -211,22 +242,32 @@ class LineTracker:
     closed: list[_Line] = field(default_factory=list)
     first: bool = True
 
-    def observe(self, frame: SampledFrame, reads: Sequence[ReadLine], since: float | None = None) -> None:
+    def unchanged(self, box: tuple[float, float, float, float], pixels: np.ndarray) -> _Line | None:
+        """The followed line at about this box whose pixels are the same as when it was read, if any."""
+        for line in self.open:
+            if line.signature is not None and _iou(line.box, box) >= 0.5 \
+                    and float(np.abs(line.signature - pixels).mean()) <= SAME_PIXELS:
+                return line
+        return None
+
+    def observe(self, frame: SampledFrame, reads: Sequence[ReadLine], since: float | None = None,
+                pixels: Sequence[np.ndarray | None] = ()) -> None:
         """`reads`: the lines read on `frame`, boxes as fractions; lines not read again end at this frame. `since`:
         the change was on screen from this earlier time already (the change test saw it there): new lines start and
         lines no longer read end then."""
         still: list[_Line] = []
-        for read in reads:
+        for k, read in enumerate(reads):
             match = next((line for line in self.open if same_line(line.text, line.box, read.text, read.box)), None)
             if match is not None:
                 self.open.remove(match)
                 match.seen(read.text, read.confidence, read.box, frame.pts_s)
-                still.append(match)
             else:
                 start = frame.pts_s if since is None else since
-                still.append(_Line(text=read.text, confidence=read.confidence, box=read.box, start_s=start,
-                                   start_frame=frame.frame_number, shot=frame.shot, pts_s=frame.pts_s,
-                                   from_first=self.first))
+                match = _Line(text=read.text, confidence=read.confidence, box=read.box, start_s=start,
+                              start_frame=frame.frame_number, shot=frame.shot, pts_s=frame.pts_s,
+                              from_first=self.first)
+            match.signature = pixels[k] if k < len(pixels) else None
+            still.append(match)
         for gone in self.open:
             gone.end_s = frame.pts_s if since is None else since
             self.closed.append(gone)
@@ -337,7 +378,8 @@ class OcrAnalyzer:
             for line in part:
                 line.shot = max(0, bisect.bisect_right(starts, line.start_frame) - 1)
         lines = text_lines(join_segments(parts))
-        stats = {k: sum(int(s.get("stats", {}).get(k, 0)) for s in segments) for k in ("frames_seen", "frames_read")}
+        stats = {k: sum(int(s.get("stats", {}).get(k, 0)) for s in segments)
+                 for k in ("frames_seen", "frames_read", "lines_recognised", "lines_reused")}
         warnings = [str(w) for segment in segments for w in segment.get("warnings", [])]
         warnings += self.store(job, lines, shots, stats)
         return FeatureOutput(count=len(lines), warnings=list(dict.fromkeys(warnings)))
@@ -359,7 +401,7 @@ class OcrRun:
         self._tracker = LineTracker()
         self._last_pts: float | None = None
         self._step = 0.0
-        self.stats = {"frames_seen": 0, "frames_read": 0}
+        self.stats = {"frames_seen": 0, "frames_read": 0, "lines_recognised": 0, "lines_reused": 0}
         self.warnings: list[str] = []
 
     def add(self, frames: Sequence[SampledFrame]) -> None:
@@ -374,20 +416,41 @@ class OcrRun:
             if why is None and not self._every:
                 continue
             reads: list[ReadLine] = []
+            pixels: list[np.ndarray | None] = []
             if why != "blank" or self._every:
-                reads = self._read(luma)
+                reads, pixels = self._read(luma)
                 self.stats["frames_read"] += 1
             self._change.read(frame.shot, [r.box for r in reads])
             # Text that "appeared" has static edges: it was on the previous sampled frame already.
-            self._tracker.observe(frame, reads, since=previous if why == "appeared" else None)
+            self._tracker.observe(frame, reads, since=previous if why in ("appeared", "replaced") else None,
+                                  pixels=pixels)
 
-    def _read(self, luma: np.ndarray) -> list[ReadLine]:
+    def _read(self, luma: np.ndarray) -> tuple[list[ReadLine], list[np.ndarray | None]]:
+        """Detect the frame's lines; recognise only those not seen before with the same pixels at the same place.
+        Returns the readings (boxes as fractions) and each one's pixels."""
         h, w = luma.shape[:2]
-        lines = self._reader.read(luma)
-        return [ReadLine(text=line.text, confidence=line.confidence,
-                         box=(min(1.0, max(0.0, line.box[0] / w)), min(1.0, max(0.0, line.box[1] / h)),
-                              min(1.0, max(0.0, line.box[2] / w)), min(1.0, max(0.0, line.box[3] / h))))
-                for line in lines]
+
+        def fractions(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+            return (min(1.0, max(0.0, box[0] / w)), min(1.0, max(0.0, box[1] / h)),
+                    min(1.0, max(0.0, box[2] / w)), min(1.0, max(0.0, box[3] / h)))
+
+        boxes = self._reader.detect(luma)
+        reads: list[ReadLine | None] = [None] * len(boxes)
+        pixels = [signature(luma, box) for box in boxes]
+        todo = []
+        for i, box in enumerate(boxes):
+            known = self._tracker.unchanged(fractions(box), pixels[i])
+            if known is not None:
+                reads[i] = ReadLine(text=known.text, confidence=known.confidence, box=fractions(box))
+            else:
+                todo.append(i)
+        for i, line in zip(todo, self._reader.recognize(luma, [boxes[i] for i in todo]), strict=True):
+            if line is not None:
+                reads[i] = ReadLine(text=line.text, confidence=line.confidence, box=fractions(boxes[i]))
+        self.stats["lines_recognised"] += len(todo)
+        self.stats["lines_reused"] += len(boxes) - len(todo)
+        kept = [i for i, read in enumerate(reads) if read is not None]
+        return [r for r in reads if r is not None], [pixels[i] for i in kept]
 
     def finish(self, shots: Sequence[Shot]) -> FeatureOutput:
         end = (self._last_pts or 0.0) + self._step

@@ -115,9 +115,16 @@ class ReadLine:
 
 
 class TextReader(Protocol):
-    """An OCR engine: the lines of text in an upright image (H x W grey or H x W x 3 RGB, uint8), top to bottom."""
+    """An OCR engine over upright images (H x W grey, uint8), in two steps so a caller can skip recognising lines it
+    read before: `detect` finds where lines are, `recognize` reads the given ones."""
 
-    def read(self, image: np.ndarray) -> list[ReadLine]: ...
+    def detect(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """Bounding boxes (left, top, right, bottom, in pixels) of the lines of text, top to bottom."""
+        ...
+
+    def recognize(self, image: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> list[ReadLine | None]:
+        """One reading per box: its line, or None when nothing legible was read there (below the confidence floor)."""
+        ...
 
 
 @dataclass(slots=True)

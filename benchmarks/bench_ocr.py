@@ -1,0 +1,265 @@
+"""On-screen text (issue 16): what OCR reads right, what it costs in analyze, and what the change test saves.
+
+    python benchmarks/bench_ocr.py --accuracy
+    python benchmarks/bench_ocr.py --cost [--rounds N] [--clip PATH ...]
+    python benchmarks/bench_ocr.py --saving [--clip PATH ...]
+
+--accuracy: frames rendered with known text (fonts: Pillow's own, DejaVu Sans, DejaVu Serif, Liberation Mono when
+installed; sizes 16-48 px on a 1280x720 frame; backgrounds: flat dark, flat light, a moving colour field, a band
+behind the letters), each read by the engine as the analyzer runs it (grey, det at `det_long_side`), and a rotated
+source (the same frames in a 90-degree phone clip, decoded upright by the frame source). Character accuracy =
+1 - (Levenshtein distance / reference length), over all lines, per group; a line not found counts all its characters.
+
+--cost: analyze_video in this process with features [visual] and [visual, ocr], alternating rounds (each its own
+qdrant-edge directory), on: a generated 60 s 1280x720 clip with text in every one of its 12 shots (a title per shot,
+a caption that appears mid-shot, a clock that changes every 5 s), and clips without text (../shared/clips: the 30 s
+Big Buck Bunny opening, the 60 s synthetic cuts clip). Prints process CPU seconds (all threads) best of N and the
+per-round median ratio, the frames read of those sampled, and OCR CPU ms per video minute.
+
+--saving: the ocr analyzer alone with the change test and with `every_frame` (every sampled frame read): engine
+calls, CPU, and whether the lines are the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CLIPS = ROOT.parent / "shared" / "clips"
+sys.path.insert(0, str(ROOT / "shared"))
+
+from video_ai.text_samples import Caption, TextShot, make_text_clip  # noqa: E402
+
+FONTS = {
+    "pillow": None,
+    "dejavu-sans": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "dejavu-serif": "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
+    "liberation-mono": "/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf",
+}
+PHRASES = ["Quarterly results 2026", "Breaking news tonight", "Welcome to the lecture", "Price 1,299 EUR",
+           "Chapter 3: Signals", "Open 9am - 5pm daily", "www.example.org/talks", "Subscribe for more"]
+
+
+def cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def levenshtein(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def text_heavy_shots() -> list[TextShot]:
+    shots = []
+    for i in range(12):
+        title = PHRASES[i % len(PHRASES)]
+        shots.append(TextShot(5, [
+            Caption(title, 0.06, 0.08, 40),
+            Caption(f"Part {i + 1} of 12", 0.06, 0.82, 28, start_s=2.0),
+            Caption(f"00:{5 * i:02d}", 0.85, 0.08, 28),
+        ], background="moving" if i % 3 else "flat", color=((30 + 17 * i) % 200, 60, 120)))
+    return shots
+
+
+def _deps(tmp: Path, embedder: Any, reader: Any, every_frame: bool = False) -> tuple[Any, Any, Any]:
+    from video_ai.adapters.file_artifacts import FileArtifacts
+    from video_ai.adapters.frame_source import PyAVFrameSource
+    from video_ai.adapters.http_fetch import HttpVideoFetcher
+    from video_ai.adapters.local_jobs import InMemoryJobRepository
+    from video_ai.adapters.qdrant_edge_index import QdrantEdgeIndex
+    from video_ai.analyzers import AnalyzerContext, AnalyzerSet
+    from video_ai.services.analyze_video import AnalyzeDeps
+    from video_ai.settings import LimitsSettings, NetworkSettings, OcrSettings, SamplingSettings
+
+    index = QdrantEdgeIndex(tmp / "q")
+    artifacts = FileArtifacts(tmp / "artifacts")
+    deps = AnalyzeDeps(
+        jobs=InMemoryJobRepository(),
+        fetcher=HttpVideoFetcher(NetworkSettings(), LimitsSettings(), allow_local_files=True),
+        frames=PyAVFrameSource(SamplingSettings(), LimitsSettings()), embedder=embedder, index=index,
+        notifier=None, workdir=tmp / "work",
+        analyzers=AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, text_reader=reader,
+                                              ocr=OcrSettings(every_frame=every_frame), artifacts=artifacts)),
+    )
+    return deps, index, artifacts
+
+
+def analyze_once(tmp: Path, clip: Path, features: list[str], embedder: Any, reader: Any,
+                 every_frame: bool = False) -> tuple[float, float, Any, dict[str, Any] | None]:
+    import json
+
+    from video_ai.domain.models import Job, Source
+    from video_ai.services.analyze_video import analyze_video
+
+    deps, index, artifacts = _deps(tmp, embedder, reader, every_frame)
+    deps.jobs.create(Job(job_id="bench", tenant="t", source=Source(url=clip.resolve().as_uri()),
+                         features=features))
+    c0, w0 = cpu_s(), time.perf_counter()
+    job = analyze_video("bench", deps).job
+    cpu, wall = cpu_s() - c0, time.perf_counter() - w0
+    index.close()
+    assert job.status.value == "succeeded", job.error
+    raw = artifacts.get("bench", "text.json")
+    return cpu, wall, job, json.loads(raw) if raw else None
+
+
+def load(det_long_side: int) -> tuple[Any, Any]:
+    from video_ai.adapters.onnx_embedder import OnnxEmbedder
+    from video_ai.adapters.rapid_ocr import RapidOcrReader
+    from video_ai.model import ensure_model
+    from video_ai.settings import ModelSettings, Settings
+
+    settings = Settings()
+    embedder = OnnxEmbedder(ModelSettings(), ensure_model(settings.model, Path(tempfile.gettempdir()) / "bench-ocr"))
+    embedder.embed([np.zeros((224, 224, 3), np.uint8)])
+    reader = RapidOcrReader(det_long_side=det_long_side, min_confidence=settings.analysis.ocr.min_confidence)
+    reader.read(np.zeros((64, 256), np.uint8))  # load the sessions outside the rounds
+    return embedder, reader
+
+
+def cost(clips: list[Path], rounds: int, det_long_side: int) -> None:
+    embedder, reader = load(det_long_side)
+    for clip in clips:
+        ratios, best = [], {"visual": float("inf"), "visual+ocr": float("inf")}
+        doc: dict[str, Any] | None = None
+        duration = 0.0
+        for r in range(rounds):
+            got = {}
+            for label, features in (("visual", ["visual"]), ("visual+ocr", ["visual", "ocr"])):
+                with tempfile.TemporaryDirectory() as tmp:
+                    cpu, wall, job, text = analyze_once(Path(tmp), clip, features, embedder, reader)
+                got[label] = cpu
+                best[label] = min(best[label], cpu)
+                duration = job.video.duration_s if job.video else 0.0
+                if text is not None:
+                    doc = text
+                print(f"  {clip.name} round {r} {label:<11} cpu {cpu:6.2f} s wall {wall:6.2f} s", flush=True)
+            ratios.append(got["visual+ocr"] / got["visual"])
+        added = best["visual+ocr"] - best["visual"]
+        assert doc is not None
+        print(f"{clip.name}: visual {best['visual']:.2f} s, visual+ocr {best['visual+ocr']:.2f} s CPU (best of "
+              f"{rounds}); ocr adds {100 * (best['visual+ocr'] / best['visual'] - 1):+.1f}% (best of each), "
+              f"{100 * (float(np.median(ratios)) - 1):+.1f}% (per-round median); read {doc['frames_read']} of "
+              f"{doc['frames_seen']} frames, {len(doc['lines'])} lines; ocr ~{1000 * added / (duration / 60):.0f} "
+              f"CPU ms per video minute", flush=True)
+
+
+def saving(clips: list[Path], det_long_side: int) -> None:
+    embedder, reader = load(det_long_side)
+    for clip in clips:
+        out = {}
+        for every in (False, True):
+            with tempfile.TemporaryDirectory() as tmp:
+                cpu, _, _, doc = analyze_once(Path(tmp), clip, ["ocr"], embedder, reader, every_frame=every)
+            assert doc is not None
+            out[every] = (cpu, doc)
+            print(f"  {clip.name} {'every frame' if every else 'change test'}: cpu {cpu:.2f} s, read "
+                  f"{doc['frames_read']} of {doc['frames_seen']}, {len(doc['lines'])} lines", flush=True)
+        (c_cpu, c_doc), (e_cpu, e_doc) = out[False], out[True]
+        same = [(x["text"], x["start_s"], x["end_s"]) for x in c_doc["lines"]] == [
+            (x["text"], x["start_s"], x["end_s"]) for x in e_doc["lines"]]
+        texts_c = {x["text"] for x in c_doc["lines"]}
+        texts_e = {x["text"] for x in e_doc["lines"]}
+        print(f"{clip.name}: change test reads {c_doc['frames_read']} frames vs {e_doc['frames_read']} "
+              f"({100 * (1 - c_doc['frames_read'] / max(1, e_doc['frames_read'])):.0f}% fewer engine calls), CPU "
+              f"{c_cpu:.2f} vs {e_cpu:.2f} s ({100 * (1 - c_cpu / e_cpu):.0f}% less); same lines and ranges: {same}; "
+              f"texts only with every frame: {sorted(texts_e - texts_c)[:8]}", flush=True)
+
+
+def accuracy(det_long_side: int) -> None:
+    import cv2
+
+    from video_ai.adapters.frame_source import PyAVFrameSource
+    from video_ai.adapters.rapid_ocr import RapidOcrReader
+    from video_ai.domain.models import Sampling
+    from video_ai.text_samples import render
+
+    reader = RapidOcrReader(det_long_side=det_long_side, min_confidence=0.6)
+    # (picture, its colour, ink, band behind the letters or None)
+    backgrounds = {"flat dark, white ink": ("flat", (20, 30, 40), (255, 255, 255), None),
+                   "flat light, black ink": ("flat", (225, 225, 215), (20, 20, 20), None),
+                   "colour field, yellow ink": ("moving", (90, 120, 60), (255, 255, 0), None),
+                   "colour field, white ink on a dark band": ("moving", (90, 120, 60), (255, 255, 255), (10, 10, 10))}
+    totals: dict[str, list[int]] = {}
+
+    def score(group: str, truths: list[str], lines: list[Any]) -> None:
+        errors = 0
+        found = [line.text for line in lines]
+        for truth in truths:
+            best = min((levenshtein(truth, text) for text in found), default=len(truth))
+            errors += min(best, len(truth))
+        tot = totals.setdefault(group, [0, 0])
+        tot[0] += errors
+        tot[1] += sum(len(t) for t in truths)
+
+    frames = []
+    for font_name, font in FONTS.items():
+        if font is not None and not Path(font).exists():
+            continue
+        for size in (16, 24, 32, 48):
+            for bg_name, (kind, colour, ink, band) in backgrounds.items():
+                truths = PHRASES[:3] if size < 48 else PHRASES[:2]
+                captions = [Caption(t, 0.05 + 0.1 * (k % 2), 0.15 + 0.3 * k, size, color=ink, band=band)
+                            for k, t in enumerate(truths)]
+                shot = TextShot(1, captions, background=kind, color=colour)
+                img = render(shot, 0.0, 1280, 720, font=font)
+                luma = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+                lines = reader.read(luma)
+                for group in (f"font {font_name}", f"size {size}px", f"background {bg_name}", "all upright"):
+                    score(group, truths, lines)
+                frames.append((shot, font, truths))
+    # A rotated source: a phone clip (coded 720x1280, rotate 90) of some of the frames, decoded upright.
+    with tempfile.TemporaryDirectory() as tmp:
+        chosen = frames[:: max(1, len(frames) // 12)]
+        clip = make_text_clip(Path(tmp) / "rot.mp4", [shot for shot, _, _ in chosen], size=(1280, 720), fps=1,
+                              rotation=90)
+        reader_frames = list(PyAVFrameSource().open(clip.path, Sampling(), image_size=(224, 224),
+                                                    luma_short_side=720))
+        for frame, (_, _, truths) in zip(reader_frames, chosen, strict=False):
+            assert frame.luma is not None
+            score("rotated source (90, decoded upright)", truths, reader.read(frame.luma))
+    print("| group | characters | character accuracy |\n|---|---|---|")
+    for group, (errors, chars) in totals.items():
+        print(f"| {group} | {chars} | {100 * (1 - errors / chars):.1f}% |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accuracy", action="store_true")
+    parser.add_argument("--cost", action="store_true")
+    parser.add_argument("--saving", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--det-long-side", type=int, default=960)
+    parser.add_argument("--clip", type=Path, action="append")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
+    clips = args.clip
+    if not clips:
+        heavy = work / "text_heavy_720p_60s.mp4"
+        make_text_clip(heavy, text_heavy_shots(), size=(1280, 720), fps=30)
+        clips = [heavy] + [p for p in (SHARED_CLIPS / "big_buck_bunny_0_30.webm", SHARED_CLIPS / "cuts_720p_60s.mp4")
+                           if p.exists()]
+    if args.accuracy:
+        accuracy(args.det_long_side)
+    if args.saving:
+        saving(clips, args.det_long_side)
+    if args.cost:
+        cost(clips, args.rounds, args.det_long_side)
+
+
+if __name__ == "__main__":
+    main()
