@@ -5,8 +5,8 @@
     python benchmarks/bench_ocr.py --saving [--clip PATH ...]
 
 --accuracy: frames rendered with known text (fonts: Pillow's own, DejaVu Sans, DejaVu Serif, Liberation Mono when
-installed; sizes 16-48 px on a 1280x720 frame; backgrounds: flat dark, flat light, a moving colour field, a band
-behind the letters), each read by the engine as the analyzer runs it (grey, det at `det_long_side`), and a rotated
+installed; sizes 12-48 px on a 1280x720 frame; backgrounds: flat dark, flat light, a soft colour field, sharp busy
+texture, with or without a dark band behind the letters), each read by the engine as the analyzer runs it (grey, det at `det_long_side`), and a rotated
 source (the same frames in a 90-degree phone clip, decoded upright by the frame source). Character accuracy =
 1 - (Levenshtein distance / reference length), over all lines, per group; a line not found counts all its characters.
 
@@ -193,7 +193,9 @@ def accuracy(det_long_side: int) -> None:
     backgrounds = {"flat dark, white ink": ("flat", (20, 30, 40), (255, 255, 255), None),
                    "flat light, black ink": ("flat", (225, 225, 215), (20, 20, 20), None),
                    "colour field, yellow ink": ("moving", (90, 120, 60), (255, 255, 0), None),
-                   "colour field, white ink on a dark band": ("moving", (90, 120, 60), (255, 255, 255), (10, 10, 10))}
+                   "colour field, white ink on a dark band": ("moving", (90, 120, 60), (255, 255, 255), (10, 10, 10)),
+                   "busy texture, white ink": ("busy", (60, 60, 60), (255, 255, 255), None),
+                   "busy texture, white ink on a dark band": ("busy", (60, 60, 60), (255, 255, 255), (10, 10, 10))}
     totals: dict[str, list[int]] = {}
 
     def score(group: str, truths: list[str], lines: list[Any]) -> None:
@@ -210,7 +212,7 @@ def accuracy(det_long_side: int) -> None:
     for font_name, font in FONTS.items():
         if font is not None and not Path(font).exists():
             continue
-        for size in (16, 24, 32, 48):
+        for size in (12, 16, 24, 32, 48):
             for bg_name, (kind, colour, ink, band) in backgrounds.items():
                 truths = PHRASES[:3] if size < 48 else PHRASES[:2]
                 captions = [Caption(t, 0.05 + 0.1 * (k % 2), 0.15 + 0.3 * k, size, color=ink, band=band)
