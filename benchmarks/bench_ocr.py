@@ -6,8 +6,9 @@
 
 --accuracy: frames rendered with known text (fonts: Pillow's own, DejaVu Sans, DejaVu Serif, Liberation Mono when
 installed; sizes 12-48 px on a 1280x720 frame; backgrounds: flat dark, flat light, a soft colour field, sharp busy
-texture, with or without a dark band behind the letters), each read by the engine as the analyzer runs it (grey, det at `det_long_side`), and a rotated
-source (the same frames in a 90-degree phone clip, decoded upright by the frame source). Character accuracy =
+texture, with or without a dark band behind the letters), each read by the engine as the analyzer runs it (grey,
+det at `det_long_side`), and a rotated source (some of the same frames in a 90-degree phone clip, decoded upright by
+the frame source). Character accuracy =
 1 - (Levenshtein distance / reference length), over all lines, per group; a line not found counts all its characters.
 
 --cost: analyze_video in this process with features [visual] and [visual, ocr], alternating rounds (each its own
