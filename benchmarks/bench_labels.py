@@ -18,6 +18,10 @@ hypernym of it; prints which shot each query finds first and how often that is t
 --cost: analyze_video on the 60 s 720p clip (../shared/clips/cuts_720p_60s.mp4, else a generated 60 s 1280x720 clip
 with a cut every 5 s), features [visual] and [visual, labels] in alternating rounds in this process, each with its
 own qdrant-edge directory; prints process CPU seconds (all threads) and wall seconds, best of N rounds, and the ratio.
+That clip's shots are test patterns (testsrc, bars, noise, fractals), which no ImageNet class names. `--photos DIR`
+runs the same measurement on a 60 s 1280x720 clip assembled from 12 photographs of DIR (every len/12-th file in name
+order, each cropped to fill 16:9, one per 5 s shot; e.g. github:EliSchwartz/imagenet-sample-images), where labels
+name things: there, a confident whole frame spares its crop (`analysis.labels.crop_below`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -190,55 +195,101 @@ def search(model_path: Path) -> None:
         index.close()
 
 
-def cost(model_path: Path, clip: Path, rounds: int, crops: str) -> None:
+def cost(model_path: Path, clip: Path, rounds: int, crops: str, compare_gate: bool = False) -> None:
     from video_ai.adapters.frame_source import PyAVFrameSource
     from video_ai.adapters.http_fetch import HttpVideoFetcher
     from video_ai.adapters.local_jobs import InMemoryJobRepository
     from video_ai.adapters.onnx_embedder import OnnxEmbedder
     from video_ai.adapters.qdrant_edge_index import QdrantEdgeIndex
     from video_ai.analyzers import AnalyzerContext, AnalyzerSet
+    from video_ai.analyzers import labels as labels_module
     from video_ai.domain.models import Job, Source
     from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
     from video_ai.settings import LabelSettings, LimitsSettings, ModelSettings, NetworkSettings, SamplingSettings
 
+    runs: list[tuple[int, int]] = []  # (model runs, crops spared) of each labelled round
+    finish = labels_module.LabelRun.finish
+
+    def counted(self: Any, shots: Any) -> Any:
+        out = finish(self, shots)  # labels the last pending frames
+        runs.append((self.model_runs, self.crops_skipped))
+        return out
+
+    labels_module.LabelRun.finish = counted  # type: ignore[method-assign]
     embedder = OnnxEmbedder(ModelSettings(), model_path)
     embedder.embed([np.zeros((224, 224, 3), np.uint8)])  # load the session outside the rounds
+    # name -> (features, label settings): the baseline, and labels with the crop gate (default) and without it.
+    variants: dict[str, tuple[list[str], LabelSettings]] = {
+        "visual": (["visual"], LabelSettings(crops=crops)),  # type: ignore[arg-type]
+        "+labels": (["visual", "labels"], LabelSettings(crops=crops)),  # type: ignore[arg-type]
+    }
+    if compare_gate:
+        variants["+labels nogate"] = (["visual", "labels"], LabelSettings(crops=crops, crop_below=1.0))  # type: ignore[arg-type]
     best: dict[str, tuple[float, float]] = {}
-    rounds_of: dict[str, list[tuple[float, float]]] = {"visual": [], "visual+labels": []}
-    stats: dict[str, str] = {}
+    rounds_of: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
-            for label, features in (("visual", ["visual"]), ("visual+labels", ["visual", "labels"])):
-                index = QdrantEdgeIndex(Path(tmp) / f"{label}-{r}")
+            for name, (features, settings) in variants.items():
+                job_id = f"{name.replace(' ', '-').replace('+', 'p')}-{r}"
+                index = QdrantEdgeIndex(Path(tmp) / job_id)
                 deps = AnalyzeDeps(
                     jobs=InMemoryJobRepository(),
                     fetcher=HttpVideoFetcher(NetworkSettings(), LimitsSettings(), allow_local_files=True),
                     frames=PyAVFrameSource(SamplingSettings(), LimitsSettings()), embedder=embedder, index=index,
                     notifier=None, workdir=Path(tmp) / "work",
-                    analyzers=AnalyzerSet(AnalyzerContext(embedder=embedder, index=index,
-                                                          labels=LabelSettings(crops=crops))),  # type: ignore[arg-type]
+                    analyzers=AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, labels=settings)),
                 )
-                deps.jobs.create(Job(job_id=f"{label}-{r}", tenant="t", source=Source(url=clip.resolve().as_uri()),
+                deps.jobs.create(Job(job_id=job_id, tenant="t", source=Source(url=clip.resolve().as_uri()),
                                      features=features))  # type: ignore[arg-type]
                 c0, w0 = cpu_s(), time.perf_counter()
-                job = analyze_video(f"{label}-{r}", deps).job
+                job = analyze_video(job_id, deps).job
                 wall, cpu = time.perf_counter() - w0, cpu_s() - c0
                 index.close()
                 assert job.status.value == "succeeded", job.error
-                rounds_of[label].append((cpu, wall))
-                old = best.get(label)
-                best[label] = (min(cpu, old[0]) if old else cpu, min(wall, old[1]) if old else wall)
-                stats[label] = ", ".join(f"{k} {v.count} in {v.seconds:.2f} s" for k, v in job.feature_stats.items())
-                print(f"round {r} {label:<14} cpu {cpu:6.2f} s  wall {wall:6.2f} s  ({stats[label]})", flush=True)
-    (vc, vw), (lc, lw) = best["visual"], best["visual+labels"]
-    print(f"\nbest of {rounds}: visual cpu {vc:.2f} s wall {vw:.2f} s; visual+labels cpu {lc:.2f} s wall {lw:.2f} s")
-    print(f"labels add {100 * (lc / vc - 1):+.1f}% CPU, {100 * (lw / vw - 1):+.1f}% wall (best of each)")
-    # Per-round ratio, then the median: the two runs of a round saw about the same load on a shared machine.
-    ratios = sorted((b[0] / a[0], b[1] / a[1]) for a, b in zip(rounds_of["visual"], rounds_of["visual+labels"],
-                                                                strict=True))
-    cpu_med = float(np.median([r[0] for r in ratios]))
-    wall_med = float(np.median([r[1] for r in ratios]))
-    print(f"per-round median: labels add {100 * (cpu_med - 1):+.1f}% CPU, {100 * (wall_med - 1):+.1f}% wall")
+                rounds_of[name].append((cpu, wall))
+                old = best.get(name)
+                best[name] = (min(cpu, old[0]) if old else cpu, min(wall, old[1]) if old else wall)
+                stats = ", ".join(f"{k} {v.count} in {v.seconds:.2f} s" for k, v in job.feature_stats.items())
+                spared = f", model runs {runs[-1][0]}, crops spared {runs[-1][1]}" if "labels" in features else ""
+                print(f"round {r} {name:<15} cpu {cpu:6.2f} s  wall {wall:6.2f} s  ({stats}{spared})", flush=True)
+    vc, vw = best["visual"]
+    print(f"\nbest of {rounds}: visual cpu {vc:.2f} s wall {vw:.2f} s")
+    for name in list(variants)[1:]:
+        lc, lw = best[name]
+        # Per-round ratio, then the median: the runs of a round saw about the same load on a shared machine.
+        ratios = [(b[0] / a[0], b[1] / a[1]) for a, b in zip(rounds_of["visual"], rounds_of[name], strict=True)]
+        cpu_med = float(np.median([q[0] for q in ratios]))
+        wall_med = float(np.median([q[1] for q in ratios]))
+        print(f"{name:<15} cpu {lc:.2f} s wall {lw:.2f} s: adds {100 * (lc / vc - 1):+.1f}% CPU, "
+              f"{100 * (lw / vw - 1):+.1f}% wall (best of each); per-round median {100 * (cpu_med - 1):+.1f}% CPU, "
+              f"{100 * (wall_med - 1):+.1f}% wall")
+
+
+def photo_clip(directory: Path, out: Path, shots: int = 12, shot_s: float = 5.0, fps: int = 30) -> Path:
+    import av
+    import cv2
+
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    chosen = files[:: max(1, len(files) // shots)][:shots]
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        stream.options = {"crf": "23", "g": "60"}
+        for path in chosen:
+            photo = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            h, w = photo.shape[:2]
+            if w / h > 16 / 9:
+                cw = round(h * 16 / 9)
+                photo = photo[:, (w - cw) // 2 : (w - cw) // 2 + cw]
+            else:
+                ch = round(w * 9 / 16)
+                photo = photo[(h - ch) // 2 : (h - ch) // 2 + ch]
+            picture = cv2.resize(photo, (1280, 720), interpolation=cv2.INTER_CUBIC)
+            for _ in range(round(shot_s * fps)):
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        container.mux(stream.encode(None))
+    print(f"photo clip: {', '.join(p.name for p in chosen)}")
+    return out
 
 
 def main() -> None:
@@ -249,6 +300,9 @@ def main() -> None:
     parser.add_argument("--clip", type=Path)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--crops", default="centre", choices=["centre", "three", "none"])
+    parser.add_argument("--photos", type=Path, metavar="DIR", help="--cost on a clip of 12 photographs of DIR")
+    parser.add_argument("--compare-gate", action="store_true",
+                        help="--cost also runs labels with crop_below=1 (every labelled frame's crop scored)")
     args = parser.parse_args()
     from video_ai.model import build_model
 
@@ -261,12 +315,14 @@ def main() -> None:
         quality(model_path)
     if args.cost or not args.quality:
         clip = args.clip or SHARED_CLIPS / "cuts_720p_60s.mp4"
-        if not clip.exists():
+        if args.photos:
+            clip = photo_clip(args.photos, work / "photos_60s.mp4")
+        elif not clip.exists():
             from video_ai.samples import make_clip
 
             clip = work / "cuts_60s.mp4"
             make_clip(clip, duration_s=60.0, fps=30.0, size=(1280, 720), shots=[5.0 * i for i in range(1, 12)])
-        cost(model_path, clip, args.rounds, args.crops)
+        cost(model_path, clip, args.rounds, args.crops, args.compare_gate)
 
 
 if __name__ == "__main__":
