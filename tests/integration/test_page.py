@@ -1,9 +1,11 @@
 """The page at /ui in a real browser (Debian's chromium driven by Playwright) against `video-ai serve`.
 
 Signs in, submits a generated clip, watches it succeed, opens it, clicks a shot and reads the player's clock, runs a
-text search and opens a hit; checks that the API key never appears in a request URL, that a wrong key is refused on
-the sign-in screen and that another tenant's job is "not found". CI installs chromium (scripts/test.sh); elsewhere the
-module is skipped without it. Screenshots go to $VIDEO_AI_SCREENSHOTS (default: the test's temporary directory).
+text search and opens a hit; on a clip with words on screen over a real speech recording, clicks transcript and
+on-screen text lines and finds both by search; checks that the API key never appears in a request URL, that a wrong
+key is refused on the sign-in screen and that another tenant's job is "not found". CI installs chromium
+(scripts/test.sh); elsewhere the module is skipped without it. Screenshots go to $VIDEO_AI_SCREENSHOTS (default: the
+test's temporary directory).
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
+from fractions import Fraction
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import av
 import boto3
 import httpx
+import numpy as np
 import pytest
 from botocore.config import Config
 
@@ -466,57 +471,106 @@ def test_a_long_transcript_and_paged_on_screen_text_stay_light_and_follow_the_pl
 
 
 WRITTEN = ["Quarterly results 2026", "Hello world"]
+SPEECH_START_S = 0.5
+
+
+def _with_speech(video: Path, speech: np.ndarray, rate: int, start_s: float, out: Path) -> None:
+    """`video`'s H.264 packets as they are, and `speech` (mono float samples) as an AAC track from `start_s`."""
+    with av.open(str(video)) as source, av.open(str(out), "w") as muxed:
+        picture = muxed.add_stream_from_template(source.streams.video[0])
+        sound = muxed.add_stream("aac", rate=rate, layout="mono")
+        assert isinstance(sound, av.AudioStream)
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = picture
+                muxed.mux(packet)
+        block = sound.codec_context.frame_size or 1024
+        first = round(start_s * rate)
+        for i in range(0, len(speech), block):
+            piece = np.pad(speech[i : i + block], (0, max(0, block - len(speech[i : i + block]))))
+            frame = av.AudioFrame.from_ndarray(piece[None, :].astype(np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, first + i, Fraction(1, rate)
+            muxed.mux(sound.encode(frame))
+        muxed.mux(sound.encode(None))
 
 
 @pytest.fixture(scope="module")
 def words_clip_url(clip_url: str, workdir: Path) -> str:
-    """A clip with words on screen (drawn by text_samples), served beside the plain clip."""
+    """Words on screen (drawn by text_samples) over a real speech recording (tests/fixtures/speech/NOTICE.md) from
+    0.5 s: 12 s, served beside the plain clip."""
+    from tests.fixtures.speech_media import RATE, load
     from video_ai.text_samples import Caption, TextShot, make_text_clip
 
-    make_text_clip(workdir / "media" / "words.mp4", [
-        TextShot(3, [Caption(WRITTEN[0], 0.08, 0.1, 34)]),
-        TextShot(3, [Caption(WRITTEN[1], 0.45, 0.45, 30)], background="flat"),
+    silent = workdir / "words-silent.mp4"
+    make_text_clip(silent, [
+        TextShot(6, [Caption(WRITTEN[0], 0.08, 0.1, 34)]),
+        TextShot(6, [Caption(WRITTEN[1], 0.45, 0.45, 30)], background="flat"),
     ], size=(960, 540), fps=4)
+    _with_speech(silent, load(), RATE, SPEECH_START_S, workdir / "media" / "words.mp4")
     return clip_url.replace("clip.mp4", "words.mp4")
 
 
-def test_a_real_jobs_on_screen_text_lists_the_rendered_words_seeks_and_is_found(
+def test_a_real_jobs_transcript_and_on_screen_text_seek_the_player_and_are_found(
     stack: ServeProcess, page: Any, words_clip_url: str, shots_dir: Path
 ) -> None:
+    from tests.fixtures.speech_media import words
+
     api, key = stack.info["api"], stack.info["api_key"]
     with stack.client() as client:
-        job_id = client.post("/analyze", json={"video_url": words_clip_url, "features": ["visual", "ocr"]}
+        job_id = client.post("/analyze", json={"video_url": words_clip_url, "features": ["visual", "ocr", "speech"]}
                              ).json()["job_id"]
         job = wait_for(lambda: (j := client.get(f"/jobs/{job_id}").json())["status"] in ("succeeded", "failed") and j,
-                       timeout=120, what="the words job")
+                       timeout=180, what="the words job")
         assert job["status"] == "succeeded", job["error"]
         lines = client.get(f"/jobs/{job_id}/text").json()["items"]
+        segments = client.get(f"/jobs/{job_id}/transcript", params={"format": "json"}).json()["segments"]
+    assert [line["text"] for line in lines] == WRITTEN
+    assert {"fellow", "americans", "country"} <= set(words(" ".join(s["text"] for s in segments)))
     _sign_in(page, api, key)
     page.locator("#home").wait_for(state="visible")
     page.goto(f"{api}/ui/#/jobs/{job_id}")
     page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)
-    assert page.locator("#transcript-box").is_hidden()  # the job ran without speech
-    shown = page.locator("#ocr-text a")
-    assert [a.split(" ", 3)[-1] for a in shown.all_inner_texts()] == [line["text"] for line in lines]
-    assert [line["text"] for line in lines] == WRITTEN
     page.wait_for_function("() => document.querySelector('#player').readyState >= 1")
+
+    # On-screen text: exactly the drawn lines, as the API has them; a click seeks and outlines the line's box.
+    shown = page.locator("#ocr-text a")
+    assert [a.split(" ", 3)[-1] for a in shown.all_inner_texts()] == WRITTEN
     shown.nth(1).click()
     page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1",
                            arg=lines[1]["start_s"])
     page.locator("#ocr-boxes .ocr-box").wait_for()
+
+    # Transcript: the API's segments, each a link; a click seeks the player to the line's start and marks the line.
+    said = page.locator("#transcript a")
+    assert [a.split(" ", 1)[1] for a in said.all_inner_texts()] == [s["text"].strip() for s in segments]
+    said.first.click()
+    page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1",
+                           arg=segments[0]["start_s"])
+    assert segments[0]["start_s"] >= SPEECH_START_S - 0.1  # on the video's clock: the speech starts 0.5 s in
+    assert page.locator("#transcript li.current").count() == 1
+    page.wait_for_function("() => !document.querySelector('#player').seeking")
     page.screenshot(path=str(shots_dir / "job-words.png"), full_page=True)
 
-    # A search for written words finds the line; the hit shows the words it matched and opens the job at its start.
-    page.fill("#search-text", "quarterly results")
-    page.click("#search-form button[type=submit]")
-    hit = page.locator(f'#hits a[data-job="{job_id}"][data-kind="ocr"]').first
-    hit.wait_for()
-    assert "written" in hit.inner_text() and hit.locator("mark").all_inner_texts() == ["Quarterly", "results"]
-    assert "matched" in hit.locator(".matched").inner_text()
-    start = float(hit.get_attribute("data-start") or "nan")
-    assert start == pytest.approx(lines[0]["start_s"])
-    hit.click()
-    page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)
-    page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1", arg=start)
-    assert page.locator("#ocr-text a.current").first.inner_text().endswith(WRITTEN[0])
+    # Searches for written and for spoken words find their moments; a hit shows the words it matched and opens the
+    # job at its start, with its line marked.
+    for query, kind, marked, line_start, box in (
+            ("quarterly results", "ocr", ["Quarterly", "results"], lines[0]["start_s"], "#ocr-text a.current"),
+            ("fellow americans", "speech", None, None, "#transcript li.current")):
+        page.fill("#search-text", query)
+        page.click("#search-form button[type=submit]")
+        hit = page.locator(f'#hits a[data-job="{job_id}"][data-kind="{kind}"]').first
+        hit.wait_for()
+        if marked is not None:
+            assert hit.locator("mark").all_inner_texts() == marked
+        assert {w.lower() for w in hit.locator("mark").all_inner_texts()} >= set(query.split())
+        assert "matched" in hit.locator(".matched").inner_text()
+        start = float(hit.get_attribute("data-start") or "nan")
+        if line_start is not None:
+            assert start == pytest.approx(line_start)
+        if kind == "speech":
+            page.screenshot(path=str(shots_dir / "search-words.png"))
+        hit.click()
+        page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)
+        page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1", arg=start)
+        page.locator(box).first.wait_for()
     assert not [u for u in page.urls if key in u]
