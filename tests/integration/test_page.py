@@ -516,18 +516,26 @@ def test_a_real_jobs_transcript_and_on_screen_text_seek_the_player_and_are_found
     from tests.fixtures.speech_media import words
 
     api, key = stack.info["api"], stack.info["api_key"]
+    # Submitted from the page, with the speech and on-screen text boxes ticked and labels not.
+    _sign_in(page, api, key)
+    page.locator("#home").wait_for(state="visible")
+    page.fill("#submit-source", words_clip_url)
+    page.uncheck("input[name=feature][value=labels]")
+    page.check("input[name=feature][value=speech]")
+    page.check("input[name=feature][value=ocr]")
+    page.click("#submit-form button[type=submit]")
+    link = page.locator("#submit-result a")
+    link.wait_for()
+    job_id = link.inner_text()
     with stack.client() as client:
-        job_id = client.post("/analyze", json={"video_url": words_clip_url, "features": ["visual", "ocr", "speech"]}
-                             ).json()["job_id"]
         job = wait_for(lambda: (j := client.get(f"/jobs/{job_id}").json())["status"] in ("succeeded", "failed") and j,
                        timeout=180, what="the words job")
         assert job["status"] == "succeeded", job["error"]
+        assert job["features"] == ["visual", "speech", "ocr"]
         lines = client.get(f"/jobs/{job_id}/text").json()["items"]
         segments = client.get(f"/jobs/{job_id}/transcript", params={"format": "json"}).json()["segments"]
     assert [line["text"] for line in lines] == WRITTEN
     assert {"fellow", "americans", "country"} <= set(words(" ".join(s["text"] for s in segments)))
-    _sign_in(page, api, key)
-    page.locator("#home").wait_for(state="visible")
     page.goto(f"{api}/ui/#/jobs/{job_id}")
     page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)
     page.wait_for_function("() => document.querySelector('#player').readyState >= 1")
