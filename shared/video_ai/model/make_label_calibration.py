@@ -3,7 +3,7 @@
     fetch github:VeriSilicon/acuity-dataset (commit aded2e9f22cd8fe0745aa57356c68cb95457aad9), then
     git -C <its git dir> archive aded2e9f ILSVRC2012_VAL_SET | tar -x -C /tmp/acuity
     python -m video_ai.model.make_label_calibration /tmp/acuity/ILSVRC2012_VAL_SET [--check] \
-        [--cross-check DIR_OF_wnid_name.JPEG]
+        [--cross-check DIR_OF_wnid_name.JPEG] [--int8]
 
 Inputs: 1,300 photographs of the ILSVRC2012 *validation* set (`ILSVRC2012_val_*.JPEG`, never seen in training; the
 repository has prescaled them to 227x227) with their class in `dataset.txt` (the standard ILSVRC2012 ground truth).
@@ -66,14 +66,16 @@ def views(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return square_crops(detail, "centre")[0], cv2.resize(detail, (224, 224), interpolation=cv2.INTER_AREA)
 
 
-def score(paths: list[Path]) -> list[np.ndarray]:
-    """(crop logits, whole logits) of the built-in fp32 model, one row per path."""
+def score(paths: list[Path], precision: str = "fp32") -> list[np.ndarray]:
+    """(crop logits, whole logits) of the built-in model (fp32, or int8 quantised as `ensure_model` does), one row
+    per path."""
     from video_ai.adapters.onnx_embedder import OnnxEmbedder
-    from video_ai.model import build_model
+    from video_ai.model import ensure_model
     from video_ai.settings import ModelSettings
 
     with tempfile.TemporaryDirectory() as tmp:
-        embedder = OnnxEmbedder(ModelSettings(threads=0), build_model(Path(tmp) / "lite0.onnx", include_logits=True))
+        settings = ModelSettings(threads=0, precision=precision, cache_dir=Path(tmp))
+        embedder = OnnxEmbedder(settings, ensure_model(settings, Path(tmp)))
         crops, wholes = [], []
         for start in range(0, len(paths), 64):
             pairs = [views(p) for p in paths[start : start + 64]]
@@ -153,8 +155,20 @@ def main() -> None:
     parser.add_argument("validation", type=Path, help="the ILSVRC2012_VAL_SET folder")
     parser.add_argument("--cross-check", type=Path, metavar="DIR")
     parser.add_argument("--check", action="store_true", help="recompute; exit 1 if the shipped file differs")
+    parser.add_argument("--int8", action="store_true",
+                        help="report only: the int8 model's own temperature, and its held-out figures with the "
+                        "shipped (fp32) one, which int8 uses too")
     args = parser.parse_args()
     paths, truth, digest = read_validation(args.validation)
+    if args.int8:
+        logits = score(paths, "int8")
+        fit = np.asarray([not held_out(p.name) for p in paths])
+        shipped = json.loads(OUT.read_text(encoding="utf-8"))["temperature"]
+        own = round(fit_temperature([v[fit] for v in logits], truth[fit]), 4)
+        report = {"int8_own_temperature": own, "held_out_with_shipped_temperature": reliability(
+            [v[~fit] for v in logits], truth[~fit], shipped)}
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
     logits = score(paths)
     fit = np.asarray([not held_out(p.name) for p in paths])
     temperature = round(fit_temperature([v[fit] for v in logits], truth[fit]), 4)
