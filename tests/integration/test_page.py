@@ -582,3 +582,23 @@ def test_a_real_jobs_transcript_and_on_screen_text_seek_the_player_and_are_found
         page.wait_for_function("t => Math.abs(document.querySelector('#player').currentTime - t) < 0.1", arg=start)
         page.locator(box).first.wait_for()
     assert not [u for u in page.urls if key in u]
+
+
+def test_a_job_with_speech_but_no_audio_says_why_its_transcript_is_empty(
+    stack: ServeProcess, page: Any, clip_url: str
+) -> None:
+    api, key = stack.info["api"], stack.info["api_key"]
+    with stack.client() as client:
+        answer = client.post("/analyze", json={"video_url": clip_url, "features": ["visual", "speech"]})
+        job_id = answer.json()["job_id"]
+        job = wait_for(lambda: (j := client.get(f"/jobs/{job_id}").json())["status"] in ("succeeded", "failed") and j,
+                       timeout=120, what="the job")
+        assert job["status"] == "succeeded", job["error"]
+        transcript = client.get(f"/jobs/{job_id}/transcript", params={"format": "json"}).json()
+    assert transcript["segments"] == [] and transcript["reason"]
+    _sign_in(page, api, key)
+    page.locator("#home").wait_for(state="visible")
+    page.goto(f"{api}/ui/#/jobs/{job_id}")
+    page.wait_for_function("id => document.body.dataset.jobReady === id", arg=job_id)
+    assert page.inner_text("#transcript-note") == transcript["reason"]
+    assert page.locator("#transcript li").count() == 0 and page.locator("#text-box").is_hidden()
