@@ -254,7 +254,7 @@ class LabelRun:
         crop_owners: list[int] = []
         for i, frame in enumerate(frames):
             if i in confident:
-                self.crops_skipped += 1
+                self.crops_skipped += mode != "none"
                 continue
             inputs = square_crops(frame.detail if frame.detail is not None else frame.image, mode)
             crops.extend(inputs)

@@ -96,6 +96,22 @@ def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int =
     return error
 
 
+def reliability_bins(probs: np.ndarray, truth: np.ndarray, bins: int = 5) -> list[dict[str, float]]:
+    """The reliability diagram as rows: per equal-width bin of top-1 confidence, how many, their mean confidence and
+    how many were right."""
+    confidence = probs.max(axis=1)
+    right = probs.argmax(axis=1) == truth
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    rows = []
+    for low, high in itertools.pairwise(edges):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            rows.append({"from": round(float(low), 2), "to": round(float(high), 2), "images": int(inside.sum()),
+                         "confidence": round(float(confidence[inside].mean()), 3),
+                         "accuracy": round(float(right[inside].mean()), 3)})
+    return rows
+
+
 def _golden_minimum(loss: Callable[[float], float], low: float, high: float, steps: int = 100) -> float:
     """The minimiser of a unimodal loss on [low, high] by golden-section search (to ~1e-6 relative after 100 steps)."""
     ratio = (5**0.5 - 1) / 2

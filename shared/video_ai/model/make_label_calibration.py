@@ -37,6 +37,7 @@ from video_ai.model.label_calibration import (
     fit_temperature,
     frame_probabilities,
     negative_log_likelihood,
+    reliability_bins,
 )
 
 OUT = Path(__file__).with_name(CALIBRATION_FILE)
@@ -98,6 +99,8 @@ def reliability(logits: list[np.ndarray], truth: np.ndarray, temperature: float)
         "nll_calibrated": round(nll_calibrated, 4),
         "mean_confidence_raw": round(float(raw.max(axis=1).mean()), 4),
         "mean_confidence_calibrated": round(float(calibrated.max(axis=1).mean()), 4),
+        "bins_raw": reliability_bins(raw, truth),
+        "bins_calibrated": reliability_bins(calibrated, truth),
     }
 
 
