@@ -256,6 +256,12 @@ def test_reuse_never_hands_back_results_computed_without_a_requested_feature(tmp
     again = analyze_video("again", deps).job
     assert again.reused_from == "labelled" and again.labels == labelled.labels
     assert again.frames_indexed == 10 and again.feature_stats["labels"].count == 2
+    # Labels made with another temperature (or before calibration), or other label settings, are not reused.
+    for name, settings in (("hotter", LabelSettings(crops="three", whole_frame=False, temperature=2.0)),
+                           ("wider", LabelSettings(crops="centre", whole_frame=False))):
+        other = _deps(tmp_path / name, settings, jobs=deps.jobs, index=deps.index)
+        _job(other, ["visual", "labels"], name)
+        assert analyze_video(name, other).job.reused_from is None
 
 
 def test_a_split_job_labels_its_segments_and_merges_them_on_the_whole_videos_shots(tmp_path: Path) -> None:

@@ -122,6 +122,8 @@ class LabelAnalyzer:
         self.temperature = self.settings.temperature or fitted or 1.0
         # A model of one's own with ImageNet logits has no fitted temperature: say so on its jobs.
         self.uncalibrated = self.settings.temperature is None and fitted is None
+        # Joins the content key: a job never reuses labels made with other settings or before calibration.
+        self.variant = f"labels={self.settings.model_dump_json(exclude={'temperature'})},T={self.temperature}"
 
     def names(self) -> tuple[str, ...]:
         if self._names is None:

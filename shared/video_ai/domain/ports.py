@@ -223,7 +223,9 @@ class ListeningRun(AnalyzerRun, Protocol):
 
 class Analyzer(Protocol):
     """One feature (DESIGN §1): an adapter behind this port, chosen per job, loaded lazily, timed and counted by the
-    orchestrator. `analyze_video` calls every analyzer of a job alike and never names one."""
+    orchestrator. `analyze_video` calls every analyzer of a job alike and never names one. An analyzer may also have
+    a `variant` string naming what else decides its results (its settings, a calibration): it joins the job's content
+    key, so content-hash reuse never hands back results made otherwise."""
 
     @property
     def feature(self) -> str: ...

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -495,7 +495,8 @@ def _run(
     analyzers = deps.analyzers_for(job)
     fetched = _fetch(job, deps, workdir, timings)
     model = deps.embedder.info
-    key = content_key(job, fetched.sha256, model)
+    # An analyzer's `variant` (optional) names what else decides its results, e.g. its settings.
+    key = content_key(job, fetched.sha256, model, [str(getattr(a, "variant", "")) for a in analyzers])
     previous = deps.jobs.find_by_content(key)
     if previous is not None and previous.job_id != job.job_id and previous.tenant == job.tenant:
         return _reuse(job, previous, deps, analyzers, key, fetched.sha256, timings, started)
@@ -787,15 +788,17 @@ def _seconds_since(timestamp: str | None) -> float:
     return max(0.0, (datetime.now(UTC) - began).total_seconds())
 
 
-def content_key(job: Job, sha256: str, model: ModelInfo) -> str:
-    """Same tenant, same bytes, same sampling, same model, same features: the same results. Reuse needs all five to
-    match, so a job asking for labels never gets a result computed without them (a frames-only job keeps the key it
-    had before features existed)."""
+def content_key(job: Job, sha256: str, model: ModelInfo, variants: Sequence[str] = ()) -> str:
+    """Same tenant, same bytes, same sampling, same model, same features, same analyzer variants: the same results.
+    Reuse needs all six to match, so a job asking for labels never gets a result computed without them, nor labels
+    made with other settings (a frames-only job keeps the key it had before features existed)."""
     s = job.sampling
     raw = f"{job.tenant}|{sha256}|{s.mode}|{s.fps}|{s.max_frames}|{model.name}|{model.version}|{model.dim}"
     features = sorted(set(job.features))
     if features != ["visual"]:
         raw += "|features=" + ",".join(features)
+    for variant in sorted(v for v in variants if v):
+        raw += "|" + variant
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
