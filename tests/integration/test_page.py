@@ -534,6 +534,7 @@ def test_a_real_jobs_transcript_and_on_screen_text_seek_the_player_and_are_found
         assert job["features"] == ["visual", "speech", "ocr"]
         lines = client.get(f"/jobs/{job_id}/text").json()["items"]
         segments = client.get(f"/jobs/{job_id}/transcript", params={"format": "json"}).json()["segments"]
+        frames = client.get(f"/jobs/{job_id}/frames").json()["items"]
     assert [line["text"] for line in lines] == WRITTEN
     assert {"fellow", "americans", "country"} <= set(words(" ".join(s["text"] for s in segments)))
     page.goto(f"{api}/ui/#/jobs/{job_id}")
@@ -575,6 +576,12 @@ def test_a_real_jobs_transcript_and_on_screen_text_seek_the_player_and_are_found
         start = float(hit.get_attribute("data-start") or "nan")
         if line_start is not None:
             assert start == pytest.approx(line_start)
+        # Its picture: the sampled frame at (or just before) the moment, fetched as for frame hits.
+        thumb = hit.locator("img.thumb")
+        page.wait_for_function("img => img.dataset.state === 'loaded' && img.naturalWidth > 0",
+                               arg=thumb.element_handle())
+        assert int(thumb.get_attribute("data-frame") or "-1") == max(
+            f["index"] for f in frames if f["pts_s"] <= start + 1e-6)
         if kind == "speech":
             page.screenshot(path=str(shots_dir / "search-words.png"))
         hit.click()

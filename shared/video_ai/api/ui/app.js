@@ -242,12 +242,27 @@ function revokeThumbnails() {
   if (observer) observer.disconnect();
 }
 
+// Moment hits (words) name a time, not a sampled frame: their picture is the job's sampled frame at or before the
+// moment's representative time, from the job's frame list (fetched once per job per search, 1,000 frames a request).
+let framesByJob = new Map();
+
+function framesOf(job) {
+  if (!framesByJob.has(job)) framesByJob.set(job, allPages(`/jobs/${encodeURIComponent(job)}/frames?limit=1000`, 20000));
+  return framesByJob.get(job);
+}
+
 async function loadThumbnail(img) {
-  const index = img.dataset.frame;
-  if (index === undefined || img.dataset.state) return;
+  if ((img.dataset.frame === undefined && img.dataset.pts === undefined) || img.dataset.state) return;
   img.dataset.state = "loading";
   try {
     const job = img.dataset.job || current.job.job_id;
+    let index = img.dataset.frame;
+    if (index === undefined) {
+      const frames = await framesOf(job);
+      if (!frames.length) throw new Error("no frames");
+      index = String(frames[Math.max(0, lastAtOrBefore(frames, Number(img.dataset.pts), "pts_s"))].index);
+      img.dataset.frame = index;
+    }
     const response = await call(`/jobs/${encodeURIComponent(job)}/frames/${index}/thumbnail`,
       { raw: true, cache: "default" });
     const url = URL.createObjectURL(await response.blob());
@@ -370,14 +385,14 @@ function markPlaying() { markAt($("#player").currentTime); }
 
 // ---- transcript and on-screen text (features speech, ocr): shown only for jobs that asked for them
 
-// The last segment starting at or before t (segments are in time order), or -1: a binary search, so the playhead's
+// The last item whose `key` time is at or before t (items in time order), or -1: a binary search, so the playhead's
 // 4 Hz timeupdate costs log(n) on a 2 h transcript.
-export function lineAt(segments, t) {
-  let [lo, hi] = [0, segments.length - 1];
+export function lastAtOrBefore(items, t, key = "start_s") {
+  let [lo, hi] = [0, items.length - 1];
   let found = -1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
-    if (segments[mid].start_s <= t) { found = mid; lo = mid + 1; } else hi = mid - 1;
+    if (items[mid][key] <= t) { found = mid; lo = mid + 1; } else hi = mid - 1;
   }
   return found;
 }
@@ -429,7 +444,7 @@ function renderTranscript(upTo = 0) {
 function markTranscript(t) {
   const words = current.transcript;
   if (!words || !words.segments.length) return;
-  let line = lineAt(words.segments, t);
+  let line = lastAtOrBefore(words.segments, t);
   if (line >= 0 && t >= words.segments[line].end_s) line = -1; // a pause between lines
   if (line === words.marked) return;
   const box = $("#transcript");
@@ -609,13 +624,10 @@ function hitItem(hit) {
   // Moment hits (text) carry kind, text and start_s; frame hits (image, more like this) carry index and pts_s.
   const start = hit.start_s ?? hit.pts_s;
   const img = el("img", { class: "thumb", alt: "" });
-  if (hit.index !== undefined && hit.index !== null) {
-    img.dataset.job = hit.job_id;
-    img.dataset.frame = String(hit.index);
-    observer.observe(img);
-  } else {
-    img.dataset.state = "missing";
-  }
+  img.dataset.job = hit.job_id;
+  if (hit.index !== undefined && hit.index !== null) img.dataset.frame = String(hit.index);
+  else img.dataset.pts = String(hit.pts_s);
+  observer.observe(img);
   const what = hit.kind ? [` ${KINDS[hit.kind] || hit.kind} · `, el("q", { class: "said" }, highlighted(hit.text, hit.matched)),
     hit.matched && hit.matched.length ? el("span", { class: "matched" }, ` · matched ${hit.matched.join(", ")}`) : null]
     : [` frame ${hit.index} · shot ${hit.shot}`];
@@ -629,6 +641,7 @@ async function search(body, what) {
   show("results");
   revokeThumbnails();
   observer = thumbnailObserver();
+  framesByJob = new Map();
   $("#hits").replaceChildren();
   $("#results-note").textContent = "Searching…";
   try {
