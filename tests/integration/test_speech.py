@@ -71,9 +71,10 @@ def _deps(tmp_path: Path, moments: MomentStore | None = None, embedder: Embedder
         segment_queue=queue, segment_s=segment_s)
 
 
-def _run(deps: AnalyzeDeps, path: Path, features: list[str], job_id: str = "job") -> tuple[Job, Transcript | None]:
+def _run(deps: AnalyzeDeps, path: Path, features: list[str], job_id: str = "job",
+         language: str | None = None) -> tuple[Job, Transcript | None]:
     deps.jobs.create(Job(job_id=job_id, tenant="t", source=Source(url=path.resolve().as_uri()),
-                         features=features))  # type: ignore[arg-type]
+                         features=features, language=language))  # type: ignore[arg-type]
     job = analyze_video(job_id, deps).job
     return job, _transcript(deps, job_id)
 
@@ -178,6 +179,21 @@ def test_speech_in_no_language_the_model_knows_ends_in_time(tmp_path: Path, jfk:
     assert job.status is JobStatus.SUCCEEDED and transcript is not None and transcript.model == model
     assert transcript.language is None or len(transcript.language) in (2, 3)
     assert all(0 <= s.start_s <= s.end_s < 11.1 for s in transcript.segments)
+
+
+@pytest.mark.parametrize(("model", "asked", "warning", "heard"), [
+    ("tiny.en", "fr", "speech: the job's language 'fr' is not one the tiny.en model speaks; transcribed as English",
+     "en"),
+    ("base", "xx", "speech: the job's language 'xx' is not one Whisper knows; detected instead", "en"),
+    ("base", "en", None, "en"),
+])
+def test_the_jobs_language_is_used_when_the_model_knows_it(tmp_path: Path, media: Path, model: str, asked: str,
+                                                            warning: str | None, heard: str) -> None:
+    deps = _deps(tmp_path, speech=SpeechSettings(model=model))  # type: ignore[arg-type]
+    job, transcript = _run(deps, media / "speech.m4a", ["speech"], language=asked)
+    assert job.status is JobStatus.SUCCEEDED and transcript is not None
+    assert [w for w in job.warnings if w.startswith("speech:")] == ([warning] if warning else [])
+    assert transcript.language == heard and _words(transcript) == REFERENCE
 
 
 @pytest.mark.parametrize("segment_s", [4.0, 3.3])

@@ -86,3 +86,15 @@ def test_an_empty_transcript_says_why(client: TestClient, ctx: ApiContext, featu
     body = client.get("/jobs/j2/transcript", headers=A).json()
     assert body["segments"] == [] and body["reason"] == reason
     assert client.get("/jobs/j2/transcript?format=vtt", headers=A).text.startswith("WEBVTT")
+
+
+def test_a_job_may_name_the_language_spoken(client: TestClient, ctx: ApiContext) -> None:
+    body = {"video_url": "https://example.com/v.mp4", "features": ["visual", "speech"], "language": "fr"}
+    accepted = client.post("/analyze", json=body, headers=A)
+    assert accepted.status_code == 202, accepted.text
+    job = ctx.jobs.get(accepted.json()["job_id"])
+    assert job is not None and job.language == "fr"
+    assert client.get(f"/jobs/{job.job_id}", headers=A).json()["language"] == "fr"
+    for bad in ("French", "FR", "", 7):
+        refused = client.post("/analyze", json={**body, "language": bad}, headers=A)
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == "language"

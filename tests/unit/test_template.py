@@ -525,6 +525,20 @@ def test_worker_dockerfile_installs_shared_and_bakes_the_model() -> None:
     assert "*" in ignore and {"!pyproject.toml", "!shared/video_ai/", "!functions/worker/*.py"} <= set(ignore)
 
 
+def test_the_worker_image_carries_the_pinned_speech_models_and_the_api_layer_does_not() -> None:
+    from video_ai.adapters.whisper_transcriber import WEIGHTS
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    worker = _extras_installed(pyproject, {"worker"})
+    pinned = {pin for weights in WEIGHTS.values() for pin in weights.source.split(" + ")}
+    assert pinned <= {line.strip() for line in worker}  # exactly the versions whose sha256 the code checks
+    assert "faster-whisper" in _requirement_names(worker)
+    layer = _requirement_names((ROOT / "layers/shared/requirements.txt").read_text().splitlines())
+    assert not layer & ({"faster-whisper", "ctranslate2"} | {pin.split("==")[0] for pin in pinned})
+    dockerfile = (ROOT / "functions/worker/Dockerfile").read_text()
+    assert "weight_files(w) for w in WEIGHTS.values()" in dockerfile and "SileroVad().session()" in dockerfile
+
+
 def test_search_routes_run_on_the_worker_image(resources: dict[str, Any]) -> None:
     search = resources["SearchFunction"]
     worker = resources["WorkerFunction"]

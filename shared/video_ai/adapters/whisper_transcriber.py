@@ -149,12 +149,12 @@ class WhisperTranscriber:
             self._model = _load(self.weights, self.threads, self.compute_type)
 
     def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcribed:
-        """`language`: the job's (or one detected earlier in the job); None: detect on this audio."""
+        """`language`: the job's (or one detected earlier in the job); None: the configured one, else detect."""
         self.load()
         assert self._model is not None
         segments, info = self._model.transcribe(
             audio.astype(np.float32, copy=False),
-            language=self.language or language,
+            language=language or self.language,
             beam_size=self.beam_size,
             word_timestamps=True,
             vad_filter=False,  # done before, on the stream

@@ -20,7 +20,6 @@ import bisect
 import json
 import logging
 import threading
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -81,6 +80,8 @@ class SpeechAnalyzer:
             language=self.settings.language)
         self.vad = vad or SileroVad()
         self.vad_options = VadOptions(threshold=self.settings.vad_threshold, min_silence_s=self.settings.min_silence_s)
+        # Joins the content-hash reuse key: a transcript made with another model or settings is not this one's.
+        self.variant = f"speech={self.settings.model_dump_json(exclude={'threads'})}"
 
     def start(self, job: Job) -> SpeechRun:
         self.transcriber.load()  # a missing or altered model fails the job here (ConfigError), before the pass
@@ -171,6 +172,9 @@ class _Tape:
     def start(self) -> float:
         return self.chunks[0].start_s if self.chunks else 0.0
 
+    def seconds(self) -> float:
+        return sum(len(c.samples) for c in self.chunks) / AUDIO_RATE
+
     def cut(self, start: float, end: float) -> np.ndarray:
         """Samples of [start, end); silence where no chunk has audio."""
         out = np.zeros(max(0, round((end - start) * AUDIO_RATE)), np.float32)
@@ -213,15 +217,33 @@ class SpeechRun:
         self.segments: list[TranscriptSegment] = []
         self.warnings: list[str] = []
         self.reason: str | None = None
-        self.language: str | None = analyzer.transcriber.language
+        # The job's language, else the configured one (tiny.en: English), else detected on the first speech.
+        self.language: str | None = self._asked(job) or analyzer.transcriber.language
         self.language_probability: float | None = None
-        self._languages: Counter[str] = Counter()
         self._span: tuple[float, float | None] = (0.0, None)
         self._heard = False
         self.speech_s = 0.0
         self.audio_s = 0.0
         self.whisper_calls = 0
+        self.held_s = 0.0  # the most audio held at once (seconds): bounded by a region and a chunk, not the track
         self._lock = threading.Lock()
+
+    def _asked(self, job: Job) -> str | None:
+        """The job's language when the model knows it; an English-only model hears English whatever was asked."""
+        from video_ai.adapters.whisper_transcriber import supported_languages
+
+        asked = job.language
+        if asked is None:
+            return None
+        transcriber = self._analyzer.transcriber
+        if transcriber.weights.english_only and asked != "en":
+            self.warnings.append(f"speech: the job's language {asked!r} is not one the {transcriber.name} model "
+                                 "speaks; transcribed as English")
+            return None
+        if asked not in supported_languages():
+            self.warnings.append(f"speech: the job's language {asked!r} is not one Whisper knows; detected instead")
+            return None
+        return asked
 
     def add(self, frames: Sequence[SampledFrame]) -> None:
         return None
@@ -248,11 +270,9 @@ class SpeechRun:
                 return
             self._hear(reader.chunks(), audio.stop)
             self.warnings.extend(f"speech: {w}" for w in reader.warnings)
-        except VideoAIError as err:
-            self._problem(f"the audio could not be decoded: {err.message}")
-        except Exception as err:
-            logger.warning("audio pass failed", exc_info=True, extra={"job_id": self._job.job_id})
-            self._problem(f"the audio could not be decoded: {type(err).__name__}: {str(err)[:200]}")
+        except Exception as err:  # the model failing on some audio: a warning, the frames still make the job
+            logger.warning("speech failed", exc_info=True, extra={"job_id": self._job.job_id})
+            self._problem(f"the speech could not be transcribed: {type(err).__name__}: {str(err)[:200]}")
         finally:
             reader.close()
 
@@ -261,27 +281,39 @@ class SpeechRun:
         self.warnings.append(f"speech: {message}" + ("" if not self.segments else " (the transcript stops there)"))
 
     def _hear(self, chunks: Iterable[AudioChunk], stop: threading.Event) -> None:
+        """VAD as the chunks come, Whisper per batch; a track that breaks off keeps what was heard before."""
         analyzer = self._analyzer
         stream = analyzer.vad.stream(analyzer.vad_options)
         pad = analyzer.vad_options.pad_s
         tape = _Tape()
         batch = _Batch()
         last_end = 0.0  # where the previous region's audio ended (padding never overlaps it)
-        for chunk in chunks:
-            if stop.is_set():
-                return
-            tape.append(chunk)
-            self.audio_s += len(chunk.samples) / AUDIO_RATE
-            for start, end, cut_short in stream.feed(chunk.start_s, chunk.samples):
-                batch, last_end = self._region(tape, batch, start, end, last_end, cut_short, pad)
-            keep = stream.open_since if stream.open_since is not None else chunk.start_s
-            tape.forget_before(min(keep, last_end) - pad - 1.0)
+        broken: str | None = None
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                tape.append(chunk)
+                self.audio_s += len(chunk.samples) / AUDIO_RATE
+                for start, end, cut_short in stream.feed(chunk.start_s, chunk.samples):
+                    batch, last_end = self._region(tape, batch, start, end, last_end, cut_short, pad)
+                # Keep the audio an open region (or the next one) may still need, with its padding: no more.
+                keep = stream.open_since if stream.open_since is not None else chunk.start_s
+                tape.forget_before(keep - pad - 1.0)
+                self.held_s = max(self.held_s, tape.seconds())
+        except VideoAIError as err:
+            broken = f"the audio could not be decoded: {err.message}"
+        except Exception as err:  # a decoder or a ranged read failing mid-track: the frames still make the job
+            logger.warning("audio pass broke off", exc_info=True, extra={"job_id": self._job.job_id})
+            broken = f"the audio could not be decoded: {type(err).__name__}: {str(err)[:200]}"
         for start, end, cut_short in stream.finish():
             batch, last_end = self._region(tape, batch, start, end, last_end, cut_short, pad)
         if batch.parts and not stop.is_set():
             self._transcribe(batch)
         self.speech_s = stream.speech_s
-        if not self.segments and self.reason is None:
+        if broken is not None:
+            self._problem(broken)
+        elif not self.segments and self.reason is None:
             self.reason = "no speech was found"
 
     def _region(self, tape: _Tape, batch: _Batch, start: float, end: float, last_end: float,
@@ -296,15 +328,14 @@ class SpeechRun:
 
     def _transcribe(self, batch: _Batch) -> None:
         audio = np.concatenate(batch.parts)
+        detecting = self.language is None
         result: Transcribed = self._analyzer.transcriber.transcribe(audio, self.language)
         self.whisper_calls += 1
-        if result.language and self._analyzer.transcriber.language is None:
+        if detecting and result.segments and result.language:
             # Detected on the first batch with speech, then kept: one job, one language (a batch is two minutes).
-            self._languages[result.language] += 1
-            if self.language is None and result.segments:
-                self.language = result.language
-                self.language_probability = result.language_probability
-        elif result.language:
+            self.language = result.language
+            self.language_probability = result.language_probability
+        elif not detecting and self.language_probability is None:
             self.language_probability = result.language_probability
         for seg in result.segments:
             words = [TranscriptWord(start_s=batch.clock(w.start_s), end_s=batch.clock(w.end_s, end=True), text=w.text,

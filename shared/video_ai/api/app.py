@@ -408,6 +408,7 @@ def create_app(ctx: ApiContext, *, prometheus: bool = True, index_routes: bool =
             tags=_check_tags(body.tags, ctx.settings.api.max_tags),
             idempotency_key=_check_idempotency_key(idempotency_key),
             features=list(body.features or ctx.settings.analysis.features),
+            language=body.language,
         )
         submitted = submit_job(command, SubmitDeps(jobs=ctx.jobs, queue=ctx.queue, guard=ctx.guard,
                                                    metrics=ctx.metrics))

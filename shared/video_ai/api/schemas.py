@@ -62,6 +62,11 @@ class AnalyzeRequest(_Body):
         default=None, min_length=1, max_length=4,
         description="what to find: visual (frame vectors), labels (ImageNet classes per shot); default from config",
     )
+    language: str | None = Field(
+        default=None, pattern=r"^[a-z]{2,3}$",
+        description="speech: the ISO 639-1 code of the language spoken (e.g. fr); default: detected (an English-only "
+        "speech model always hears English)",
+    )
 
     @field_validator("features", mode="after")
     @classmethod

@@ -276,6 +276,8 @@ class Job(_Model):
     reused_from: str | None = None
     # Absent on records older than features: those jobs ran the frame embedder only.
     features: list[Feature] = Field(default_factory=lambda: list(DEFAULT_FEATURES))
+    # The language the job's speech is in (ISO 639-1, POST /analyze `language`); None: detected (the speech feature).
+    language: str | None = None
     feature_stats: dict[str, FeatureStats] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     segments_total: int = 0

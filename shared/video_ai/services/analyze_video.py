@@ -789,9 +789,10 @@ def _seconds_since(timestamp: str | None) -> float:
 
 
 def content_key(job: Job, sha256: str, model: ModelInfo, variants: Sequence[str] = ()) -> str:
-    """Same tenant, same bytes, same sampling, same model, same features, same analyzer variants: the same results.
-    Reuse needs all six to match, so a job asking for labels never gets a result computed without them, nor labels
-    made with other settings (a frames-only job keeps the key it had before features existed)."""
+    """Same tenant, same bytes, same sampling, same model, same features, same analyzer variants (and the speech
+    language, when the job names one): the same results. Reuse needs all to match, so a job asking for labels never
+    gets a result computed without them, nor labels made with other settings (a frames-only job keeps the key it had
+    before features existed)."""
     s = job.sampling
     raw = f"{job.tenant}|{sha256}|{s.mode}|{s.fps}|{s.max_frames}|{model.name}|{model.version}|{model.dim}"
     features = sorted(set(job.features))
@@ -799,6 +800,8 @@ def content_key(job: Job, sha256: str, model: ModelInfo, variants: Sequence[str]
         raw += "|features=" + ",".join(features)
     for variant in sorted(v for v in variants if v):
         raw += "|" + variant
+    if job.language is not None:
+        raw += f"|language={job.language}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
 

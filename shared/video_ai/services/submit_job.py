@@ -38,6 +38,7 @@ class SubmitJob:
     tags: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
     features: list[Feature] = field(default_factory=lambda: list(DEFAULT_FEATURES))
+    language: str | None = None
 
     def request_hash(self) -> str:
         body: dict[str, object] = {
@@ -48,6 +49,8 @@ class SubmitJob:
         }
         if list(self.features) != list(DEFAULT_FEATURES):
             body["features"] = sorted(set(self.features))
+        if self.language is not None:
+            body["language"] = self.language
         return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -84,6 +87,7 @@ def submit_job(command: SubmitJob, deps: SubmitDeps) -> Submitted:
         callback_url=command.callback_url,
         sampling=command.sampling,
         features=list(command.features),
+        language=command.language,
         request_hash=request_hash,
     )
     if command.idempotency_key is not None:
