@@ -15,7 +15,8 @@ is 224, its centre square crop and the whole image squashed to 224x224, each cla
 Split: a file whose name's sha256 starts with an even hex digit fits T, the rest (~half) is held out and reports ECE
 and NLL before and after. `--cross-check DIR` also reports them on another labelled set whose file names start with
 the WordNet id (e.g. github:EliSchwartz/imagenet-sample-images, one photograph per class at its own aspect ratio,
-which exercises the crop; it may hold training photographs). `--check` recomputes and fails if the file differs.
+which exercises the crop; it may hold training photographs), as they are and cut to 16:9 like a video frame.
+`--check` recomputes and fails if the file differs.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ SOURCE = {
 }
 
 
-def views(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The analyzer's two inputs for a photograph: the centre square crop of its short-side-224 copy, and the whole."""
+def views(path: Path, wide: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The analyzer's two inputs for a photograph: the centre square crop of its short-side-224 copy, and the whole.
+    `wide`: first cut the photograph to 16:9 around its centre, as a video frame filled by it."""
     import cv2
 
     from video_ai.analyzers.labels import square_crops
@@ -62,12 +64,19 @@ def views(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise SystemExit(f"{path}: not an image")
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     h, w = rgb.shape[:2]
+    if wide and w / h > 16 / 9:
+        cut = round(h * 16 / 9)
+        rgb = rgb[:, (w - cut) // 2 : (w - cut) // 2 + cut]
+    elif wide:
+        cut = round(w * 9 / 16)
+        rgb = rgb[(h - cut) // 2 : (h - cut) // 2 + cut]
+    h, w = rgb.shape[:2]
     scale = 224 / min(h, w)
     detail = cv2.resize(rgb, (max(224, round(w * scale)), max(224, round(h * scale))), interpolation=cv2.INTER_AREA)
     return square_crops(detail, "centre")[0], cv2.resize(detail, (224, 224), interpolation=cv2.INTER_AREA)
 
 
-def score(paths: list[Path], precision: str = "fp32") -> list[np.ndarray]:
+def score(paths: list[Path], precision: str = "fp32", wide: bool = False) -> list[np.ndarray]:
     """(crop logits, whole logits) of the built-in model (fp32, or int8 quantised as `ensure_model` does), one row
     per path."""
     from video_ai.adapters.onnx_embedder import OnnxEmbedder
@@ -79,7 +88,7 @@ def score(paths: list[Path], precision: str = "fp32") -> list[np.ndarray]:
         embedder = OnnxEmbedder(settings, ensure_model(settings, Path(tmp)))
         crops, wholes = [], []
         for start in range(0, len(paths), 64):
-            pairs = [views(p) for p in paths[start : start + 64]]
+            pairs = [views(p, wide) for p in paths[start : start + 64]]
             crops.append(embedder.logits([c for c, _ in pairs]))
             wholes.append(embedder.logits([w for _, w in pairs]))
     return [np.concatenate(crops), np.concatenate(wholes)]
@@ -150,7 +159,9 @@ def cross_check(directory: Path, temperature: float) -> dict[str, Any]:
     paths = sorted(p for p in directory.iterdir() if p.name.split("_")[0] in index)
     truth = np.asarray([index[p.name.split("_")[0]] for p in paths])
     logits = score(paths)
-    return {**reliability(logits, truth, temperature), **crop_gate(logits, truth, temperature)}
+    wide = score(paths, wide=True)
+    return {**reliability(logits, truth, temperature), **crop_gate(logits, truth, temperature),
+            "as_16_9_frames": {**reliability(wide, truth, temperature), **crop_gate(wide, truth, temperature)}}
 
 
 def main() -> None:
