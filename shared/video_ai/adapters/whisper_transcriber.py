@@ -11,6 +11,7 @@ Why tiny.en is the default, and what base costs: BENCHMARKS.md "Speech".
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 from dataclasses import dataclass, field
@@ -116,6 +117,8 @@ def _load(weights: WhisperWeights, threads: int, compute_type: str) -> Any:
             except ImportError:
                 raise ConfigError("speech needs the package faster-whisper (pip install 'video-ai[worker]')",
                                   field="analysis") from None
+            # Its INFO line per call ("Processing audio with duration ...") is noise at one call per batch.
+            logging.getLogger("faster_whisper").setLevel(logging.WARNING)
             files = weight_files(weights)
             model = WhisperModel(f"whisper-{weights.name}", device="cpu", compute_type=compute_type,
                                  cpu_threads=threads, files=files)

@@ -60,7 +60,8 @@ class AnalyzeRequest(_Body):
     tags: dict[str, str] | None = Field(default=None, description="up to 20 short labels, echoed back")
     features: list[Feature] | None = Field(
         default=None, min_length=1, max_length=4,
-        description="what to find: visual (frame vectors), labels (ImageNet classes per shot); default from config",
+        description="what to find: visual (frame vectors), labels (ImageNet classes per shot), speech (a timed "
+        "transcript), ocr (on-screen text); default from config",
     )
     language: str | None = Field(
         default=None, pattern=r"^[a-z]{2,3}$",
