@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from tests.fakes import FakeEmbedder, FakeIndex, RecordingQueue
 from tests.fixtures.speech_media import JFK_TEXT, damage_audio, load, make_media, make_silence, words
 from video_ai.adapters.audio_source import PyAVAudioSource
+from video_ai.adapters.aws import AwsClients
 from video_ai.adapters.file_artifacts import FileArtifacts
 from video_ai.adapters.frame_source import PyAVFrameSource
 from video_ai.adapters.http_fetch import HttpVideoFetcher
@@ -22,7 +24,7 @@ from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.adapters.onnx_text_embedder import INFO, OnnxTextEmbedder
 from video_ai.adapters.qdrant_edge_moments import QdrantEdgeMoments
 from video_ai.analyzers import AnalyzerContext, AnalyzerSet, MomentStore
-from video_ai.domain.models import Job, JobStatus, Source
+from video_ai.domain.models import Job, JobStatus, S3Location, Source
 from video_ai.domain.ports import Embedder, VectorIndex
 from video_ai.domain.transcript import Transcript
 from video_ai.services.analyze_video import AUDIO_ONLY_WARNING, AnalyzeDeps, analyze_video
@@ -218,3 +220,32 @@ def test_a_split_job_keeps_each_word_once(tmp_path: Path, media: Path, segment_s
     expected = [w.start_s for s in unsplit.segments for w in s.words]
     assert max(abs(a - b) for a, b in zip(times, expected, strict=True)) < 0.5
     assert sorted(p.name for p in (tmp_path / "split" / "artifacts").iterdir()) == ["job"]  # no staging left
+
+
+def test_a_split_s3_job_hears_its_segments_through_ranged_reads(tmp_path: Path, media: Path,
+                                                                moto_clients: AwsClients) -> None:
+    """Deployed shape: the source in S3 (moto's server), each segment's frames and audio read by byte ranges pinned
+    to the ETag taken at the split (the audio pass opens its own ranged file), segments running at once."""
+    from video_ai.adapters.s3_range_file import S3RangedOpener
+    from video_ai.adapters.s3_store import S3VideoFetcher
+
+    clients = moto_clients
+    clients.s3.create_bucket(Bucket="speech-ranged-it")
+    clients.s3.put_object(Bucket="speech-ranged-it", Key="t/speech.mp4", Body=(media / "speech.mp4").read_bytes())
+    queue = RecordingQueue()
+    deps = _deps(tmp_path, segment_s=4.0, queue=queue)
+    deps.fetcher = HttpVideoFetcher(NetworkSettings(), LimitsSettings(),
+                                    s3_fetcher=S3VideoFetcher(clients, LimitsSettings().max_source_bytes))
+    deps.ranged = S3RangedOpener(clients)
+    deps.jobs.create(Job(job_id="job", tenant="t", source=Source(s3=S3Location(bucket="speech-ranged-it",
+                                                                                 key="t/speech.mp4")),
+                         features=["speech"]))
+    first = analyze_video("job", deps).job
+    assert first.segments_total == 4 and first.source_etag is not None
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda m: analyze_video("job", deps, segment=m["segment"]), queue.messages))
+    done = deps.jobs.get("job")
+    transcript = _transcript(deps, "job")
+    assert done is not None and done.status is JobStatus.SUCCEEDED and not done.warnings
+    assert transcript is not None and _words(transcript) == REFERENCE
+    assert all(r.get("bytes_fetched") for r in deps.jobs.segment_results("job").values())
