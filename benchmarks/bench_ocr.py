@@ -224,17 +224,19 @@ def accuracy(det_long_side: int) -> None:
                 lines = reader.read(luma)
                 for group in (f"font {font_name}", f"size {size}px", f"background {bg_name}", "all upright"):
                     score(group, truths, lines)
-                frames.append((shot, font, truths))
+                frames.append((shot, font, luma, truths))
     # A rotated source: a phone clip (coded 720x1280, rotate 90) of some of the frames, decoded upright.
     with tempfile.TemporaryDirectory() as tmp:
-        chosen = frames[:: max(1, len(frames) // 12)]
-        clip = make_text_clip(Path(tmp) / "rot.mp4", [shot for shot, _, _ in chosen], size=(1280, 720), fps=1,
+        pillow = [f for f in frames if f[1] is None]  # make_text_clip draws with one font: Pillow's
+        chosen = pillow[:: max(1, len(pillow) // 12)]
+        clip = make_text_clip(Path(tmp) / "rot.mp4", [shot for shot, _, _, _ in chosen], size=(1280, 720), fps=1,
                               rotation=90)
         reader_frames = list(PyAVFrameSource().open(clip.path, Sampling(), image_size=(224, 224),
                                                     luma_short_side=720))
-        for frame, (_, _, truths) in zip(reader_frames, chosen, strict=False):
+        for frame, (_, _, upright, truths) in zip(reader_frames, chosen, strict=False):
             assert frame.luma is not None
             score("rotated source (90, decoded upright)", truths, reader.read(frame.luma))
+            score("the same frames, rendered upright", truths, reader.read(upright))
     print("| group | characters | character accuracy |\n|---|---|---|")
     for group, (errors, chars) in totals.items():
         print(f"| {group} | {chars} | {100 * (1 - errors / chars):.1f}% |")

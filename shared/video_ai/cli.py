@@ -270,7 +270,8 @@ def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Samp
 
     jobs = FileJobRepository(settings.data_dir)
     index = composition.build_index(settings)
-    moment_index = composition.build_moment_index(settings) if "labels" in features else None
+    # Every feature that finds words (labels, speech, on-screen text) puts them in the text index.
+    moment_index = composition.build_moment_index(settings) if set(features) - {"visual"} else None
     # The same source with the same sampling is the same local job: a re-run replaces its frames, never adds copies.
     key: dict[str, Any] = {"source": source.model_dump(mode="json"), "sampling": sampling.model_dump(mode="json")}
     if features != ["visual"]:
@@ -649,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="stop after N sampled frames (default: sampling.max_frames in the config, none)")
     analyze.add_argument("--features", type=_features_arg, metavar="LIST",
                          help="what to find, comma-separated: visual (frame vectors), labels (ImageNet classes per "
-                         "shot); default from config: visual,labels")
+                         "shot), speech (transcript), ocr (on-screen text); default from config: visual,labels")
     analyze.add_argument("--json", action="store_true", help="print the job record, shots and frames as JSON")
     analyze.add_argument("--contact-sheet", metavar="PNG", help="write a grid of the sampled frames")
     with_config(analyze)

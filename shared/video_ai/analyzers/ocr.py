@@ -54,6 +54,10 @@ CELL_CHANGE = 0.10
 TEXT_CELLS_CHANGED = 0.25
 LOST_CELLS = 2
 NEW_CELLS = 4
+# A change within a shot is read in the band of rows around it (the detector's cost follows the pixels; lines elsewhere
+# are unchanged by the test's account): this many cells above and below, unless the band is most of the frame.
+REGION_MARGIN = 2
+REGION_MAX = 0.6
 # Most change of an edge's gradient between two samples for it to count as static (compression noise is less).
 STEADY = 12
 # A frame with fewer sharp-edge pixels than this share is blank (black, a fade, flat colour): nothing to read.
@@ -116,6 +120,8 @@ class TextChange:
         self._text_cells: np.ndarray | None = None
         self._shot: int | None = None
         self.edges: np.ndarray | None = None
+        # After a check within a shot: the band of rows (fractions) where the text changed; None: the whole frame.
+        self.region: tuple[float, float] | None = None
 
     def check(self, luma: np.ndarray, shot: int, first: bool) -> str | None:
         """Why this frame should be read ("shot", "changed", "appeared"), "blank" when it is blank at a shot start
@@ -134,6 +140,7 @@ class TextChange:
             static = edges
         self._previous, self._previous_shot = gradient, shot
         self.edges = edges
+        self.region = None
         if first or shot != self._shot or self._reference is None or self._reference.shape != edges.shape:
             return "blank" if edges.mean() < BLANK else "shot"
         assert self._reference_edges is not None and self._text_cells is not None and self._weak is not None
@@ -145,14 +152,26 @@ class TextChange:
             near = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
             lost = cell_share(self._reference_edges & ~near) >= CELL_CHANGE
             if int(lost[self._text_cells].sum()) >= max(LOST_CELLS, TEXT_CELLS_CHANGED * self._text_cells.sum()):
+                self._set_region(lost & self._text_cells)
                 return "changed"
             # New strokes where the lines are (a digit of a score or clock) need no run of cells.
             if int(appeared[self._text_cells].sum()) >= LOST_CELLS:
+                self._set_region(appeared.astype(bool) & self._text_cells)
                 return "replaced"
         # A line of text is a horizontal run of cells; what settles in a natural picture is scattered.
-        if cv2.erode(appeared, np.ones((1, NEW_CELLS), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0).any():
+        runs = cv2.erode(appeared, np.ones((1, NEW_CELLS), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        if runs.any():
+            self._set_region(runs.astype(bool))
             return "appeared"
         return None
+
+    def _set_region(self, cells: np.ndarray) -> None:
+        """The band of rows (fractions, top and bottom) where the change is, with REGION_MARGIN cells either side;
+        None (the whole frame) when that band would be most of it."""
+        rows = np.flatnonzero(cells.any(axis=1))
+        total = cells.shape[0]
+        top, bottom = max(0, int(rows[0]) - REGION_MARGIN), min(total, int(rows[-1]) + 1 + REGION_MARGIN)
+        self.region = (top / total, bottom / total) if bottom - top <= REGION_MAX * total else None
 
     def read(self, shot: int, boxes: Sequence[tuple[float, float, float, float]]) -> None:
         """The frame last checked was read (or found blank) and these boxes (fractions) hold its lines."""
@@ -418,23 +437,31 @@ class OcrRun:
             reads: list[ReadLine] = []
             pixels: list[np.ndarray | None] = []
             if why != "blank" or self._every:
-                reads, pixels = self._read(luma)
+                reads, pixels = self._read(luma, None if self._every else self._change.region)
                 self.stats["frames_read"] += 1
             self._change.read(frame.shot, [r.box for r in reads])
             # Text that "appeared" has static edges: it was on the previous sampled frame already.
             self._tracker.observe(frame, reads, since=previous if why in ("appeared", "replaced") else None,
                                   pixels=pixels)
 
-    def _read(self, luma: np.ndarray) -> tuple[list[ReadLine], list[np.ndarray | None]]:
-        """Detect the frame's lines; recognise only those not seen before with the same pixels at the same place.
-        Returns the readings (boxes as fractions) and each one's pixels."""
+    def _read(self, luma: np.ndarray, region: tuple[float, float] | None
+              ) -> tuple[list[ReadLine], list[np.ndarray | None]]:
+        """Detect the lines of the frame (or of the band of rows `region`, the followed lines elsewhere kept as they
+        are); recognise only those not seen before with the same pixels at the same place. Returns the readings
+        (boxes as fractions) and each one's pixels."""
         h, w = luma.shape[:2]
 
         def fractions(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
             return (min(1.0, max(0.0, box[0] / w)), min(1.0, max(0.0, box[1] / h)),
                     min(1.0, max(0.0, box[2] / w)), min(1.0, max(0.0, box[3] / h)))
 
-        boxes = self._reader.detect(luma)
+        kept: list[_Line] = []
+        if region is None:
+            boxes = self._reader.detect(luma)
+        else:
+            top, bottom = round(region[0] * h), round(region[1] * h)
+            boxes = [(b[0], b[1] + top, b[2], b[3] + top) for b in self._reader.detect(luma[top:bottom])]
+            kept = [line for line in self._tracker.open if line.box[3] <= region[0] or line.box[1] >= region[1]]
         reads: list[ReadLine | None] = [None] * len(boxes)
         pixels = [signature(luma, box) for box in boxes]
         todo = []
@@ -449,8 +476,10 @@ class OcrRun:
                 reads[i] = ReadLine(text=line.text, confidence=line.confidence, box=fractions(boxes[i]))
         self.stats["lines_recognised"] += len(todo)
         self.stats["lines_reused"] += len(boxes) - len(todo)
-        kept = [i for i, read in enumerate(reads) if read is not None]
-        return [r for r in reads if r is not None], [pixels[i] for i in kept]
+        found = [i for i, read in enumerate(reads) if read is not None]
+        carried = [ReadLine(text=line.text, confidence=line.confidence, box=line.box) for line in kept]
+        return ([r for r in reads if r is not None] + carried,
+                [pixels[i] for i in found] + [line.signature for line in kept])
 
     def finish(self, shots: Sequence[Shot]) -> FeatureOutput:
         end = (self._last_pts or 0.0) + self._step
