@@ -12,10 +12,11 @@ the frame source). Character accuracy =
 1 - (Levenshtein distance / reference length), over all lines, per group; a line not found counts all its characters.
 
 --cost: analyze_video in this process with features [visual] and [visual, ocr], alternating rounds (each its own
-qdrant-edge directory), on: a generated 60 s 1280x720 clip with text in every one of its 12 shots (a title per shot,
-a caption that appears mid-shot, a clock that changes every 5 s), and clips without text (../shared/clips: the 30 s
-Big Buck Bunny opening, the 60 s synthetic cuts clip). Prints process CPU seconds (all threads) best of N and the
-per-round median ratio, the frames read of those sampled, and OCR CPU ms per video minute.
+qdrant-edge directory), on: a generated 60 s 1280x720 clip with text in every one of its 12 shots (three lines per
+shot, one appearing mid-shot, flat or soft moving backgrounds), the clips of ../shared/clips with text drawn into every
+shot (a title, and a lower third from 3 s into the shot) and as they are (Big Buck Bunny's 30 s opening has no text;
+the 60 s synthetic cuts clip has a little: testsrc's counters). Prints process CPU seconds (all threads) best of N and
+the per-round median ratio, the frames read of those sampled, and OCR CPU ms per video minute.
 
 --saving: the ocr analyzer alone with the change test and with `every_frame` (every sampled frame read): engine
 calls, CPU, and whether the lines are the same.
@@ -74,6 +75,44 @@ def text_heavy_shots() -> list[TextShot]:
             Caption(f"00:{5 * i:02d}", 0.85, 0.08, 28),
         ], background="moving" if i % 3 else "flat", color=((30 + 17 * i) % 200, 60, 120)))
     return shots
+
+
+def captioned(src: Path, dst: Path, cuts: list[float]) -> Path:
+    """`src` re-encoded (H.264, same size and rate) with text in every shot: a title from the shot's start, a lower
+    third from 3 s into it (on a band), both in Pillow's font."""
+    import av
+    from PIL import ImageDraw, ImageFont
+
+    starts = [0.0, *cuts]
+    with av.open(str(src)) as source, av.open(str(dst), "w") as out:
+        stream = source.streams.video[0]
+        rate = stream.average_rate or 25
+        video = out.add_stream("libx264", rate=rate)
+        assert isinstance(video, av.VideoStream)
+        video.width, video.height, video.pix_fmt = stream.width, stream.height, "yuv420p"
+        video.codec_context.options = {"preset": "veryfast", "crf": "23"}
+        title_font, caption_font = ImageFont.load_default(size=44), ImageFont.load_default(size=30)
+        for n, frame in enumerate(source.decode(stream)):
+            t = float(frame.time or 0.0)
+            shot = max(i for i, start in enumerate(starts) if start <= t + 1e-6)
+            img = frame.to_image()
+            draw = ImageDraw.Draw(img)
+            draw.text((60, 50), PHRASES[shot % len(PHRASES)], font=title_font, fill=(255, 255, 255),
+                      stroke_width=2, stroke_fill=(0, 0, 0))
+            if t - starts[shot] >= 3.0:
+                xy = (60, img.height - 110)
+                box = draw.textbbox(xy, f"Scene {shot + 1}: {PHRASES[(shot + 3) % len(PHRASES)]}", font=caption_font)
+                draw.rectangle((box[0] - 10, box[1] - 8, box[2] + 10, box[3] + 8), fill=(15, 15, 15))
+                draw.text(xy, f"Scene {shot + 1}: {PHRASES[(shot + 3) % len(PHRASES)]}", font=caption_font,
+                          fill=(255, 255, 255))
+            new = av.VideoFrame.from_image(img)
+            new.pts = n
+            new.time_base = 1 / rate
+            for packet in video.encode(new):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+    return dst
 
 
 def _deps(tmp: Path, embedder: Any, reader: Any, every_frame: bool = False) -> tuple[Any, Any, Any]:
@@ -248,16 +287,21 @@ def main() -> None:
     parser.add_argument("--cost", action="store_true")
     parser.add_argument("--saving", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--det-long-side", type=int, default=960)
+    parser.add_argument("--det-long-side", type=int, default=640)
     parser.add_argument("--clip", type=Path, action="append")
+    parser.add_argument("--shared-clips", type=Path, default=SHARED_CLIPS, help="where the shared clips are")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
     clips = args.clip
     if not clips:
         heavy = work / "text_heavy_720p_60s.mp4"
         make_text_clip(heavy, text_heavy_shots(), size=(1280, 720), fps=30)
-        clips = [heavy] + [p for p in (SHARED_CLIPS / "big_buck_bunny_0_30.webm", SHARED_CLIPS / "cuts_720p_60s.mp4")
-                           if p.exists()]
+        clips = [heavy]
+        bunny, cuts = args.shared_clips / "big_buck_bunny_0_30.webm", args.shared_clips / "cuts_720p_60s.mp4"
+        if bunny.exists():
+            clips += [captioned(bunny, work / "bunny_captioned.mp4", [11.79, 15.67, 22.96]), bunny]
+        if cuts.exists():
+            clips += [captioned(cuts, work / "cuts_captioned.mp4", [5.0 * i for i in range(1, 12)]), cuts]
     if args.accuracy:
         accuracy(args.det_long_side)
     if args.saving:

@@ -102,4 +102,4 @@ def ocr_reader() -> RapidOcrReader:
     """The real OCR engine (RapidOCR, the wheel's PP-OCRv6 models), loaded once per test session."""
     from video_ai.adapters.rapid_ocr import RapidOcrReader
 
-    return RapidOcrReader(det_long_side=960, min_confidence=0.6)
+    return RapidOcrReader(det_long_side=640, min_confidence=0.6)

@@ -158,7 +158,7 @@ class OcrSettings(_Section):
         description="OCR reads a grey, upright, display-aspect copy of each frame with at most this short side",
     )
     det_long_side: int = Field(
-        default=960, ge=320, le=2560,
+        default=640, ge=320, le=2560,
         description="The text detector sees the frame with its long side at most this long (its cost follows the "
         "pixels); recognition reads each line at full size",
     )

@@ -55,7 +55,7 @@ def packaged_models() -> dict[str, Path]:
 class RapidOcrReader:
     """Reads lines of text; the engine (and its two ONNX sessions) loads on first use, once per process."""
 
-    def __init__(self, det_long_side: int = 960, min_confidence: float = 0.5, max_lines: int = 64,
+    def __init__(self, det_long_side: int = 640, min_confidence: float = 0.5, max_lines: int = 64,
                  threads: int = 1, engine: Any | None = None) -> None:
         self.det_long_side = det_long_side
         self.min_confidence = min_confidence

@@ -53,7 +53,7 @@ CELL_CHANGE = 0.10
 # appeared: this many cells side by side in a row gained static edges (a word of 30 px letters at 720p spans ~5).
 TEXT_CELLS_CHANGED = 0.25
 LOST_CELLS = 2
-NEW_CELLS = 4
+NEW_CELLS = 6
 # A change within a shot is read in the band of rows around it (the detector's cost follows the pixels; lines elsewhere
 # are unchanged by the test's account): this many cells above and below, unless the band is most of the frame.
 REGION_MARGIN = 2
