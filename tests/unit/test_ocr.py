@@ -196,3 +196,12 @@ def test_a_job_without_ocr_answers_an_empty_page_with_the_reason(client: TestCli
                         features=["visual"]))
     page = client.get("/jobs/j-plain/text", headers=A).json()
     assert page["items"] == [] and "without the ocr feature" in page["reason"]
+
+
+def test_a_line_whose_pixels_changed_a_little_is_recognised_again() -> None:
+    """A clock at the same place across a cut: one digit moves the pixels' mean little, yet it is read anew."""
+    flat = {"background": "flat", "color": (30, 60, 120)}
+    reader, _, _, lines = _run([(TextShot(2, [Caption("00:20", 0.8, 0.1, 30)], **flat), 2),  # type: ignore[arg-type]
+                                (TextShot(2, [Caption("00:25", 0.8, 0.1, 30)], **flat), 2)])  # type: ignore[arg-type]
+    assert [(line.text, line.start_s, line.end_s) for line in lines] == [("00:20", 0.0, 2.0), ("00:25", 2.0, 4.0)]
+    assert reader.recognised == 2

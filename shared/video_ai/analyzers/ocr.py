@@ -66,6 +66,7 @@ BLANK = 0.002
 # that line again: its text is reused, not recognised again.
 SIGNATURE = (64, 16)
 SAME_PIXELS = 10.0
+PIXEL_CHANGED = 48
 # Two readings are the same line when their letters are this alike and their boxes overlap this much (IoU).
 SAME_TEXT = 0.85
 MIN_FUZZY = 10
@@ -191,6 +192,13 @@ def signature(luma: np.ndarray, box: tuple[float, float, float, float]) -> np.nd
     return out
 
 
+def same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two line signatures show the same text: alike on the whole, and no letter's worth of pixels changed (one digit
+    of a clock moves the mean little but a few pixels a lot)."""
+    diff = np.abs(a - b)
+    return float(diff.mean()) <= SAME_PIXELS and int(np.count_nonzero(diff > PIXEL_CHANGED)) <= diff.size // 100
+
+
 def _key(text: str) -> str:
     return " ".join(text.casefold().split())
 
@@ -264,8 +272,7 @@ class LineTracker:
     def unchanged(self, box: tuple[float, float, float, float], pixels: np.ndarray) -> _Line | None:
         """The followed line at about this box whose pixels are the same as when it was read, if any."""
         for line in self.open:
-            if line.signature is not None and _iou(line.box, box) >= 0.5 \
-                    and float(np.abs(line.signature - pixels).mean()) <= SAME_PIXELS:
+            if line.signature is not None and _iou(line.box, box) >= 0.5 and same_pixels(line.signature, pixels):
                 return line
         return None
 
