@@ -199,9 +199,10 @@ def test_a_job_without_ocr_answers_an_empty_page_with_the_reason(client: TestCli
 
 
 def test_a_line_whose_pixels_changed_a_little_is_recognised_again() -> None:
-    """A clock at the same place across a cut: one digit moves the pixels' mean little, yet it is read anew."""
+    """A time stamp at the same place across a cut: one digit moves the pixels' mean little, yet it is read anew."""
     flat = {"background": "flat", "color": (30, 60, 120)}
-    reader, _, _, lines = _run([(TextShot(2, [Caption("00:20", 0.8, 0.1, 30)], **flat), 2),  # type: ignore[arg-type]
-                                (TextShot(2, [Caption("00:25", 0.8, 0.1, 30)], **flat), 2)])  # type: ignore[arg-type]
-    assert [(line.text, line.start_s, line.end_s) for line in lines] == [("00:20", 0.0, 2.0), ("00:25", 2.0, 4.0)]
+    before, after = "Updated 2026-12-02 at 12:20", "Updated 2026-12-02 at 12:25"
+    reader, _, _, lines = _run([(TextShot(2, [Caption(before, 0.1, 0.1, 30)], **flat), 2),  # type: ignore[arg-type]
+                                (TextShot(2, [Caption(after, 0.1, 0.1, 30)], **flat), 2)])  # type: ignore[arg-type]
+    assert [(line.text, line.start_s, line.end_s) for line in lines] == [(before, 0.0, 2.0), (after, 2.0, 4.0)]
     assert reader.recognised == 2

@@ -64,9 +64,11 @@ STEADY = 12
 BLANK = 0.002
 # A detected line whose pixels differ from a followed line's at the same place by at most this mean (grey levels) is
 # that line again: its text is reused, not recognised again.
-SIGNATURE = (64, 16)
+SIGNATURE_HEIGHT = 16
+SIGNATURE_MAX_WIDTH = 512
 SAME_PIXELS = 10.0
 PIXEL_CHANGED = 48
+PIXELS_CHANGED = 2
 # Two readings are the same line when their letters are this alike and their boxes overlap this much (IoU).
 SAME_TEXT = 0.85
 MIN_FUZZY = 10
@@ -185,18 +187,22 @@ class TextChange:
 
 
 def signature(luma: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-    """A line's pixels, small (64 x 16 grey): unchanged pixels at the same place need no second recognition."""
+    """A line's pixels, SIGNATURE_HEIGHT rows high at its own aspect (a letter stays a few columns wide however long
+    the line): unchanged pixels at the same place need no second recognition."""
     left, top, right, bottom = (round(v) for v in box)
     crop = luma[top : max(top + 1, bottom), left : max(left + 1, right)]
-    out: np.ndarray = cv2.resize(crop, SIGNATURE, interpolation=cv2.INTER_AREA).astype(np.int16)
+    width = min(SIGNATURE_MAX_WIDTH, max(1, round(crop.shape[1] * SIGNATURE_HEIGHT / crop.shape[0])))
+    out: np.ndarray = cv2.resize(crop, (width, SIGNATURE_HEIGHT), interpolation=cv2.INTER_AREA).astype(np.int16)
     return out
 
 
 def same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
-    """Two line signatures show the same text: alike on the whole, and no letter's worth of pixels changed (one digit
-    of a clock moves the mean little but a few pixels a lot)."""
+    """Two line signatures show the same text: alike on the whole, and hardly a pixel changed a lot (one digit of a
+    clock moves the mean little but a few pixels a lot; compression noise moves many a little)."""
+    if a.shape != b.shape:
+        return False
     diff = np.abs(a - b)
-    return float(diff.mean()) <= SAME_PIXELS and int(np.count_nonzero(diff > PIXEL_CHANGED)) <= diff.size // 100
+    return float(diff.mean()) <= SAME_PIXELS and int(np.count_nonzero(diff > PIXEL_CHANGED)) <= PIXELS_CHANGED
 
 
 def _key(text: str) -> str:
