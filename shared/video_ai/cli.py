@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TextIO
 
 from video_ai.domain.errors import ConfigError, VideoAIError
 from video_ai.domain.models import Job, JobStatus, ModelInfo, SampledFrame, Sampling, SearchFilter, Source
+from video_ai.domain.transcript import Transcript
 from video_ai.settings import Settings, load_settings
 
 logger = logging.getLogger("video_ai.cli")
@@ -192,7 +193,16 @@ def _fmt_time(seconds: float) -> str:
     return f"{int(minutes):02d}:{secs:06.3f}"
 
 
-def _summary(result: Any) -> str:
+def _stored_transcript(settings: Settings, job: Job) -> Transcript | None:
+    """The transcript a speech job stored (GET /jobs/{id}/transcript's JSON), None without speech or one stored."""
+    from video_ai import composition
+
+    store = composition.build_artifacts(settings) if "speech" in job.features else None
+    raw = store.get(job.job_id, "transcript.json") if store is not None else None
+    return Transcript.model_validate_json(raw) if raw else None
+
+
+def _summary(result: Any, transcript: Transcript | None = None) -> str:
     job: Job = result.job
     lines = [f"job {job.job_id}: {job.status.value}"]
     if job.reused_from is not None:
@@ -215,6 +225,13 @@ def _summary(result: Any) -> str:
         lines.append(f"  shot {shot.index:3d}: {_fmt_time(shot.start_s)} - {_fmt_time(shot.end_s)}{tail}")
     if len(result.shots) > 50:
         lines.append(f"  … {len(result.shots) - 50} more shots")
+    if transcript is not None:
+        said = f"{len(transcript.segments)} segments" + (f", language {transcript.language}"
+                                                         if transcript.language else "")
+        lines.append(f"speech ({transcript.model}): {said}" + (f"; {transcript.reason}" if transcript.reason else ""))
+        lines += [f"  {_fmt_time(s.start_s)} {s.text}" for s in transcript.segments[:50]]
+        if len(transcript.segments) > 50:
+            lines.append(f"  … {len(transcript.segments) - 50} more segments")
     t = job.timings
     lines.append(f"timings: fetch {t.fetch_s:.2f} s, decode {t.decode_s:.2f} s, embed {t.embed_s:.2f} s, "
                  f"index {t.index_s:.2f} s, total {t.total_s:.2f} s")
@@ -331,9 +348,12 @@ def _analyze_locked(args: argparse.Namespace, settings: Settings, sampling: Samp
         record["frames"] = [f.model_dump(mode="json") for f in result.frames]
         if result.job.labels is not None:
             record["labels"] = [s.model_dump(mode="json") for s in result.job.labels]
+        transcript = _stored_transcript(settings, result.job)
+        if transcript is not None:
+            record["transcript"] = transcript.model_dump(mode="json")
         sys.stdout.write(json.dumps(record, indent=2) + "\n")
     else:
-        sys.stdout.write(_summary(result) + "\n")
+        sys.stdout.write(_summary(result, _stored_transcript(settings, result.job)) + "\n")
     if result.job.error is not None:
         _err(f"{result.job.error.code}: {result.job.error.message}")  # with --json too: stdout is the record only
         return exit_code_for(result.job.error.code)
