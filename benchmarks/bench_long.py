@@ -20,18 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CLIP = ROOT.parent / "shared" / "clips" / "cuts_720p_60s.mp4"
 
 CHILD = r"""
 import json, resource, sys, time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from tests.fakes import RecordingQueue
 from video_ai.adapters.frame_source import PyAVFrameSource
 from video_ai.adapters.http_fetch import HttpVideoFetcher
@@ -70,44 +66,28 @@ print(json.dumps(result))
 """
 
 
-def clip_length(src: Path) -> tuple[int, float]:
-    """(duration in stream ticks, seconds) of `src`'s video stream."""
+def make_long(src: Path, dst: Path, minutes: float) -> Path:
+    """Remux `src` end to end until `minutes` (timestamps shifted per copy; keyframes at every clip start)."""
     import av
 
     with av.open(str(src)) as probe:
         stream = probe.streams.video[0]
         assert stream.duration is not None and stream.time_base is not None
-        return int(stream.duration), float(stream.duration * stream.time_base)
-
-
-def mux_copies(src: Path, out: Any, video: Any, copies: int) -> Iterator[int]:
-    """Mux `src`'s video packets into `out`'s `video` stream `copies` times end to end (timestamps shifted per copy;
-    keyframes at every clip start); yields each copy's index after muxing it (callers interleave other streams)."""
-    import av
-
-    clip_ticks, _ = clip_length(src)
-    for k in range(copies):
-        with av.open(str(src)) as inp:
-            for packet in inp.demux(inp.streams.video[0]):
-                if packet.dts is None:
-                    continue
-                packet.pts = (packet.pts or 0) + k * clip_ticks
-                packet.dts += k * clip_ticks
-                packet.stream = video
-                out.mux(packet)
-        yield k
-
-
-def make_long(src: Path, dst: Path, minutes: float) -> Path:
-    """Remux `src` end to end until `minutes` (no re-encode)."""
-    import av
-
-    copies = max(1, round(minutes * 60 / clip_length(src)[1]))
+        clip_ticks = int(stream.duration)
+        clip_s = float(stream.duration * stream.time_base)
+    copies = max(1, round(minutes * 60 / clip_s))
     with av.open(str(dst), "w") as out:
         with av.open(str(src)) as first:
             out_stream = out.add_stream_from_template(first.streams.video[0])
-        for _ in mux_copies(src, out, out_stream, copies):
-            pass
+        for k in range(copies):
+            with av.open(str(src)) as inp:
+                for packet in inp.demux(inp.streams.video[0]):
+                    if packet.dts is None:
+                        continue
+                    packet.pts = (packet.pts or 0) + k * clip_ticks
+                    packet.dts += k * clip_ticks
+                    packet.stream = out_stream
+                    out.mux(packet)
     return dst
 
 
