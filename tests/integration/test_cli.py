@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -290,3 +291,19 @@ def test_search_by_image_of_a_frame_finds_that_moment_first(env: dict[str, str],
     bad.write_bytes(b"not an image")
     refused = run(env, "search", "--image", str(bad))
     assert refused.returncode == 12 and "image" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_an_audio_only_file_with_speech_prints_its_transcript(env: dict[str, str], tmp_path: Path) -> None:
+    from tests.fixtures.speech_media import JFK_TEXT, load, make_media, words
+
+    talk = make_media(tmp_path / "talk.m4a", video_s=None, audio=load())
+    record = analyze_json(env, str(talk), "--features", "speech")
+    assert record["status"] == "succeeded" and record["frames_indexed"] == 0
+    transcript = record["transcript"]
+    assert transcript["job_id"] == record["job_id"] and transcript["language"] == "en"
+    assert [w for s in transcript["segments"] for w in words(s["text"])] == words(JFK_TEXT)
+    summary = run(env, "analyze", str(talk), "--features", "speech")
+    said = re.search(r"speech \(tiny\.en\): (\d+) segments, language en", summary.stdout)
+    assert summary.returncode == 0 and said and int(said.group(1)) == len(transcript["segments"])
+    found = run(env, "search", "--text", "fellow Americans")
+    assert found.returncode == 0 and "speech 00:00" in found.stdout and "Americans" in found.stdout
