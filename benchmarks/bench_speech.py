@@ -5,8 +5,9 @@
 
 The corpus is real read speech with known words, from public test data (BENCHMARKS.md "Speech" says where each file
 comes from and how to get it): in DIR, `jfk.flac` (openai/whisper tests), `OSR_us_000_0034_8k.wav` (Harvard
-sentences list 72, from joinly-ai/joinly tests/data) and `stereo_diarization.wav` (SYSTRAN/faster-whisper tests/data,
-one sentence per channel). Without DIR only the committed JFK excerpt (tests/fixtures/speech) is used.
+sentences list 72, from joinly-ai/joinly tests/data), `stereo_diarization.wav` (SYSTRAN/faster-whisper tests/data,
+one sentence per channel) and, when present, `cmu_arctic_us_{aew_a0001..axb_a0006}.wav` (CMU ARCTIC, from
+LCAV/pyroomacoustics examples/input_samples). Without DIR only the committed JFK excerpt (tests/fixtures/speech).
 
 WER: each utterance goes through the service as an audio-only job (analyze_video, features [speech]: PyAV decode,
 Silero VAD, batching, Whisper greedy with word timings), and through bare faster-whisper with the same model files
@@ -44,6 +45,15 @@ HARVARD_72 = ("A gold ring will please most any girl. The long journey home took
               "neighbor's house. A pink shell was found on the sandy beach. Small children came to see him. The grass "
               "and bushes were wet with dew. The blind man counted his old coins. A severe storm tore down the barn. "
               "She called his name many times. When you hear the bell, come quickly.")
+# CMU ARCTIC prompts arctic_a0001-a0006, read by two speakers (aew; axb, Indian English), as pyroomacoustics has them.
+ARCTIC = {
+    "aew_a0001": "Author of the danger trail, Philip Steels, etc.",
+    "aew_a0002": "Not at this particular case, Tom, apologized Whittemore.",
+    "aew_a0003": "For the twentieth time that evening the two men shook hands.",
+    "axb_a0004": "Lord, but I'm glad to see you again, Phil.",
+    "axb_a0005": "Will we ever forget it.",
+    "axb_a0006": "God bless 'em, I hope I'll go on seeing them forever.",
+}
 STEREO = ("He began a confused complaint against the wizard, who had vanished behind the curtain on the left.",
           "The horizon seems extremely distant.")
 
@@ -95,6 +105,8 @@ def corpus(directory: Path | None) -> list[tuple[str, np.ndarray, str]]:
                  ("harvard-72", decode(directory / "OSR_us_000_0034_8k.wav"), HARVARD_72),
                  ("stereo-left", decode(directory / "stereo_diarization.wav", 0), STEREO[0]),
                  ("stereo-right", decode(directory / "stereo_diarization.wav", 1), STEREO[1])]
+        items += [(f"arctic-{name}", decode(directory / f"cmu_arctic_us_{name}.wav"), text)
+                  for name, text in ARCTIC.items() if (directory / f"cmu_arctic_us_{name}.wav").is_file()]
     return items
 
 
