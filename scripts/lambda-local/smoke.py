@@ -52,6 +52,10 @@ REGION = "us-east-1"
 SEED_JOB = "5b0e7c1a-3f2d-4e8b-9a61-0c4d2f7e8b19"
 API_KEY = "dev-key"
 TENANT = "default"
+# The accepted job runs every feature on a clip with these words on screen and the JFK recording as its sound.
+ALL_FEATURES = ["visual", "labels", "speech", "ocr"]
+WRITTEN = "Quarterly results 2026"
+SAID = ("fellow", "americans", "country")
 # Which function each file in events/ belongs to (a new file must be added here: the run fails on an unknown one).
 EVENT_FUNCTIONS = {
     "api_health.json": "ApiFunction",
@@ -320,6 +324,7 @@ def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[I
     media = run_dir / "media"
     media.mkdir()
     make_demo_clip(media / "demo.mp4")
+    make_words_clip(media / "words.mp4")
     webhook_secret = generate_secret()
     deliveries = Deliveries(webhook_secret)
 
@@ -418,8 +423,9 @@ def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[I
 
             # ---- the API over HTTP, then the worker and the callback on the job it accepted
             with smoke.start_api() as base:
-                seed_body = {"video_url": clip_url, "callback_url": hook_url}
-                status, body, _ = smoke.http(base, "POST", "/analyze", seed_body)
+                words_url = clip_url.replace("demo.mp4", "words.mp4")
+                body = {"video_url": words_url, "callback_url": hook_url, "features": ALL_FEATURES}
+                status, body, _ = smoke.http(base, "POST", "/analyze", body)
                 _expect(status == 202 and body.get("status") == "queued", "POST /analyze over HTTP", (status, body))
                 job_id = body["job_id"]
                 status, body, _ = smoke.http(base, "GET", f"/jobs/{job_id}")
@@ -435,6 +441,15 @@ def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[I
                 _expect(status == 200 and body["status"] == "succeeded" and body["frames_indexed"] > 0,
                         "the accepted job succeeded, vectors written", (status, body))
                 frames = body["frames_indexed"]
+                _expect(body["features"] == ALL_FEATURES and not body.get("warnings"), "every feature ran, no warning",
+                        body)
+                status, said, _ = smoke.http(base, "GET", f"/jobs/{job_id}/transcript?format=json")
+                heard = " ".join(segment["text"] for segment in said.get("segments", [])).lower()
+                _expect(status == 200 and all(word in heard for word in SAID), "the transcript (speech on the worker)",
+                        (status, said))
+                status, text, _ = smoke.http(base, "GET", f"/jobs/{job_id}/text")
+                _expect(status == 200 and [line["text"] for line in text.get("items", [])] == [WRITTEN],
+                        "the on-screen text (ocr on the worker)", (status, text))
                 api_log = run_dir / "start-api.log"
                 seen = api_log.stat().st_size
                 status, hits, search_s = smoke.http(base, "POST", "/search",
@@ -443,6 +458,11 @@ def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[I
                 items = hits.get("items", []) if isinstance(hits, dict) else hits
                 _expect(status == 200 and any(hit.get("job_id") == job_id for hit in items),
                         "POST /search finds the job's vectors (SearchFunction)", (status, hits))
+                for words, kind in ((" ".join(SAID[:2]), "speech"), (WRITTEN, "ocr")):
+                    status, hits, _ = smoke.http(base, "POST", "/search", {"text": words, "kinds": [kind]})
+                    items = hits.get("items", []) if isinstance(hits, dict) else hits
+                    _expect(status == 200 and any(hit.get("job_id") == job_id for hit in items),
+                            f"POST /search {{text: {words!r}}} finds the {kind} moment", (status, hits))
                 smoke.invocations.append(_invocation("SearchFunction", "POST /search over HTTP", search_logs, search_s))
                 smoke.check_constraints("SearchFunction")
             envelope = json.loads(wait_for("the job-finished notification", lambda: sqs.receive_message(
@@ -451,7 +471,8 @@ def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[I
             delivered = wait_for("the accepted job's signed callback", lambda: deliveries.for_job(job_id))
             _expect(delivered[0]["type"] == "job.succeeded" and deliveries.rejected == 0,
                     "the callback verifies with standardwebhooks", delivered)
-            say(f"job {job_id}: succeeded, {frames} vectors, callback verified with standardwebhooks")
+            say(f"job {job_id}: succeeded with {', '.join(ALL_FEATURES)}, {frames} vectors, transcript and on-screen "
+                "text found by words, callback verified with standardwebhooks")
 
             # ---- the zip functions as deployed, on arm64 under qemu-user: each of their events once
             arm = Smoke(sam, emulated, run_dir, env_file, params, suffix="-arm64",
@@ -476,6 +497,17 @@ def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[I
             return smoke.invocations, arm.invocations
     finally:
         moto.stop()
+
+
+def make_words_clip(path: Path) -> None:
+    """A clip for every feature: a caption on screen over real speech (tests/fixtures/speech/NOTICE.md) from 0.5 s."""
+    sys.path.insert(0, str(ROOT))  # tests.fixtures: the committed recording and the muxer the page test uses
+    from tests.fixtures.speech_media import add_speech, load
+    from video_ai.text_samples import Caption, TextShot, make_text_clip
+
+    silent = path.with_name("words-silent.mp4")
+    make_text_clip(silent, [TextShot(12, [Caption(WRITTEN, 0.08, 0.1, 34)])], size=(960, 540), fps=4)
+    add_speech(silent, path, load(), 0.5)
 
 
 def drain(sqs: Any, queue_url: str) -> None:

@@ -16,16 +16,13 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
-from fractions import Fraction
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import av
 import boto3
 import httpx
-import numpy as np
 import pytest
 from botocore.config import Config
 
@@ -474,31 +471,11 @@ WRITTEN = ["Quarterly results 2026", "Hello world"]
 SPEECH_START_S = 0.5
 
 
-def _with_speech(video: Path, speech: np.ndarray, rate: int, start_s: float, out: Path) -> None:
-    """`video`'s H.264 packets as they are, and `speech` (mono float samples) as an AAC track from `start_s`."""
-    with av.open(str(video)) as source, av.open(str(out), "w") as muxed:
-        picture = muxed.add_stream_from_template(source.streams.video[0])
-        sound = muxed.add_stream("aac", rate=rate, layout="mono")
-        assert isinstance(sound, av.AudioStream)
-        for packet in source.demux(source.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = picture
-                muxed.mux(packet)
-        block = sound.codec_context.frame_size or 1024
-        first = round(start_s * rate)
-        for i in range(0, len(speech), block):
-            piece = np.pad(speech[i : i + block], (0, max(0, block - len(speech[i : i + block]))))
-            frame = av.AudioFrame.from_ndarray(piece[None, :].astype(np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, first + i, Fraction(1, rate)
-            muxed.mux(sound.encode(frame))
-        muxed.mux(sound.encode(None))
-
-
 @pytest.fixture(scope="module")
 def words_clip_url(clip_url: str, workdir: Path) -> str:
     """Words on screen (drawn by text_samples) over a real speech recording (tests/fixtures/speech/NOTICE.md) from
     0.5 s: 12 s, served beside the plain clip."""
-    from tests.fixtures.speech_media import RATE, load
+    from tests.fixtures.speech_media import add_speech, load
     from video_ai.text_samples import Caption, TextShot, make_text_clip
 
     silent = workdir / "words-silent.mp4"
@@ -506,7 +483,7 @@ def words_clip_url(clip_url: str, workdir: Path) -> str:
         TextShot(6, [Caption(WRITTEN[0], 0.08, 0.1, 34)]),
         TextShot(6, [Caption(WRITTEN[1], 0.45, 0.45, 30)], background="flat"),
     ], size=(960, 540), fps=4)
-    _with_speech(silent, load(), RATE, SPEECH_START_S, workdir / "media" / "words.mp4")
+    add_speech(silent, workdir / "media" / "words.mp4", load(), SPEECH_START_S)
     return clip_url.replace("clip.mp4", "words.mp4")
 
 
