@@ -125,3 +125,67 @@ def test_a_message_redriven_to_the_dlq_comes_back_in_the_dlq_only(moto: str, tmp
         assert [m["Body"] for m in dlq] == ["poison"]
     finally:
         state.close()
+
+
+def test_objects_keep_their_content_type_and_metadata(moto: str, tmp_path: Path) -> None:
+    clients, res, state = _setup(moto, tmp_path)
+    try:
+        s3, bucket = clients.s3, res.uploads_bucket
+        s3.put_object(Bucket=bucket, Key="put.mp4", Body=b"v" * 10, ContentType="video/mp4",
+                      Metadata={"origin": "camera 1"}, CacheControl="no-cache")
+        s3.copy_object(Bucket=bucket, Key="copy.webm", CopySource={"Bucket": bucket, "Key": "put.mp4"},
+                       MetadataDirective="REPLACE", ContentType="video/webm", Metadata={"copied": "yes"})
+        # The page uploads by presigned POST, the Content-Type a form field.
+        post = s3.generate_presigned_post(bucket, "posted.mov", Fields={"Content-Type": "video/quicktime"},
+                                          Conditions=[{"Content-Type": "video/quicktime"}])
+        httpx.post(post["url"], data=post["fields"], files={"file": ("posted.mov", b"m" * 10)}).raise_for_status()
+        before = {key: s3.head_object(Bucket=bucket, Key=key) for key in ("put.mp4", "copy.webm", "posted.mov")}
+        assert before["posted.mov"]["ContentType"] == "video/quicktime"
+
+        state = _crash_and_restart(moto, clients, state, tmp_path)
+
+        for key, head in before.items():
+            after = s3.head_object(Bucket=bucket, Key=key)
+            assert (after["ContentType"], after["Metadata"], after["ETag"]) == (
+                head["ContentType"], head["Metadata"], head["ETag"]), key
+        assert s3.head_object(Bucket=bucket, Key="put.mp4")["CacheControl"] == "no-cache"
+        assert s3.get_object(Bucket=bucket, Key="copy.webm")["ContentType"] == "video/webm"
+    finally:
+        state.close()
+
+
+def test_messages_keep_their_ids_and_receive_counts_but_a_crash_does_not_count(moto: str, tmp_path: Path) -> None:
+    clients, res, state = _setup(moto, tmp_path)
+    try:
+        sqs, url = clients.sqs, res.jobs_queue_url
+
+        def receive() -> dict[str, tuple[int, str, str]]:
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60,
+                                      AttributeNames=["ApproximateReceiveCount"], WaitTimeSeconds=0)
+            return {m["Body"]: (int(m["Attributes"]["ApproximateReceiveCount"]), m["MessageId"], m["ReceiptHandle"])
+                    for m in got.get("Messages", [])}
+
+        def hand_back(receipt: str) -> None:  # what a failed attempt does (the poller's retry visibility)
+            sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
+
+        ids = {body: sqs.send_message(QueueUrl=url, MessageBody=body)["MessageId"] for body in ("failed", "running")}
+        first = receive()
+        hand_back(first["failed"][2])  # its attempt failed: that receive counts
+        # "running" is in flight when the process dies: its job did not fail, `serve` stopped under it.
+
+        state = _crash_and_restart(moto, clients, state, tmp_path)
+
+        again = receive()
+        assert {body: count for body, (count, _, _) in again.items()} == {"failed": 2, "running": 1}
+        assert {body: message_id for body, (_, message_id, _) in again.items()} == ids
+        # The counts drive the redrive as before the crash: "failed" has one attempt left (the worker's last), then
+        # it goes to the DLQ instead of starting over.
+        hand_back(again["failed"][2])
+        last = receive()
+        assert {body: count for body, (count, _, _) in last.items()} == {"failed": 3}
+        hand_back(last["failed"][2])
+        assert receive() == {}
+        dlq = sqs.receive_message(QueueUrl=res.jobs_dlq_url, WaitTimeSeconds=0)["Messages"]
+        assert [m["Body"] for m in dlq] == ["failed"]
+    finally:
+        state.close()

@@ -5,16 +5,21 @@ Three kinds of state matter across a crash, each kept as its latest value in one
 - DynamoDB items (job records, idempotency keys, segment results): after each put/update/delete, the item's
   state as moto then holds it;
 - SQS messages (queued and in flight, the jobs and uploads queues, the callback subscription, the DLQs): a row
-  per message from the moment a queue holds it until it is deleted; a redrive to the DLQ moves the row;
-- S3 objects (uploads, staged copies): bytes in `<data_dir>/serve/objects/`, with the ETag moto gave them.
+  per message from the moment a queue holds it until it is deleted, with its receive count and visibility; a
+  redrive to the DLQ moves the row;
+- S3 objects (uploads, staged copies): bytes in `<data_dir>/serve/objects/`, with the ETag moto gave them and their
+  metadata (Content-Type, Cache-Control, x-amz-meta-*), which the page's player and the downloads rely on.
 
 Why here and not elsewhere: the functions and their adapters talk to moto as they would to AWS, so the durability
 lives below that port, inside the moto process, and nothing above it changes. The hooks wrap moto's backend methods
 (the one place every path, HTTP or internal such as S3 notifications and SNS fan-out, goes through); each change is
 applied and recorded under one lock before moto answers, so a client never sees an acknowledged write that a crash
-loses. Restored messages come back visible at once: a job that was being processed runs again (at-least-once,
-as on Lambda after a timeout). Snapshotting moto's backends instead would lose whatever changed since the last
-snapshot; replaying a request log would replay random receipt handles and upload ids that no longer exist.
+loses. Restored messages come back under their own ids, visible at once: a job that was being processed runs again
+(at-least-once, as on Lambda after a timeout). Its receive count comes back too, less the receive the crash cut short
+(the job did not fail; `serve` died under it), so failed attempts still lead to the worker's last attempt and the
+DLQ. A job that itself kills `serve` (a decoder crash, the OOM killer) is therefore retried at every start.
+Snapshotting moto's backends instead would lose whatever changed since the last snapshot; replaying a request log
+would replay random receipt handles and upload ids that no longer exist.
 """
 
 from __future__ import annotations
@@ -39,10 +44,16 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (tbl TEXT NOT NULL, hash TEXT NOT NULL, rng TEXT NOT NULL, item TEXT NOT NULL,
                                   PRIMARY KEY (tbl, hash, rng));
 CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE,
-                                     queue TEXT NOT NULL, body TEXT NOT NULL, attributes TEXT NOT NULL);
+                                     queue TEXT NOT NULL, body TEXT NOT NULL, attributes TEXT NOT NULL,
+                                     receive_count INTEGER NOT NULL DEFAULT 0, visible_at INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS objects (bucket TEXT NOT NULL, key TEXT NOT NULL, etag TEXT, file TEXT NOT NULL,
-                                    PRIMARY KEY (bucket, key));
+                                    metadata TEXT, PRIMARY KEY (bucket, key));
 """
+# Columns added since the first release of this file: a data dir written before them gains them, empty.
+ADDED_COLUMNS = {
+    "messages": {"receive_count": "INTEGER NOT NULL DEFAULT 0", "visible_at": "INTEGER NOT NULL DEFAULT 0"},
+    "objects": {"metadata": "TEXT"},
+}
 
 
 BYTES_TAG = "__video_ai_bytes__"
@@ -82,6 +93,11 @@ class DurableState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, definition in columns.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
         self._lock = threading.RLock()
         self._muted = False
         self._originals: list[tuple[type, str, Any]] = []
@@ -109,7 +125,7 @@ class DurableState:
         """Wrap moto's write paths (process-wide; `uninstall` puts the originals back)."""
         from moto.dynamodb.models import DynamoDBBackend
         from moto.s3.models import FakeKey, S3Backend
-        from moto.sqs.models import Queue
+        from moto.sqs.models import Message, Queue, SQSBackend
 
         state = self
 
@@ -162,6 +178,29 @@ class DurableState:
         wrap(Queue, "add_message", add_message)
         wrap(Queue, "delete_message", delete_message)
 
+        def mark_received(original: Any) -> Any:
+            def hooked(message: Any, *args: Any, **kwargs: Any) -> None:
+                with state._lock:
+                    original(message, *args, **kwargs)
+                    if not state._muted:
+                        state._record_receive(message)
+            return hooked
+
+        def change_visibility(original: Any) -> Any:
+            def hooked(backend: Any, queue_name: str, receipt_handle: str, *args: Any, **kwargs: Any) -> None:
+                with state._lock:
+                    original(backend, queue_name, receipt_handle, *args, **kwargs)
+                    if not state._muted:
+                        for message in backend.get_queue(queue_name)._messages:
+                            if message.had_receipt_handle(receipt_handle):
+                                state._record_receive(message)
+            return hooked
+
+        # A receive counts (ApproximateReceiveCount, the redrive to the DLQ, the worker's last attempt) and makes the
+        # message invisible; ChangeMessageVisibility (a failed attempt handed back) ends that early.
+        wrap(Message, "mark_received", mark_received)
+        wrap(SQSBackend, "change_message_visibility", change_visibility)
+
         def put_object(original: Any) -> Any:
             def hooked(backend: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
                 with state._lock:
@@ -183,6 +222,18 @@ class DurableState:
 
         wrap(S3Backend, "put_object", put_object)
         wrap(S3Backend, "delete_object", delete_object)
+
+        def set_metadata(original: Any) -> Any:
+            def hooked(key: Any, *args: Any, **kwargs: Any) -> None:
+                with state._lock:
+                    original(key, *args, **kwargs)
+                    if not state._muted:
+                        state._record_metadata(key)
+            return hooked
+
+        # Content-Type and x-amz-meta-* are set on the stored key after put_object returns (PUT, POST, copy,
+        # multipart completion), still before moto answers.
+        wrap(FakeKey, "set_metadata", set_metadata)
 
     def uninstall(self) -> None:
         for cls, name, original in reversed(self._originals):
@@ -217,6 +268,10 @@ class DurableState:
                          "ON CONFLICT(message_id) DO UPDATE SET queue=excluded.queue",
                          (message.id, queue_name, message.body, _dumps(message.message_attributes)))
 
+    def _record_receive(self, message: Any) -> None:
+        self._db.execute("UPDATE messages SET receive_count=?, visible_at=? WHERE message_id=?",
+                         (message.approximate_receive_count, int(message.visible_at), message.id))
+
     def _delete_messages(self, ids: list[str]) -> None:
         self._db.executemany("DELETE FROM messages WHERE message_id=?", [(i,) for i in ids])
 
@@ -231,8 +286,14 @@ class DurableState:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
-        self._db.execute("INSERT OR REPLACE INTO objects (bucket, key, etag, file) VALUES (?, ?, ?, ?)",
-                         (bucket, key_name, key.etag.strip('"'), path.name))
+        self._db.execute("INSERT OR REPLACE INTO objects (bucket, key, etag, file, metadata) VALUES (?, ?, ?, ?, ?)",
+                         (bucket, key_name, key.etag.strip('"'), path.name, _dumps(dict(key.metadata))))
+
+    def _record_metadata(self, key: Any) -> None:
+        bucket = self._s3().buckets.get(key.bucket_name)
+        if bucket is not None and bucket.keys.get(key.name) is key:  # not an older version or a key being built
+            self._db.execute("UPDATE objects SET metadata=? WHERE bucket=? AND key=?",
+                             (_dumps(dict(key.metadata)), key.bucket_name, key.name))
 
     def _forget_object(self, bucket: str, key: str) -> None:
         self._db.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
@@ -256,11 +317,18 @@ class DurableState:
                 self._muted = False
 
     def restore(self) -> Restored:
-        """Put the recorded state back into moto (its resources exist already): items and objects as they were,
-        messages re-sent in their original order (visible at once, with new ids recorded in place of the old)."""
+        """Put the recorded state back into moto (its resources exist already): items and objects (with their
+        metadata) as they were, messages in their original order under their own ids, visible at once.
+
+        A message keeps its receive count, so a job's attempts that failed before the crash still count towards the
+        DLQ and the worker's last attempt. The receive a crash cut short does not count: the job did not fail,
+        `serve` stopped under it (a message still invisible when recorded was in flight)."""
+        from moto.sqs.models import Message
+
         started = time.monotonic()
         items = objects = messages = 0
         ddb, s3, sqs = self._dynamodb(), self._s3(), self._sqs()
+        now_ms = time.time() * 1000
         with self._muting():
             for table_name, item in self._db.execute("SELECT tbl, item FROM items").fetchall():
                 if table_name not in ddb.tables:
@@ -268,7 +336,8 @@ class DurableState:
                     continue
                 ddb.put_item(table_name, _loads(item))
                 items += 1
-            for bucket, key, etag, name in self._db.execute("SELECT bucket, key, etag, file FROM objects").fetchall():
+            for bucket, key, etag, name, metadata in self._db.execute(
+                    "SELECT bucket, key, etag, file, metadata FROM objects").fetchall():
                 if bucket not in s3.buckets:
                     logger.warning("durable state: bucket %s no longer exists; its objects are skipped", bucket)
                     continue
@@ -278,15 +347,26 @@ class DurableState:
                     logger.warning("durable state: object s3://%s/%s lost its bytes; skipped", bucket, key)
                     continue
                 # No notification: the upload's event, if it was not handled, is a queue message restored below.
-                s3.put_object(bucket, key, value, etag=etag, disable_notification=True)
+                stored = s3.put_object(bucket, key, value, etag=etag, disable_notification=True)
+                if metadata:
+                    stored.set_metadata(_loads(metadata))
                 objects += 1
-        rows = self._db.execute("SELECT seq, queue, body, attributes FROM messages ORDER BY seq").fetchall()
-        for seq, queue_name, body, attributes in rows:
-            if queue_name in sqs.queues:
-                # Recorded anew by the hook (a new id) before the old row goes: a crash here duplicates, never loses.
-                sqs.send_message(queue_name, body, message_attributes=_loads(attributes))
+            rows = self._db.execute("SELECT message_id, queue, body, attributes, receive_count, visible_at "
+                                    "FROM messages ORDER BY seq").fetchall()
+            self._db.execute("BEGIN")
+            for message_id, queue_name, body, attributes, receive_count, visible_at in rows:
+                queue = sqs.queues.get(queue_name)
+                if queue is None:
+                    logger.warning("durable state: queue %s no longer exists; a message is dropped", queue_name)
+                    self._db.execute("DELETE FROM messages WHERE message_id=?", (message_id,))
+                    continue
+                # Under its own id: a crash during the restore neither loses nor doubles it.
+                message = Message(message_id, body)
+                message.message_attributes = _loads(attributes)
+                message.mark_sent()
+                message.approximate_receive_count = max(0, receive_count - (1 if visible_at > now_ms else 0))
+                queue.add_message(message)
+                self._record_receive(message)  # visible now, with the count it has now
                 messages += 1
-            else:
-                logger.warning("durable state: queue %s no longer exists; a message is dropped", queue_name)
-            self._db.execute("DELETE FROM messages WHERE seq=?", (seq,))
+            self._db.execute("COMMIT")
         return Restored(items=items, messages=messages, objects=objects, seconds=time.monotonic() - started)
