@@ -2,11 +2,12 @@
 
     python benchmarks/bench_serve_restart.py [--jobs 1000] [--frames 6] [--repeat 2]
     python benchmarks/bench_serve_restart.py --writes 300      # the write-through cost alone, then exit
+    python benchmarks/bench_serve_restart.py --keep DIR        # build the data dirs in DIR once, reuse them after
 
 The populated data dir is built the way `serve` itself writes it: moto with `serve`'s durable state installed, the
-template's resources, N jobs created and driven queued -> processing -> succeeded (callback delivered) through the
-DynamoDB job repository, and `--frames` vectors per job in the embedded index. Then `video-ai serve --port 0` runs
-as a subprocess on each data dir, rounds interleaved, best of `--repeat`:
+template's resources, N jobs created and driven queued -> processing -> succeeded (announced, callback delivered)
+through the DynamoDB job repository, and `--frames` vectors per job in the embedded index. Then `video-ai serve
+--port 0` runs as a subprocess on each data dir, rounds interleaved, best of `--repeat`:
   ready    process start -> the four ready lines on stdout (the restore happens before them)
   restore  the `state restored in ...` log line's own figure
   sweep    the orphan sweep's own figure (after the model warm-up, in the background; every job is known here)
@@ -70,7 +71,7 @@ def populate(data_dir: Path, jobs: int, frames: int) -> None:
             job = repo.create(Job(job_id=str(uuid.uuid4()), tenant="dev", source=Source(url="http://127.0.0.1/x.mp4"),
                                   callback_url="http://127.0.0.1:9/hook"))
             repo.transition(job.job_id, JobStatus.PROCESSING, started_at=utc_now())
-            repo.transition(job.job_id, JobStatus.SUCCEEDED, frames_indexed=frames,
+            repo.transition(job.job_id, JobStatus.SUCCEEDED, frames_indexed=frames, announced_at=utc_now(),
                             callback=CallbackState(status="delivered", attempts=1, last_status=200,
                                                    delivered_at=utc_now()))
             vectors = rng.standard_normal((frames, m.dim)).astype(np.float32)
@@ -175,16 +176,19 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--writes", type=int, default=0)
+    parser.add_argument("--keep", type=Path, help="build the data dirs here once and reuse them on later runs")
     args = parser.parse_args()
     if args.writes:
         write_overhead(args.writes)
         return
     with tempfile.TemporaryDirectory(prefix="bench-restart-") as tmp:
-        empty, full = Path(tmp) / "empty", Path(tmp) / "full"
-        empty.mkdir()
-        built = time.monotonic()
-        populate(full, args.jobs, args.frames)
-        print(f"populated {args.jobs} finished jobs x {args.frames} vectors in {time.monotonic() - built:.1f} s")
+        base = args.keep or Path(tmp)
+        empty, full = base / "empty", base / "full"
+        if not full.exists():
+            empty.mkdir(parents=True, exist_ok=True)
+            built = time.monotonic()
+            populate(full, args.jobs, args.frames)
+            print(f"populated {args.jobs} finished jobs x {args.frames} vectors in {time.monotonic() - built:.1f} s")
         results: dict[str, list[dict[str, float]]] = {"empty": [], "full": []}
         for _ in range(args.repeat):
             for name, path in (("empty", empty), ("full", full)):

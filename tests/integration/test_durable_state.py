@@ -17,7 +17,7 @@ from moto.server import ThreadedMotoServer
 
 from tests.conftest import ROOT
 from video_ai.adapters.aws import AwsClients
-from video_ai.local.durable import DurableState
+from video_ai.local.durable import INTERRUPTED_LIMIT, DurableState, Restored
 from video_ai.local.resources import LocalResources, create_resources
 
 REGION = "us-east-1"
@@ -36,14 +36,17 @@ def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.stop()
 
 
-def _crash_and_restart(url: str, clients: AwsClients, state: DurableState, directory: Path) -> DurableState:
+def _crash(url: str, clients: AwsClients, state: DurableState, directory: Path) -> tuple[DurableState, Restored]:
     state.close()
     httpx.post(f"{url}/moto-api/reset").raise_for_status()
     fresh = DurableState(directory, DEFAULT_ACCOUNT_ID, REGION)
     fresh.install()
     create_resources(clients, ROOT / "template.yaml", "test")
-    fresh.restore()
-    return fresh
+    return fresh, fresh.restore()
+
+
+def _crash_and_restart(url: str, clients: AwsClients, state: DurableState, directory: Path) -> DurableState:
+    return _crash(url, clients, state, directory)[0]
 
 
 def _setup(url: str, tmp_path: Path) -> tuple[AwsClients, LocalResources, DurableState]:
@@ -187,5 +190,33 @@ def test_messages_keep_their_ids_and_receive_counts_but_a_crash_does_not_count(m
         assert receive() == {}
         dlq = sqs.receive_message(QueueUrl=res.jobs_dlq_url, WaitTimeSeconds=0)["Messages"]
         assert [m["Body"] for m in dlq] == ["failed"]
+    finally:
+        state.close()
+
+
+def test_a_message_in_flight_at_every_one_of_several_crashes_is_held_then_dead_lettered(moto: str,
+                                                                                        tmp_path: Path) -> None:
+    """What a job that crashes `serve` itself looks like from here: in flight at each crash, in a row."""
+    clients, res, state = _setup(moto, tmp_path)
+    try:
+        sqs, url = clients.sqs, res.jobs_queue_url
+        sqs.send_message(QueueUrl=url, MessageBody="poison")
+        sqs.send_message(QueueUrl=url, MessageBody="bystander")  # queued at every crash, never in flight
+        restored = Restored(items=0, messages=0, objects=0, seconds=0.0)
+        for crash in range(INTERRUPTED_LIMIT):
+            assert restored.held == (), crash
+            taken = sqs.receive_message(QueueUrl=url, VisibilityTimeout=60, WaitTimeSeconds=0)["Messages"]
+            assert [m["Body"] for m in taken] == ["poison"]  # the oldest first, as restored
+            state, restored = _crash(moto, clients, state, tmp_path)
+        assert [(m.body, m.interrupted) for m in restored.held] == [("poison", INTERRUPTED_LIMIT)]
+        state.dead_letter(restored.held[0])
+        visible = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0)
+        assert [m["Body"] for m in visible["Messages"]] == ["bystander"]
+        state, restored = _crash(moto, clients, state, tmp_path)  # it stays in the DLQ, and only there
+        assert restored.held == ()
+        dlq = sqs.receive_message(QueueUrl=res.jobs_dlq_url, WaitTimeSeconds=0)["Messages"]
+        assert [m["Body"] for m in dlq] == ["poison"]
+        assert [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                                       WaitTimeSeconds=0)["Messages"]] == ["bystander"]
     finally:
         state.close()

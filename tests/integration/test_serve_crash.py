@@ -236,12 +236,16 @@ def test_sigkill_during_a_burst_every_accepted_job_finishes_once(workdir: Path, 
         receiver.close()
 
 
-def test_a_job_recorded_finished_but_never_announced_gets_its_callback(workdir: Path, files: FileServer) -> None:
-    """The kill landed between the worker recording `succeeded` and publishing it: the redelivered message finds the
-    job finished and does nothing, so the restart publishes it."""
+def test_at_start_a_finished_job_never_announced_is_and_a_job_that_keeps_crashing_serve_fails(
+        workdir: Path, files: FileServer) -> None:
+    """Two states a crash leaves that no queued message settles, written into the data dir as a crash would leave
+    them: a job recorded finished whose worker message is gone without its notification having gone out (its message
+    was dead-lettered, or an older `serve` finished it), and a job whose message was in flight at the last crashes in
+    a row, one short of the limit. The restart announces the first and fails the second instead of running it."""
     from video_ai.adapters.dynamodb_jobs import job_to_item
     from video_ai.domain.models import Job, JobStatus, Source
-    from video_ai.local.durable import _dumps
+    from video_ai.local.durable import INTERRUPTED_LIMIT, _dumps
+    from video_ai.local.resources import kebab
 
     config = workdir / "window.yml"
     data = workdir / "window-data"
@@ -258,21 +262,38 @@ def test_a_job_recorded_finished_but_never_announced_gets_its_callback(workdir: 
         assert proc.terminate(timeout=30) == 0
         job = Job(job_id="00000000-0000-4000-8000-000000000020", tenant="dev", status=JobStatus.SUCCEEDED,
                   source=Source(url=files.url("clip.mp4")), callback_url=receiver.url)
+        looping = Job(job_id="00000000-0000-4000-8000-000000000021", tenant="dev", status=JobStatus.PROCESSING,
+                      source=Source(url=files.url("clip.mp4")), callback_url=receiver.url)
         with sqlite3.connect(data / "serve" / "state.sqlite") as db:
             (table,) = db.execute("SELECT DISTINCT tbl FROM items").fetchone()
-            db.execute("INSERT INTO items (tbl, hash, rng, item) VALUES (?, ?, '', ?)",
-                       (table, json.dumps({"S": job.job_id}, separators=(",", ":")), _dumps(job_to_item(job))))
+            for record in (job, looping):
+                db.execute("INSERT INTO items (tbl, hash, rng, item) VALUES (?, ?, '', ?)",
+                           (table, json.dumps({"S": record.job_id}, separators=(",", ":")),
+                            _dumps(job_to_item(record))))
+            db.execute("INSERT INTO messages (message_id, queue, body, attributes, receive_count, visible_at, "
+                       "interrupted) VALUES ('looping', ?, ?, '{}', 1, ?, ?)",
+                       (f"video-ai-{kebab('JobsQueue')}-dev", json.dumps({"job_id": looping.job_id, "tenant": "dev"}),
+                        int((time.time() + 3600) * 1000), INTERRUPTED_LIMIT - 1))
         proc = _start(config, secret)
         payload, headers = wait_for(lambda: receiver.event_for(job.job_id), 30, what="the callback")
         assert payload["type"] == "job.succeeded" and headers["webhook-id"]
         assert proc.stderr_matching("1 finished job(s) announced again"), proc.stderr_tail()
+        payload, _ = wait_for(lambda: receiver.event_for(looping.job_id), 30, what="the failed job's callback")
+        assert payload["type"] == "job.failed" and payload["data"]["error"]["code"] == "retries_exhausted", payload
+        assert proc.stderr_matching(f"at the last {INTERRUPTED_LIMIT} crashes of serve: moved to its dead-letter"), (
+            proc.stderr_tail())
         with proc.client() as client:
             assert client.get(f"/jobs/{job.job_id}").json()["callback"]["status"] == "delivered"
-        # Announced once: a further restart finds its callback recorded and publishes nothing.
+            failed = client.get(f"/jobs/{looping.job_id}").json()
+            assert failed["status"] == "failed" and "in a row" in failed["error"]["message"], failed
+        # Announced once: a further restart finds both announced and publishes nothing; the message stays dead.
         assert proc.terminate(timeout=30) == 0
         proc = _start(config, secret)
-        assert not proc.stderr_matching("announced again")
-        assert sum(1 for p, _ in receiver.events if p["job_id"] == job.job_id) == 1
+        assert not proc.stderr_matching("announced again") and not proc.stderr_matching("dead-letter queue")
+        assert sum(1 for p, _ in receiver.events if p["job_id"] in (job.job_id, looping.job_id)) == 2
+        with sqlite3.connect(data / "serve" / "state.sqlite") as db:
+            assert db.execute("SELECT queue FROM messages WHERE message_id = 'looping'").fetchone() == (
+                f"video-ai-{kebab('JobsDeadLetterQueue')}-dev",)
     finally:
         proc.kill()
         receiver.close()

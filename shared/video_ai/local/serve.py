@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from video_ai.data_dir_lock import DataDirLock, Owner
-from video_ai.domain.errors import ConfigError
+from video_ai.domain.errors import ConfigError, VideoAIError
 from video_ai.settings import DEFAULT_CONFIG_PATH, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from video_ai.api.app import ApiContext
-    from video_ai.local.durable import DurableState
+    from video_ai.local.durable import DurableState, HeldMessage
     from video_ai.local.pollers import SnsAsyncPoller, SqsPoller
     from video_ai.local.resources import LocalResources
     from video_ai.runtime import Runtime
@@ -349,12 +349,37 @@ class LocalStack:
         self.runtime.webhook_sender()  # a malformed VIDEO_AI_WEBHOOK_SECRETS fails now, not at the first callback
         # Before any handler module is imported: their bootstraps then pick up this runtime.
         install_runtime(self.runtime)
+        self._settle_held(restored.held, resources)
         self._announce_finished(clients, resources, subscription[0])
         self._start_api()
         self._start_pollers(clients, resources, settings, subscription)
         self._start_reloader()
         self._wait_ready()
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+
+    def _settle_held(self, held: Sequence[HeldMessage], resources: LocalResources) -> None:
+        """Messages that were in flight at each of the last crashes (durable.INTERRUPTED_LIMIT of them in a row) go to
+        their DLQ instead of bringing `serve` down once more: most likely their job is what crashes it (a decoder
+        crash, the OOM killer). A job's own message ends the job `failed` (retries_exhausted), announced, first."""
+        from video_ai.runtime import parse_job_message
+        from video_ai.services.announce import give_up
+
+        assert self.runtime is not None and self.durable is not None
+        jobs_queue = resources.jobs_queue_url.rstrip("/").rsplit("/", 1)[-1]
+        for message in held:
+            job_id = ""
+            if message.queue == jobs_queue:
+                try:
+                    job_id = parse_job_message(message.body).job_id
+                except VideoAIError:
+                    pass  # not a job message: nothing to settle but the message itself
+                else:
+                    give_up(job_id, f"serve stopped {message.interrupted} times in a row while running this job; "
+                                    "its message is in the jobs dead-letter queue", self.runtime.jobs(),
+                            self.runtime.notifier())
+            self.durable.dead_letter(message)
+            logger.warning("a message of %s was in flight at the last %d crashes of serve: moved to its dead-letter "
+                           "queue%s", message.queue, message.interrupted, f" (job {job_id})" if job_id else "")
 
     def _announce_finished(self, clients: Any, resources: LocalResources, subscription_url: str) -> None:
         """Publish the end of a finished job that was never announced and that nothing queued will announce: its

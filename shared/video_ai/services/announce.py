@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 
-from video_ai.domain.models import Job, utc_now
+from video_ai.domain.errors import InvalidTransition, JobNotFound, RetriesExhausted
+from video_ai.domain.models import ErrorInfo, Job, JobStatus, utc_now
 from video_ai.domain.ports import JobRepository, Notifier
 
 logger = logging.getLogger(__name__)
@@ -40,3 +41,18 @@ def announce_if_unannounced(job: Job, jobs: JobRepository, notifier: Notifier) -
     logger.info("job %s but never announced: publishing its end now", job.status.value, extra={"job_id": job.job_id})
     announce(job, jobs, notifier)
     return True
+
+
+def give_up(job_id: str, reason: str, jobs: JobRepository, notifier: Notifier) -> Job | None:
+    """End a job `failed` (retries_exhausted) from outside the worker, whose message was given up on, and announce
+    it. A job already finished keeps its end (announced if it never was); None if the job does not exist."""
+    try:
+        failed = jobs.transition(job_id, JobStatus.FAILED, error=ErrorInfo(code=RetriesExhausted.code, message=reason))
+    except (InvalidTransition, JobNotFound):
+        current = jobs.get(job_id)
+        if current is not None:
+            announce_if_unannounced(current, jobs, notifier)
+        return current
+    logger.warning("job failed: %s: %s", RetriesExhausted.code, reason, extra={"job_id": job_id})
+    announce(failed, jobs, notifier)
+    return failed
