@@ -17,7 +17,8 @@ applied and recorded under one lock before moto answers, so a client never sees 
 loses. Restored messages come back under their own ids, visible at once: a job that was being processed runs again
 (at-least-once, as on Lambda after a timeout). Its receive count comes back too, less the receive the crash cut short
 (the job did not fail; `serve` died under it), so failed attempts still lead to the worker's last attempt and the
-DLQ. A job that itself kills `serve` (a decoder crash, the OOM killer) is therefore retried at every start.
+DLQ. Crashes are counted apart instead: a message in flight at INTERRUPTED_LIMIT of them in a row (most likely a job
+that itself kills `serve`: a decoder crash, the OOM killer) is held back, and `serve` fails its job and dead-letters it.
 Snapshotting moto's backends instead would lose whatever changed since the last snapshot; replaying a request log
 would replay random receipt handles and upload ids that no longer exist.
 """
