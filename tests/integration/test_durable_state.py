@@ -7,8 +7,11 @@ moto's reset (`POST /moto-api/reset`) stands in for the process dying: every bac
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -218,5 +221,31 @@ def test_a_message_in_flight_at_every_one_of_several_crashes_is_held_then_dead_l
         assert [m["Body"] for m in dlq] == ["poison"]
         assert [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
                                                        WaitTimeSeconds=0)["Messages"]] == ["bystander"]
+    finally:
+        state.close()
+
+
+def test_two_pollers_never_take_the_same_message(moto: str, tmp_path: Path) -> None:
+    """moto checks visibility, then marks the receive; a receive waiting to be recorded (another change holds the
+    state's lock) must not let a second poller take the same message meanwhile."""
+    clients, res, state = _setup(moto, tmp_path)
+    try:
+        url = res.jobs_queue_url
+        clients.sqs.send_message(QueueUrl=url, MessageBody="one")
+        pollers = [AwsClients(REGION, endpoint_url=moto).sqs for _ in range(2)]
+        taken: list[str] = []
+
+        def poll(sqs: Any) -> None:
+            got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, VisibilityTimeout=60)
+            taken.extend(m["Body"] for m in got.get("Messages", []))
+
+        threads = [threading.Thread(target=poll, args=(sqs,)) for sqs in pollers]
+        with state._lock:  # a slow commit elsewhere
+            for thread in threads:
+                thread.start()
+            time.sleep(0.5)  # both receives are inside moto by now
+        for thread in threads:
+            thread.join(10)
+        assert taken == ["one"]
     finally:
         state.close()

@@ -143,6 +143,7 @@ def test_sigkill_during_a_burst_every_accepted_job_finishes_once(workdir: Path, 
     client = BurstClient(files, receiver.url, random.Random(rng.random()))
     submitter = threading.Thread(target=client.run, name="burst", daemon=True)
     restores: list[str] = []
+    history: list[str] = []  # the killed processes' logs, for a failure's message
     proc = _start(config, secret)
     try:
         client.serving(proc)
@@ -157,6 +158,7 @@ def test_sigkill_during_a_burst_every_accepted_job_finishes_once(workdir: Path, 
             time.sleep(rng.uniform(*KILL_DELAY_S))
             client.serving(None)
             proc.kill()  # SIGKILL
+            history.extend(proc.stderr_lines)
             proc = _start(config, secret)
             client.serving(proc)
             restores.extend(wait_for(functools.partial(proc.stderr_matching, "state restored"), 10,
@@ -179,7 +181,13 @@ def test_sigkill_during_a_burst_every_accepted_job_finishes_once(workdir: Path, 
                 bodies = [r.json() for r in jobs]
                 return bodies if all(b["status"] in ("succeeded", "failed") for b in bodies) else None
 
-            jobs = wait_for(all_done, DONE_TIMEOUT_S, interval=1.0, what=f"every accepted job to finish {note}")
+            try:
+                jobs = wait_for(all_done, DONE_TIMEOUT_S, interval=1.0, what=f"every accepted job to finish {note}")
+            except AssertionError as err:
+                waiting = {j: api.get(f"/jobs/{j}").json()["status"] for j in accepted}
+                waiting = {j: status for j, status in waiting.items() if status not in ("succeeded", "failed")}
+                logs = [line for line in history + proc.stderr_lines if any(j[:8] in line for j in waiting)]
+                raise AssertionError(f"{err}: {waiting}; their log lines:\n" + "\n".join(logs)) from None
             assert [(j["job_id"], j["error"]) for j in jobs if j["status"] != "succeeded"] == [], note
             # No job twice, and none the client was never told about (a retried request found its first job).
             assert sorted(_all_job_ids(api)) == sorted(accepted), note

@@ -122,6 +122,7 @@ class DurableState:
         self._lock = threading.RLock()
         self._muted = False
         self._originals: list[tuple[type, str, Any]] = []
+        self._receive_locks: dict[str, threading.Lock] = {}
 
     # ------------------------------------------------------------------ backends
 
@@ -221,6 +222,26 @@ class DurableState:
         # message invisible; ChangeMessageVisibility (a failed attempt handed back) ends that early.
         wrap(Message, "mark_received", mark_received)
         wrap(SQSBackend, "change_message_visibility", change_visibility)
+
+        def receive_message(original: Any) -> Any:
+            def hooked(backend: Any, queue_name: str, count: int, wait_seconds_timeout: int, *args: Any) -> Any:
+                # moto checks a message's visibility and then marks it received with no lock between: two pollers
+                # could both take one message, and recording the receive (a commit) widened that window enough
+                # for the crash test to see a job's only message deleted by the copy's worker while the other
+                # worker still ran it. One scan at a time per queue; the long poll waits outside the lock.
+                queue = backend.get_queue(queue_name)
+                lock = state._receive_locks.setdefault(queue_name, threading.Lock())
+                deadline = time.monotonic() + (wait_seconds_timeout or 0)
+                while True:
+                    with lock:
+                        result = original(backend, queue_name, count, 0, *args)
+                    remaining = deadline - time.monotonic()
+                    if result or remaining <= 0:
+                        return result
+                    queue.wait_for_messages(min(1.0, remaining))
+            return hooked
+
+        wrap(SQSBackend, "receive_message", receive_message)
 
         def put_object(original: Any) -> Any:
             def hooked(backend: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
