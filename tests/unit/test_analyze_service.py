@@ -219,6 +219,25 @@ def test_deleted_job_stops_at_next_batch(tmp_path: Path) -> None:
     assert isinstance(deps.notifier, RecordingNotifier) and deps.notifier.finished == []
 
 
+def test_a_run_overtaken_by_another_run_that_succeeded_keeps_the_vectors(tmp_path: Path) -> None:
+    """Two deliveries of one job ran at once; the other finished first. Its points have the same ids as this run's:
+    stopping must not delete them, as it does for a deleted job."""
+    deps = _deps(tmp_path, frames=FakeFrameSource(n_frames=30))
+    _queued(deps)
+    jobs = deps.jobs
+    seen: list[int] = []
+
+    def other_run_finishes(frame: object) -> None:
+        seen.append(1)
+        if len(seen) == 4:
+            jobs.transition("job-1", JobStatus.SUCCEEDED, frames_indexed=30)
+
+    result = analyze_video("job-1", deps, on_frame=other_run_finishes)
+    assert result.job.status is JobStatus.SUCCEEDED and result.job.frames_indexed == 30
+    assert isinstance(deps.index, FakeIndex) and len(seen) < 30 and len(deps.index.points) >= 3
+    assert isinstance(deps.notifier, RecordingNotifier) and deps.notifier.finished == []  # the other run announces
+
+
 def test_progress_reported_and_monotonic(tmp_path: Path) -> None:
     deps = _deps(tmp_path)
     _queued(deps)

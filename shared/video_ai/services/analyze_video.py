@@ -199,7 +199,12 @@ def _prefetch(batches: Iterator[_Batch], depth: int, stop: threading.Event) -> G
 
 
 class _Cancelled(Exception):
-    pass
+    """The job stopped being this run's: deleted (DELETE /jobs/{id}) or failed meanwhile, or another run of it
+    succeeded first (`succeeded`)."""
+
+    def __init__(self, succeeded: bool) -> None:
+        super().__init__("succeeded elsewhere" if succeeded else "deleted or failed")
+        self.succeeded = succeeded
 
 
 def analyze_video(
@@ -244,7 +249,12 @@ def analyze_video(
         else:
             with _staged_location_hidden(job):
                 result = _run_segment(job, segment, deps, workdir, on_progress)
-    except _Cancelled:
+    except _Cancelled as stop:
+        if stop.succeeded:
+            # Another delivery ran the same job and finished it first (at-least-once: a duplicate message, or the one
+            # a crash put back beside a client's resend). Its results have the same point ids: keep them.
+            logger.info("job finished by another run meanwhile; this run stops", extra={"job_id": job_id})
+            return AnalysisResult(job=deps.jobs.get(job_id) or job)
         # DELETE /jobs/{id} removed the record and the vectors it saw; the batches upserted since go too.
         logger.info("job cancelled while processing", extra={"job_id": job_id})
         for analyzer in deps.analyzers_for(job):
@@ -840,7 +850,7 @@ def _checkpoint(job_id: str, deps: AnalyzeDeps, progress: float | None) -> None:
     /jobs/{id}) or failed meanwhile stops at this batch."""
     current = deps.jobs.get(job_id)
     if current is None or current.status is not JobStatus.PROCESSING:
-        raise _Cancelled()
+        raise _Cancelled(succeeded=current is not None and current.status is JobStatus.SUCCEEDED)
     if progress is not None:
         deps.jobs.update(job_id, progress=round(progress, 4))
 
