@@ -249,3 +249,27 @@ def test_two_pollers_never_take_the_same_message(moto: str, tmp_path: Path) -> N
         assert taken == ["one"]
     finally:
         state.close()
+
+
+def test_the_crashes_a_message_was_in_flight_at_count_in_a_row_only(moto: str, tmp_path: Path) -> None:
+    clients, res, state = _setup(moto, tmp_path)
+    try:
+        sqs, url = clients.sqs, res.jobs_queue_url
+        sqs.send_message(QueueUrl=url, MessageBody="unlucky")
+
+        def crash_with_it(in_flight: bool) -> Restored:
+            nonlocal state
+            got = sqs.receive_message(QueueUrl=url, VisibilityTimeout=60, WaitTimeSeconds=0)["Messages"]
+            if not in_flight:  # its attempt failed and handed it back before the crash
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"],
+                                              VisibilityTimeout=0)
+            state, restored = _crash(moto, clients, state, tmp_path)
+            return restored
+
+        for _ in range(INTERRUPTED_LIMIT - 1):
+            assert crash_with_it(in_flight=True).held == ()
+        assert crash_with_it(in_flight=False).held == ()  # the run of crashes ends here
+        for _ in range(INTERRUPTED_LIMIT - 1):
+            assert crash_with_it(in_flight=True).held == ()
+    finally:
+        state.close()
