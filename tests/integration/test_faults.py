@@ -1,8 +1,9 @@
 """Faults on the real chain (in-process moto, the real handlers, the real model and embedded Qdrant).
 
 Qdrant failing mid-job, two workers on one message, a callback receiver down then up, one SQS message delivered
-three times, a worker killed mid-job. Jobs-queue deliveries go through `SqsPoller.dispatch` (the stand-in `serve`
-uses for Lambda's event source mapping), so partial failures, redelivery and the DLQ redrive are SQS's own.
+three times, a worker killed mid-job, a worker killed between recording a job's end and publishing it. Jobs-queue
+deliveries go through `SqsPoller.dispatch` (the stand-in `serve` uses for Lambda's event source mapping), so partial
+failures, redelivery and the DLQ redrive are SQS's own.
 """
 
 from __future__ import annotations
