@@ -1,4 +1,7 @@
-"""Ingest function: uploads-queue SQS batch (S3 ObjectCreated notifications) -> submit_job, partial failures."""
+"""Ingest function: uploads-queue SQS batch (S3 ObjectCreated notifications) -> submit_job, partial failures.
+
+The same zip serves JobsDeadLetterFunction (`dead_letter_handler`): jobs-DLQ batch -> the jobs end `failed`. It is
+light (no model, no Qdrant), so it lives here rather than on the worker's image."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from bootstrap import build_runtime
 from video_ai.observability import lambda_logger
-from video_ai.workers import ingest_record
+from video_ai.workers import dead_letter_record, ingest_record
 
 logger = lambda_logger()
 tracer = Tracer()
@@ -30,3 +33,17 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     # A processor per invocation, as in the worker: it holds the batch's outcomes, and invocations may overlap.
     processor = BatchProcessor(event_type=EventType.SQS)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+def dead_letter_record_handler(record: SQSRecord) -> None:
+    dead_letter_record(record.body, runtime)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def dead_letter_handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+    # A record that fails (DynamoDB or SNS unavailable) stays on the DLQ and comes back after its visibility timeout.
+    processor = BatchProcessor(event_type=EventType.SQS)
+    return process_partial_response(event=event, record_handler=dead_letter_record_handler, processor=processor,
+                                    context=context)

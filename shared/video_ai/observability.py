@@ -76,6 +76,8 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "video_ai_jobs_succeeded", "JobsSucceeded", "Count"),
         MetricSpec("jobs_failed", "counter", "Jobs finished failed, by error code.",
                    "video_ai_jobs_failed", "JobsFailed", "Count", labels=("error_code",)),
+        MetricSpec("jobs_dead_lettered", "counter", "Job messages taken from the jobs dead-letter queue (their job "
+                   "ends failed unless it had ended).", "video_ai_jobs_dead_lettered", "JobsDeadLettered", "Count"),
         MetricSpec("jobs_reused", "counter", "Jobs answered from an earlier job's results for the same content.",
                    "video_ai_jobs_reused", "JobsReused", "Count"),
         MetricSpec("jobs_split", "counter", "Long jobs split into time segments processed in parallel.",

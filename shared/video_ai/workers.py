@@ -93,6 +93,41 @@ def job_record_context(
             log.remove_keys(list(keys))
 
 
+# Why a dead-lettered job failed: its last attempt ended without a word (a failing attempt records its own end).
+DEAD_LETTER_REASON = ("the worker stopped during the job's last attempt (timeout, out of memory or crash); its "
+                      "message went to the jobs dead-letter queue")
+
+
+def dead_letter_record(body: str, runtime: Runtime) -> Job | None:
+    """A jobs-DLQ record -> its job ends `failed` (retries_exhausted) and is announced, unless it had ended already.
+
+    A message reaches the DLQ on the receive after its last attempt. An attempt that fails records the job's end
+    itself (analyze_video's `final_attempt`), but one that dies (Lambda's timeout, out of memory, a crash) cannot, and
+    the job would stay `processing` for good. The jobs queue's visibility timeout (6x the worker's 900 s) means the
+    last attempt's invocation has ended by then. The message is consumed either way; the error line and the
+    `jobs_dead_lettered` metric (alarmed) keep it in front of an operator. A segment's message fails the whole job:
+    its segment would never be recorded. Not a job message: logged (with the body) and dropped, not retried for the
+    DLQ's 14 days.
+    """
+    from video_ai.services.announce import give_up
+
+    runtime.metrics.count("jobs_dead_lettered")
+    try:
+        message = parse_job_message(body)
+    except InvalidRequest as err:
+        logger.error("jobs dead-letter queue: not a job message (%s); dropped", err.message,
+                     extra={"dead_letter": "invalid", "body": body[:2000]})
+        return None
+    job = give_up(message.job_id, DEAD_LETTER_REASON, runtime.jobs(), runtime.notifier())
+    outcome = "missing" if job is None else job.status.value
+    error = job.error.code if job is not None and job.error is not None else None
+    logger.error("job message dead-lettered after its last attempt; job %s%s", outcome,
+                 f" ({error})" if error else "",
+                 extra={"dead_letter": outcome, "job_id": message.job_id, "tenant": message.tenant or "",
+                        "segment": message.segment, "error_code": error})
+    return job
+
+
 def tenant_for_upload_key(key: str, default: str = "default") -> str:
     """Uploads under `tenants/<tenant>/...` belong to that tenant; everything else to the default tenant."""
     parts = key.split("/")

@@ -114,6 +114,28 @@ def test_worker_consumes_the_jobs_queue_one_message_at_a_time(resources: dict[st
     assert event["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "WorkerMaxConcurrency"}
 
 
+def test_the_jobs_dlq_is_consumed_by_a_light_function_that_may_fail_and_announce_jobs(
+    resources: dict[str, Any],
+) -> None:
+    # A worker that dies on a job's last attempt leaves the job `processing`: the DLQ's consumer ends it.
+    fn = props(resources, "JobsDeadLetterFunction")
+    assert fn["CodeUri"] == props(resources, "IngestFunction")["CodeUri"]
+    assert fn["Handler"] == "handler.dead_letter_handler"
+    assert fn["Layers"] == [{"Ref": "SharedLayer"}] and "PackageType" not in fn
+    event = sqs_event(resources, "JobsDeadLetterFunction")
+    assert event["Queue"] == {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Lambda refuses an event source whose queue's visibility timeout is shorter than the function's timeout.
+    assert props(resources, "JobsDeadLetterQueue")["VisibilityTimeout"] >= 6 * fn["Timeout"]
+    policies = {name for policy in fn["Policies"] for name in policy}
+    assert policies == {"DynamoDBCrudPolicy", "SNSPublishMessagePolicy"}
+    # Its queue's depth stays near 0 now: what it consumed is alarmed on by the metric it counts.
+    from video_ai.observability import CATALOGUE
+
+    assert any(a["Namespace"] == "VideoAI" and a["MetricName"] == CATALOGUE["jobs_dead_lettered"].emf_name
+               and a["Threshold"] == 0 for a in _alarms(resources).values())
+
+
 def test_worker_is_an_image_sized_for_long_videos(template: dict[str, Any], resources: dict[str, Any]) -> None:
     worker = resources["WorkerFunction"]
     assert worker["Properties"]["PackageType"] == "Image"
@@ -384,6 +406,7 @@ def _granted_secrets(resources: dict[str, Any], function: str) -> set[str]:
     [
         ("ApiFunction", {"ApiKeysSecretArn", "QdrantApiKeySecretArn"}),
         ("IngestFunction", set()),
+        ("JobsDeadLetterFunction", set()),
         ("CallbackFunction", {"WebhookSecretArn"}),
         ("WorkerFunction", {"QdrantApiKeySecretArn"}),
     ],
@@ -399,7 +422,7 @@ def test_each_function_sees_and_may_read_only_its_secrets(
 
 
 def test_policies_are_sam_templates_scoped_to_our_resources(resources: dict[str, Any]) -> None:
-    for function in (*ZIP_FUNCTIONS, "WorkerFunction"):
+    for function in (*ZIP_FUNCTIONS, "WorkerFunction", "JobsDeadLetterFunction"):
         for policy in props(resources, function)["Policies"]:
             assert isinstance(policy, dict), f"{function}: managed policy {policy!r}"
             ((name, scope),) = policy.items()

@@ -100,6 +100,7 @@ FUNCTION_LIMITS: dict[str, tuple[float, int]] = {
     "api": (29.0, 1024),
     "worker": (900.0, 3008),
     "ingest": (30.0, 512),
+    "jobs-dead-letter": (30.0, 256),
     "callback": (120.0, 256),
 }
 

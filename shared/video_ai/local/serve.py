@@ -444,6 +444,10 @@ class LocalStack:
                                           context_for("worker"), self.poll_stop, batch_size=1, region=region))
         self.pollers.append(SqsPoller("ingest", clients.sqs, resources.uploads_queue_url, ingest.handler,
                                       context_for("ingest"), self.poll_stop, batch_size=10, region=region))
+        # JobsDeadLetterFunction: the ingest zip's second handler on the jobs DLQ (template.yaml).
+        self.pollers.append(SqsPoller("jobs-dead-letter", clients.sqs, resources.jobs_dlq_url,
+                                      ingest.dead_letter_handler, context_for("jobs-dead-letter"), self.poll_stop,
+                                      batch_size=10, region=region))
         callback_ctx = lambda_context("callback", stage, region)
         self.pollers.append(SnsAsyncPoller(
             "callback", clients.sqs, subscription_url, subscription_arn,
