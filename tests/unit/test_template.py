@@ -542,7 +542,8 @@ def test_worker_dockerfile_installs_shared_and_bakes_the_model() -> None:
     assert '".[worker]"' in dockerfile
     assert "COPY shared/video_ai" in dockerfile and "COPY pyproject.toml" in dockerfile
     assert "ENV VIDEO_AI__MODEL__PATH=/opt/video-ai/models/efficientnet-lite0.onnx" in dockerfile
-    assert 'video-ai model build --out "${VIDEO_AI__MODEL__PATH}"' in dockerfile
+    # --logits: the labels feature reads the ImageNet classifier output of the same graph (a default feature)
+    assert 'video-ai model build --logits --out "${VIDEO_AI__MODEL__PATH}"' in dockerfile
     assert 'CMD ["handler.handler"]' in dockerfile
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignore and {"!pyproject.toml", "!shared/video_ai/", "!functions/worker/*.py"} <= set(ignore)
