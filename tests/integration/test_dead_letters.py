@@ -1,5 +1,7 @@
-"""The jobs DLQ is consumed (JobsDeadLetterFunction, `serve`'s jobs-dead-letter poller): a job whose worker died on
-its last attempt ends `failed` and its callback fires once; a job that had ended is left as it was.
+"""No job hangs in `processing`. The jobs DLQ is consumed (JobsDeadLetterFunction, `serve`'s jobs-dead-letter
+poller): a job whose worker died on its last attempt ends `failed` and its callback fires once; a job that had ended
+is left as it was. And a duplicate delivery that loses the race to start its job keeps its message, so the job still
+runs if the run that won dies.
 
 On moto (in-process), with the real ingest zip's `dead_letter_handler` driven by `serve`'s SQS poller, the real
 redrive (maxReceiveCount from template.yaml) and the real callback handler posting to a loopback receiver.
@@ -19,21 +21,25 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from moto import mock_aws
 from standardwebhooks import Webhook
 
 from tests.conftest import ROOT
-from tests.fakes import RecordingMetrics
+from tests.fakes import FakeEmbedder, FakeFetcher, FakeFrameSource, FakeIndex, RecordingMetrics
 from video_ai.adapters.aws import AwsClients
 from video_ai.adapters.webhook_sender import generate_secret
 from video_ai.domain.models import Job, JobStatus, Source
+from video_ai.domain.ports import JobRepository
 from video_ai.local.functions import lambda_context, load_function
 from video_ai.local.pollers import SqsPoller, sns_lambda_event
 from video_ai.local.resources import LocalResources, create_resources
 from video_ai.runtime import Runtime, Secrets, install_runtime
+from video_ai.services.analyze_video import AnalyzeDeps, analyze_video
 from video_ai.services.announce import announce
 from video_ai.settings import Settings
-from video_ai.workers import MAX_RECEIVES
+from video_ai.workers import MAX_RECEIVES, job_record_context
 
 
 @dataclass
@@ -179,3 +185,63 @@ def test_a_dead_lettered_job_that_had_ended_is_left_as_it_was(stack: Stack) -> N
     assert jobs.get("job-gone") is None
     assert _queue_depth(stack, stack.resources.jobs_dlq_url) == 0
     assert stack.metrics.counts[("jobs_dead_lettered", ())] == 3
+
+
+class _StartedByAnotherRun:
+    """The jobs table as a duplicate delivery sees it: another run starts the job just before this one tries."""
+
+    def __init__(self, jobs: JobRepository) -> None:
+        self.jobs = jobs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.jobs, name)
+
+    def transition(self, job_id: str, to: JobStatus, **fields: Any) -> Job:
+        current = self.jobs.get(job_id)
+        if to is JobStatus.PROCESSING and current is not None and current.status is JobStatus.QUEUED:
+            self.jobs.transition(job_id, JobStatus.PROCESSING)
+        return self.jobs.transition(job_id, to, **fields)
+
+
+def _worker(stack: Stack, jobs: Any, tmp_path: Path) -> SqsPoller:
+    """The worker function's record handling (handler.py, on fakes for the media and the model) behind `serve`'s
+    poller: partial batch failures, and a failed record returns at once."""
+    deps = AnalyzeDeps(jobs=jobs, fetcher=FakeFetcher(), frames=FakeFrameSource(), embedder=FakeEmbedder(),
+                       index=FakeIndex(), notifier=stack.runtime.notifier(), workdir=tmp_path / "work")
+
+    def record_handler(record: SQSRecord) -> None:
+        with job_record_context(record, stack.runtime) as (message, final_attempt):
+            analyze_video(message.job_id, deps, final_attempt=final_attempt, segment=message.segment)
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        processor = BatchProcessor(event_type=EventType.SQS)
+        return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                        context=context)
+
+    return SqsPoller("worker", stack.sqs, stack.resources.jobs_queue_url, handler,
+                     lambda: lambda_context("worker", "test"), threading.Event(), wait_s=0, retry_visibility_s=0)
+
+
+def test_a_duplicate_that_loses_the_start_keeps_the_message_so_the_job_runs_if_the_winner_dies(
+        stack: Stack, tmp_path: Path) -> None:
+    jobs = stack.runtime.jobs()
+    jobs.create(Job(job_id="job-dup", tenant="t1", source=Source(url="https://example.com/v.mp4"),
+                    callback_url=stack.hook_url))
+    stack.runtime.queue().send({"job_id": "job-dup", "tenant": "t1"})
+    # The duplicate's delivery; the run that wins the start then dies without a word (its copy is the same message).
+    got = stack.sqs.receive_message(QueueUrl=stack.resources.jobs_queue_url, AttributeNames=["All"],
+                                    VisibilityTimeout=0)["Messages"]
+    assert _worker(stack, _StartedByAnotherRun(jobs), tmp_path).dispatch([dict(m) for m in got]) == {
+        got[0]["MessageId"]}
+    stored = jobs.get("job-dup")
+    assert stored is not None and stored.status is JobStatus.PROCESSING and stored.error is None
+    assert _queue_depth(stack, stack.resources.jobs_queue_url) == 1  # kept: deleting it left the job hanging
+
+    # Its next delivery finds the job processing with no live run, and runs it to the end.
+    again = stack.sqs.receive_message(QueueUrl=stack.resources.jobs_queue_url, AttributeNames=["All"])["Messages"]
+    assert _worker(stack, jobs, tmp_path).dispatch([dict(m) for m in again]) == set()
+    stored = jobs.get("job-dup")
+    assert stored is not None and stored.status is JobStatus.SUCCEEDED
+    assert _queue_depth(stack, stack.resources.jobs_queue_url) == 0
+    (envelope,) = _published(stack)
+    assert json.loads(envelope["Message"])["type"] == "job.succeeded"

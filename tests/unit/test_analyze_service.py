@@ -318,23 +318,6 @@ def test_segment_message_for_an_unsplit_job_is_refused(tmp_path: Path) -> None:
     assert result.job.error.code == "invalid_request"
 
 
-def test_duplicate_delivery_losing_the_start_race_returns_quietly(tmp_path: Path) -> None:
-    deps = _deps(tmp_path)
-    queued = _queued(deps)
-    deps.jobs.transition("job-1", JobStatus.PROCESSING)  # the other worker won
-    jobs = deps.jobs
-    real_get = jobs.get
-    stale = iter([queued])  # ...but this worker read the job just before that
-
-    def get(job_id: str) -> Job | None:
-        return next(stale, None) or real_get(job_id)
-
-    jobs.get = get  # type: ignore[method-assign]
-    result = analyze_video("job-1", deps)
-    assert result.job.status is JobStatus.PROCESSING
-    assert isinstance(deps.frames, FakeFrameSource) and deps.frames.opened == 0
-
-
 def test_stale_job_directories_are_cleaned_once_per_process(tmp_path: Path) -> None:
     from video_ai.composition import clean_workdir
 
@@ -647,3 +630,45 @@ def test_reuse_copies_the_artifacts_and_a_cancelled_job_loses_its_own(tmp_path: 
     analyze_video("third", deps, on_frame=cancel_mid_pass)
     assert 1 <= len(seen) < 30 and store.get("third", "text.json") is None
     assert store.get("first", "transcript.json") is not None
+
+
+class _RacedJobs(InMemoryJobRepository):
+    """Another run of the job (a duplicate delivery of its message) starts it just before this one does."""
+
+    def transition(self, job_id: str, to: JobStatus, **fields: Any) -> Job:
+        current = self.get(job_id)
+        if to is JobStatus.PROCESSING and current is not None and current.status is JobStatus.QUEUED:
+            super().transition(job_id, JobStatus.PROCESSING)  # the other run's start
+        return super().transition(job_id, to, **fields)
+
+
+@pytest.mark.parametrize("final_attempt", [False, True])
+def test_a_duplicate_that_loses_the_race_to_start_its_job_keeps_its_message(tmp_path: Path,
+                                                                               final_attempt: bool) -> None:
+    # Returning normally would delete this copy, which may be the message itself: if the run that won then died,
+    # the job would hang in `processing`. A transient error keeps the copy on the queue; the job is not touched.
+    from video_ai.domain.errors import JobBusy
+
+    deps = _deps(tmp_path, jobs=_RacedJobs())
+    _queued(deps)
+    with pytest.raises(JobBusy) as raised:
+        analyze_video("job-1", deps, final_attempt=final_attempt)
+    assert not raised.value.permanent
+    stored = deps.jobs.get("job-1")
+    assert stored is not None and stored.status is JobStatus.PROCESSING and stored.error is None
+    assert isinstance(deps.frames, FakeFrameSource) and deps.frames.opened == 0
+    assert isinstance(deps.notifier, RecordingNotifier) and deps.notifier.finished == []
+
+
+def test_a_duplicate_that_finds_its_job_ended_by_the_winner_lets_its_message_go(tmp_path: Path) -> None:
+    class _EndedJobs(InMemoryJobRepository):
+        def transition(self, job_id: str, to: JobStatus, **fields: Any) -> Job:
+            current = self.get(job_id)
+            if to is JobStatus.PROCESSING and current is not None and current.status is JobStatus.QUEUED:
+                super().transition(job_id, JobStatus.PROCESSING)
+                super().transition(job_id, JobStatus.SUCCEEDED)  # the winner finished meanwhile
+            return super().transition(job_id, to, **fields)
+
+    deps = _deps(tmp_path, jobs=_EndedJobs())
+    _queued(deps)
+    assert analyze_video("job-1", deps).job.status is JobStatus.SUCCEEDED

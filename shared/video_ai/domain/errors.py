@@ -137,6 +137,13 @@ class IndexUnavailable(TransientError):
     code = "index_unavailable"
 
 
+class JobBusy(TransientError):
+    """Another run owns the job (a duplicate delivery of its message lost the race to start it): this copy of the
+    message is kept for a later delivery instead of being deleted, which could delete the message itself."""
+
+    code = "job_busy"
+
+
 class RetriesExhausted(VideoAIError):
     code = "retries_exhausted"
 

@@ -21,6 +21,7 @@ from video_ai.analyzers import AnalyzerContext, AnalyzerSet
 from video_ai.domain.errors import (
     InvalidRequest,
     InvalidTransition,
+    JobBusy,
     JobCancelled,
     JobNotFound,
     NoVideoStream,
@@ -235,11 +236,17 @@ def analyze_video(
         try:
             job = deps.jobs.transition(job_id, JobStatus.PROCESSING, started_at=utc_now())
         except InvalidTransition:
-            # A duplicate delivery raced us and another worker owns the job now; its own message copy stays on the
-            # queue until it finishes, so this one can go without retrying.
-            logger.info("job taken by another worker", extra={"job_id": job_id})
+            # A duplicate delivery raced us and another run owns the job now. A duplicate is the same message (one
+            # id): deleting this copy can delete the message, and if that run then died the job would stay
+            # `processing` with nothing left to run it. So this copy fails (the attempt, not the job) and comes back
+            # after the queue's visibility timeout (6x the worker's 900 s limit), when that run has ended: finished
+            # (the redelivery is a no-op) or died (the redelivery runs the job again, as after any crash).
             current = deps.jobs.get(job_id)
-            return AnalysisResult(job=current or job)
+            if current is None or current.status.terminal:
+                return AnalysisResult(job=current or job)  # deleted, or ended meanwhile: nothing left to guard
+            logger.info("job taken by another run; this copy of its message is kept for later",
+                        extra={"job_id": job_id})
+            raise JobBusy(f"job {job_id} is being processed by another run") from None
         deps.metrics.count("jobs_started")
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix=f"job-{job_id[:8]}-", dir=_ensure_dir(deps.workdir)))
