@@ -231,6 +231,11 @@ class _Decoded:
         self.pred_t = pred_t
 
 
+# 8-bit pixel formats whose first plane is the luma at full resolution.
+_PLANAR_YUV8 = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21"})
+_VIDEO_TO_FULL_RANGE = np.clip((np.arange(256) - 16) * 255 / 219 + 0.5, 0, 255).astype(np.uint8)
+
+
 class PyAVVideoReader:
     """One linear decode pass over a file: metadata first, then sampled frames; shots after the pass."""
 
@@ -684,7 +689,14 @@ class PyAVVideoReader:
         scale = min(1.0, (self.luma_short_side or short) / short)
         size = (max(2, round(w * scale)), max(2, round(h * scale)))
         arr: np.ndarray
-        if size == (frame.width, frame.height):
+        if size == (frame.width, frame.height) and frame.format.name in _PLANAR_YUV8:
+            # The Y plane is the grey picture: a copy (~0.05 ms at 720p) instead of swscale's conversion (~1.3 ms),
+            # stretched from video range (16-235) to full range as swscale would.
+            plane = frame.planes[0]
+            y = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+            full = frame.format.name.startswith("yuvj") or frame.color_range == 2
+            arr = np.ascontiguousarray(y) if full else cv2.LUT(y, _VIDEO_TO_FULL_RANGE)
+        elif size == (frame.width, frame.height):
             arr = frame.to_ndarray(format="gray")
         else:
             arr = frame.to_ndarray(width=size[0], height=size[1], format="gray", interpolation="AREA")
