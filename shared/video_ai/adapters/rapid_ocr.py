@@ -52,6 +52,26 @@ def packaged_models() -> dict[str, Path]:
     return paths
 
 
+def _without_memory_patterns(engine: Any, paths: dict[str, Path], threads: int) -> None:
+    """Both models' sessions again, with ONNX Runtime's memory patterns off. Their inputs change shape at every call
+    (the frame or a band of it; a batch of lines as wide as its widest), and a pattern is kept per shape: with them
+    on, a worker's memory grew with the video's length (+1 GB on 10 minutes of the 720p cuts clip; measured with
+    benchmarks/bench_worker_rss.py). rapidocr builds its sessions itself (no option for this), so they are swapped
+    on its loaded models (`text_det` / `text_rec` .session.session)."""
+    import onnxruntime as ort
+
+    for model, name in ((engine._load_det_model(), DET_MODEL), (engine._load_rec_model(), REC_MODEL)):
+        options = ort.SessionOptions()
+        options.enable_mem_pattern = False
+        options.enable_cpu_mem_arena = False
+        options.log_severity_level = 4
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        model.session.session = ort.InferenceSession(str(paths[name]), sess_options=options,
+                                                     providers=["CPUExecutionProvider"])
+
+
 class RapidOcrReader:
     """Reads lines of text; the engine (and its two ONNX sessions) loads on first use, once per process."""
 
@@ -87,6 +107,7 @@ class RapidOcrReader:
                     # Bounds recognition work on a frame full of text-like texture (each line is a model run).
                     "Det.max_candidates": self.max_lines,
                 })
+                _without_memory_patterns(self._engine, paths, self.threads)
             return self._engine
 
     def detect(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
