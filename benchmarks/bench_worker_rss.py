@@ -1,6 +1,7 @@
 """Peak memory of one worker with every feature on a 10-minute clip (issue 16), against the worker's MemorySize.
 
     python benchmarks/bench_worker_rss.py [--minutes 10] [--features visual,labels,speech,ocr] [--baseline]
+                                          [--clip PATH]
 
 Makes a 1280x720 H.264 + AAC clip (20 shots, each with captions: a title, a caption that appears mid-shot; speech:
 the repo's JFK recording, tests/fixtures/speech/jfk.flac, every 30 s, silence between) and runs `video-ai analyze`
@@ -104,13 +105,15 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--features", default="visual,labels,speech,ocr")
     parser.add_argument("--baseline", action="store_true")
+    parser.add_argument("--clip", type=Path, help="analyze this file instead of the generated lecture")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-rss-"))
-    clip = work / "lecture.mp4"
-    t0 = time.perf_counter()
-    make_clip(clip, args.minutes)
-    print(f"clip: {args.minutes:g} min 1280x720 {FPS} fps + AAC speech, {clip.stat().st_size / 1e6:.1f} MB, made in "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    clip = args.clip or work / "lecture.mp4"
+    if args.clip is None:
+        t0 = time.perf_counter()
+        make_clip(clip, args.minutes)
+        print(f"clip: {args.minutes:g} min 1280x720 {FPS} fps + AAC speech, {clip.stat().st_size / 1e6:.1f} MB, made "
+              f"in {time.perf_counter() - t0:.0f} s", flush=True)
     memory = worker_memory_mb()
     # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: the smaller run goes first.
     runs = ([("visual", work / "base")] if args.baseline else []) + [(args.features, work / "all")]
