@@ -206,3 +206,32 @@ def test_a_line_whose_pixels_changed_a_little_is_recognised_again() -> None:
                                 (TextShot(2, [Caption(after, 0.1, 0.1, 30)], **flat), 2)])  # type: ignore[arg-type]
     assert [(line.text, line.start_s, line.end_s) for line in lines] == [(before, 0.0, 2.0), (after, 2.0, 4.0)]
     assert reader.recognised == 2
+
+
+def test_reuse_indexes_the_copied_lines_under_the_new_job_and_discard_removes_them(tmp_path: Path) -> None:
+    """Content-hash reuse: the orchestrator copied text.json already; the analyzer indexes its lines as the new job's
+    ocr moments (a line across a cut gets no shot)."""
+    from tests.unit.test_text_search import FakeMomentIndex, FakeTextEmbedder
+    from video_ai.analyzers import MomentStore
+    from video_ai.domain.models import MomentFilter
+
+    artifacts, index = FileArtifacts(tmp_path), FakeMomentIndex()
+    analyzer = OcrAnalyzer(AnalyzerContext(embedder=FakeEmbedder(), index=FakeIndex(), text_reader=ScriptedReader(),
+                                           artifacts=artifacts, moments=MomentStore(index, FakeTextEmbedder())))
+    shots = [Shot(index=0, start_s=0.0, end_s=2.0, start_frame=0, end_frame=49),
+             Shot(index=1, start_s=2.0, end_s=4.0, start_frame=50, end_frame=99)]
+    old = Job(job_id="old", tenant="t", source=Source(url="https://example.com/v.mp4"), features=["ocr"], shots=shots)
+    new = old.model_copy(update={"job_id": "new", "reused_from": "old"})
+    box = TextBox(left=0.1, top=0.1, width=0.3, height=0.05)
+    write_lines(artifacts, "old", [TextLine(text="logo", confidence=0.9, box=box, start_s=0.0, end_s=4.0, shot=0,
+                                            pts_s=1.0),
+                                   TextLine(text="title", confidence=0.8, box=box, start_s=0.0, end_s=2.0, shot=0,
+                                            pts_s=0.0)])
+    artifacts.copy("old", "new")
+    output = analyzer.reuse(new, old)
+    assert output.count == 2
+    moments = sorted(index.moments.values(), key=lambda m: m.text)
+    assert [(m.job_id, m.kind, m.text, m.shot) for m in moments] == [("new", "ocr", "logo", None),
+                                                                      ("new", "ocr", "title", 0)]
+    analyzer.discard(new)
+    assert index.count(MomentFilter(job_id="new")) == 0
