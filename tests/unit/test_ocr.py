@@ -235,3 +235,23 @@ def test_reuse_indexes_the_copied_lines_under_the_new_job_and_discard_removes_th
                                                                       ("new", "ocr", "title", 0)]
     analyzer.discard(new)
     assert index.count(MomentFilter(job_id="new")) == 0
+
+
+def test_a_frame_the_engine_fails_on_is_skipped_with_one_warning() -> None:
+    class Failing(ScriptedReader):
+        def detect(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
+            if self.calls == 0:
+                self.calls += 1
+                raise RuntimeError("onnxruntime: bad input")
+            return super().detect(image)
+
+    reader = Failing()
+    analyzer = OcrAnalyzer(AnalyzerContext(embedder=FakeEmbedder(), index=FakeIndex(), text_reader=reader))
+    run = analyzer.start(Job(job_id="j", tenant="t", source=Source(url="https://example.com/v.mp4"),
+                             features=["ocr"]))
+    shot = TextShot(4, [TITLE])
+    for t in range(4):  # the first frame fails; the next one is read as the shot's start
+        run.add([_frame(shot, float(t), t, 0, reader)])
+    output = run.finish([Shot(index=0, start_s=0.0, end_s=4.0, start_frame=0, end_frame=99)])
+    assert output.warnings == ["ocr: some frames could not be read (first at 0.000 s: RuntimeError)"]
+    assert [line["text"] for line in output.segment["lines"]] == ["Quarterly results"]

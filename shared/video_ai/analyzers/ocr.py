@@ -450,12 +450,25 @@ class OcrRun:
             reads: list[ReadLine] = []
             pixels: list[np.ndarray | None] = []
             if why != "blank" or self._every:
-                reads, pixels = self._read(luma, None if self._every else self._change.region)
+                try:
+                    reads, pixels = self._read(luma, None if self._every else self._change.region)
+                except Exception as err:  # one frame the engine cannot read must not fail the job's other features
+                    self._unreadable(frame, err)
+                    continue
                 self.stats["frames_read"] += 1
             self._change.read(frame.shot, [r.box for r in reads])
             # Text that "appeared" has static edges: it was on the previous sampled frame already.
             self._tracker.observe(frame, reads, since=previous if why in ("appeared", "replaced") else None,
                                   pixels=pixels)
+
+    def _unreadable(self, frame: SampledFrame, err: Exception) -> None:
+        """Skip the frame (the last reading holds, and the next change is read again); the job says so once."""
+        self.stats["frames_failed"] = self.stats.get("frames_failed", 0) + 1
+        logger.warning("ocr could not read the frame at %.3f s: %s", frame.pts_s, err,
+                       extra={"job_id": self._job.job_id})
+        if not self.warnings:
+            self.warnings.append(f"ocr: some frames could not be read (first at {frame.pts_s:.3f} s: "
+                                 f"{type(err).__name__})")
 
     def _read(self, luma: np.ndarray, region: tuple[float, float] | None
               ) -> tuple[list[ReadLine], list[np.ndarray | None]]:
