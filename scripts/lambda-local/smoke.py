@@ -41,7 +41,7 @@ from standardwebhooks import Webhook
 
 from video_ai.adapters.dynamodb_jobs import job_to_item
 from video_ai.adapters.webhook_sender import generate_secret
-from video_ai.domain.models import Job, Source
+from video_ai.domain.models import Job, JobStatus, Source
 from video_ai.local.resources import create_resources, load_template
 from video_ai.samples import make_demo_clip
 
@@ -50,6 +50,8 @@ HOST = "10.0.2.2"  # slirp4netns: the host's loopback as a container sees it
 REGION = "us-east-1"
 # The job, API key and tenant that the files in events/ name; the smoke run seeds them so each event means something.
 SEED_JOB = "5b0e7c1a-3f2d-4e8b-9a61-0c4d2f7e8b19"
+# The job events/sqs_dead_letter.json names: seeded as `processing`, as a worker that died on its last attempt left it.
+DEAD_JOB = "9c41e6d2-0b7a-4f53-8e1d-2a6f3c5b7d90"
 API_KEY = "dev-key"
 TENANT = "default"
 # The accepted job runs every feature on a clip with these words on screen and the JFK recording as its sound.
@@ -64,9 +66,10 @@ EVENT_FUNCTIONS = {
     "sqs_job.json": "WorkerFunction",
     "sns_job_finished.json": "CallbackFunction",
     "sqs_upload.json": "IngestFunction",
+    "sqs_dead_letter.json": "JobsDeadLetterFunction",
 }
 SHORT = {"ApiFunction": "api", "IngestFunction": "ingest", "WorkerFunction": "worker", "CallbackFunction": "callback",
-         "SearchFunction": "search"}
+         "SearchFunction": "search", "JobsDeadLetterFunction": "dead-letter"}
 # The RIE's REPORT line; its Init Duration is not measured (~1 ms): the base image's bootstrap prints INIT_REPORT.
 REPORT = re.compile(r"^REPORT RequestId: \S+\s+(?:Init Duration: [\d.]+ ms\s+)?Duration: (?P<duration>[\d.]+) ms", re.M)
 INIT_REPORT = re.compile(r"^INIT_REPORT Init Duration: (?P<init>[\d.]+) ms", re.M)
@@ -317,6 +320,11 @@ def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
 
 # ---------------------------------------------------------------- the run
 def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[Invocation], list[Invocation]]:
+    functions = {name for name, resource in load_template(ROOT / "template.yaml")["Resources"].items()
+                 if resource["Type"] == "AWS::Serverless::Function"}
+    if functions != set(SHORT):
+        raise SmokeFailure(f"the template's functions {sorted(functions)} are not the ones smoke.py runs: "
+                           f"{sorted(SHORT)}")
     for name in sorted(p.name for p in (ROOT / "events").glob("*.json")):
         if name not in EVENT_FUNCTIONS:
             raise SmokeFailure(f"events/{name}: no function mapped to it in scripts/lambda-local/smoke.py")
@@ -418,6 +426,14 @@ def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[I
             _expect(len(created) == 1, "one job for the uploaded object", sorted(created))
             uploaded = job(created.pop())
             _expect((uploaded.get("source") or {}).get("s3", {}).get("key") == key, "the upload's job", uploaded)
+            dead = Job(job_id=DEAD_JOB, tenant=TENANT, source=Source(url=clip_url), status=JobStatus.PROCESSING)
+            ddb.put_item(TableName=names.table_name, Item=job_to_item(dead))
+            dead_letter = load_event("sqs_dead_letter.json")
+            response = smoke.invoke("JobsDeadLetterFunction", dead_letter, "events/sqs_dead_letter.json")
+            _expect(response == {"batchItemFailures": []}, "dead-letter on events/sqs_dead_letter.json", response)
+            ended = job(DEAD_JOB)
+            _expect(ended.get("status") == "failed" and (ended.get("error") or {}).get("code") == "retries_exhausted",
+                    "the dead-lettered job ended failed (retries_exhausted)", ended)
             drain(sqs, names.jobs_queue_url)
             drain(sqs, capture)
 
@@ -484,6 +500,9 @@ def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[I
             _expect(response == {"batchItemFailures": []}, "ingest on arm64", response)
             again = {item["S"] for item in _job_ids(ddb, names.table_name)} - before
             _expect(not again, "the same upload delivered again is the job it already started", sorted(again))
+            response = arm.invoke("JobsDeadLetterFunction", dead_letter, "events/sqs_dead_letter.json again (arm64)")
+            _expect(response == {"batchItemFailures": []} and job(DEAD_JOB)["updated_at"] == ended["updated_at"],
+                    "a job dead-lettered twice is left as it ended, on arm64", (response, job(DEAD_JOB)))
             # The seeded job's callback was delivered once already (and is not again): a copy of it under a new id.
             arm_job = Job.model_validate(job(SEED_JOB)).model_copy(
                 update={"job_id": str(uuid.uuid4()), "callback": None})
@@ -533,11 +552,10 @@ def say(text: str) -> None:
 
 def summary(invocations: list[Invocation], emulated: list[Invocation]) -> list[str]:
     lines = []
-    for function in ("ApiFunction", "IngestFunction", "WorkerFunction", "SearchFunction", "CallbackFunction"):
+    for function in SHORT:
         mine = [inv for inv in invocations if inv.function == function]
         if not mine:
-            lines.append(f"{SHORT[function]}: not run")
-            continue
+            raise SmokeFailure(f"{function}: not run")
         parts = [f"{SHORT[function]}: ok", *_timings(mine), f"({len(mine)} run{'s' if len(mine) > 1 else ''},"
                  f" {memory_size(function)} MB)"]
         arm = [inv for inv in emulated if inv.function == function]
@@ -586,6 +604,7 @@ def main() -> int:
     os.environ.pop("AWS_ENDPOINT_URL", None)
     try:
         invocations, emulated = run(args.sam, args.run_dir, args.template, args.emulated_template)
+        lines = summary(invocations, emulated)
     except (SmokeFailure, subprocess.TimeoutExpired) as err:
         say(f"FAILED: {err}")
         say(f"logs: {args.run_dir} (kept when KEEP_RUN_DIR=1)")
@@ -599,7 +618,7 @@ def main() -> int:
     args.results.write_text(json.dumps({
         "invocations": [inv.__dict__ for inv in invocations], "emulated_arm64": [inv.__dict__ for inv in emulated],
         "images": image_sizes()}, indent=1))
-    for line in summary(invocations, emulated):
+    for line in lines:
         sys.stdout.write(line + "\n")
     return 0
 

@@ -58,14 +58,24 @@ def test_get_job_names_a_job_id() -> None:
     assert event.request_context.http.method == "GET" and event.body is None
 
 
-def test_jobs_queue_event_carries_a_job_message() -> None:
-    raw = load("sqs_job.json")
+@pytest.mark.parametrize(("name", "queue"), [("sqs_job.json", "JobsQueue"),
+                                             ("sqs_dead_letter.json", "JobsDeadLetterQueue")])
+def test_jobs_queue_events_carry_a_job_message(name: str, queue: str) -> None:
+    raw = load(name)
     SqsModel.model_validate(raw)
     (record,) = SQSEvent(raw).records
     assert record.md5_of_body == hashlib.md5(record.body.encode()).hexdigest()
     assert record.attributes.approximate_receive_count == "1"
+    assert record.event_source_arn.rsplit(":", 1)[1].startswith(f"video-ai-dev-{queue}-")
     message = parse_job_message(record.body)
     assert message.tenant == "default" and message.job_id
+
+
+def test_the_dead_letter_event_names_another_job_than_the_worker_event() -> None:
+    """The smoke run seeds each: one runs to `succeeded`, the other is ended by the dead-letter function."""
+    bodies = {parse_job_message(SQSEvent(load(name)).raw_event["Records"][0]["body"]).job_id
+              for name in ("sqs_job.json", "sqs_dead_letter.json")}
+    assert len(bodies) == 2
 
 
 def test_uploads_queue_event_carries_an_s3_notification_with_an_encoded_key() -> None:

@@ -164,7 +164,7 @@ def test_the_template_variants_are_one_change_away_from_what_is_deployed() -> No
         for a, _ in changed
     )
     native_template = load_template_text(native)
-    for name in ("ApiFunction", "IngestFunction", "CallbackFunction"):
+    for name in variants.ZIP_FUNCTIONS:
         props = native_template["Resources"][name]["Properties"]
         assert props["Architectures"] == ["x86_64"] and props["CodeUri"].startswith("/repo/functions/")
     assert native_template["Resources"]["SharedLayer"]["Properties"]["ContentUri"] == "/repo/layers/shared/"
