@@ -118,7 +118,7 @@ def dead_letter_record(body: str, runtime: Runtime) -> Job | None:
         logger.error("jobs dead-letter queue: not a job message (%s); dropped", err.message,
                      extra={"dead_letter": "invalid", "body": body[:2000]})
         return None
-    job = give_up(message.job_id, DEAD_LETTER_REASON, runtime.jobs(), runtime.notifier())
+    job = give_up(message.job_id, DEAD_LETTER_REASON, runtime.jobs(), runtime.notifier(), runtime.metrics)
     outcome = "missing" if job is None else job.status.value
     error = job.error.code if job is not None and job.error is not None else None
     logger.error("job message dead-lettered after its last attempt; job %s%s", outcome,

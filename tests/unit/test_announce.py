@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fakes import RecordingNotifier
+from tests.fakes import RecordingMetrics, RecordingNotifier
 from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.domain.models import CallbackState, Job, JobStatus, Source
 from video_ai.services.announce import announce, announce_if_unannounced, give_up
@@ -42,13 +42,17 @@ def test_only_a_finished_job_without_mark_or_callback_state_is_announced_again()
 def test_give_up_fails_a_running_job_and_announces_it_once() -> None:
     jobs, notifier = InMemoryJobRepository(), RecordingNotifier()
     _job(jobs)
-    failed = give_up("j1", "serve stopped 5 times in a row while running this job", jobs, notifier)
+    metrics = RecordingMetrics()
+    failed = give_up("j1", "serve stopped 5 times in a row while running this job", jobs, notifier, metrics)
     assert failed is not None and failed.status is JobStatus.FAILED and failed.error is not None
+    # Counted where the worker's own failures are (video_ai_jobs_failed_total / JobsFailed), once.
+    assert metrics.counts == {("jobs_failed", (("error_code", "retries_exhausted"),)): 1.0}
     assert failed.error.code == "retries_exhausted" and "5 times" in failed.error.message
     assert [j.status for j in notifier.finished] == [JobStatus.FAILED]
     # Again (a crash between failing the job and moving its message): the end stands, nothing is published twice.
-    again = give_up("j1", "other words", jobs, notifier)
+    again = give_up("j1", "other words", jobs, notifier, metrics)
     assert again is not None and again.error == failed.error and len(notifier.finished) == 1
+    assert sum(metrics.counts.values()) == 1.0
     assert give_up("missing", "gone", jobs, notifier) is None
 
 

@@ -376,7 +376,7 @@ class LocalStack:
                 else:
                     give_up(job_id, f"serve stopped {message.interrupted} times in a row while running this job; "
                                     "its message is in the jobs dead-letter queue", self.runtime.jobs(),
-                            self.runtime.notifier())
+                            self.runtime.notifier(), self.runtime.metrics)
             self.durable.dead_letter(message)
             logger.warning("a message of %s was in flight at the last %d crashes of serve: moved to its dead-letter "
                            "queue%s", message.queue, message.interrupted, f" (job {job_id})" if job_id else "")

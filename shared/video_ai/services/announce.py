@@ -18,7 +18,7 @@ import logging
 
 from video_ai.domain.errors import InvalidTransition, JobNotFound, RetriesExhausted
 from video_ai.domain.models import ErrorInfo, Job, JobStatus, utc_now
-from video_ai.domain.ports import JobRepository, Notifier
+from video_ai.domain.ports import JobRepository, Metrics, Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +43,11 @@ def announce_if_unannounced(job: Job, jobs: JobRepository, notifier: Notifier) -
     return True
 
 
-def give_up(job_id: str, reason: str, jobs: JobRepository, notifier: Notifier) -> Job | None:
+def give_up(job_id: str, reason: str, jobs: JobRepository, notifier: Notifier,
+            metrics: Metrics | None = None) -> Job | None:
     """End a job `failed` (retries_exhausted) from outside the worker, whose message was given up on, and announce
-    it. A job already finished keeps its end (announced if it never was); None if the job does not exist."""
+    it; counted in `jobs_failed` like the worker's own failures. A job already finished keeps its end (announced if it
+    never was); None if the job does not exist."""
     try:
         failed = jobs.transition(job_id, JobStatus.FAILED, error=ErrorInfo(code=RetriesExhausted.code, message=reason))
     except (InvalidTransition, JobNotFound):
@@ -54,5 +56,7 @@ def give_up(job_id: str, reason: str, jobs: JobRepository, notifier: Notifier) -
             announce_if_unannounced(current, jobs, notifier)
         return current
     logger.warning("job failed: %s: %s", RetriesExhausted.code, reason, extra={"job_id": job_id})
+    if metrics is not None:
+        metrics.count("jobs_failed", error_code=RetriesExhausted.code)
     announce(failed, jobs, notifier)
     return failed
