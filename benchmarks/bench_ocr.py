@@ -5,6 +5,8 @@
     python benchmarks/bench_ocr.py --saving [--clip PATH ...]
     python benchmarks/bench_ocr.py --overhead [--rounds N] [--clip PATH ...]
 
+Every mode takes --gate: the reader with its small-detector gate on (`det_gate`; off by default).
+
 --accuracy: frames rendered with known text (fonts: Pillow's own, DejaVu Sans, DejaVu Serif, Liberation Mono when
 installed; sizes 12-48 px on a 1280x720 frame; backgrounds: flat dark, flat light, a soft colour field, sharp busy
 texture, with or without a dark band behind the letters), each read by the engine as the analyzer runs it (grey,
@@ -161,6 +163,9 @@ def analyze_once(tmp: Path, clip: Path, features: list[str], embedder: Any, read
     return cpu, wall, job, json.loads(raw) if raw else None
 
 
+GATE = False
+
+
 def load(det_long_side: int) -> tuple[Any, Any]:
     from video_ai.adapters.onnx_embedder import OnnxEmbedder
     from video_ai.adapters.rapid_ocr import RapidOcrReader
@@ -170,7 +175,8 @@ def load(det_long_side: int) -> tuple[Any, Any]:
     settings = Settings()
     embedder = OnnxEmbedder(ModelSettings(), ensure_model(settings.model, Path(tempfile.gettempdir()) / "bench-ocr"))
     embedder.embed([np.zeros((224, 224, 3), np.uint8)])
-    reader = RapidOcrReader(det_long_side=det_long_side, min_confidence=settings.analysis.ocr.min_confidence)
+    reader = RapidOcrReader(det_long_side=det_long_side, min_confidence=settings.analysis.ocr.min_confidence,
+                            gate=GATE)
     reader.read(np.zeros((64, 256), np.uint8))  # load the sessions outside the rounds
     return embedder, reader
 
@@ -256,7 +262,7 @@ def accuracy(det_long_side: int) -> None:
     from video_ai.domain.models import Sampling
     from video_ai.text_samples import render
 
-    reader = RapidOcrReader(det_long_side=det_long_side, min_confidence=0.6)
+    reader = RapidOcrReader(det_long_side=det_long_side, min_confidence=0.6, gate=GATE)
     # (picture, its colour, ink, band behind the letters or None)
     backgrounds = {"flat dark, white ink": ("flat", (20, 30, 40), (255, 255, 255), None),
                    "flat light, black ink": ("flat", (225, 225, 215), (20, 20, 20), None),
@@ -318,8 +324,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--det-long-side", type=int, default=640)
     parser.add_argument("--clip", type=Path, action="append")
+    parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=False,
+                        help="the reader's small-detector gate (det_gate; off by default)")
     parser.add_argument("--shared-clips", type=Path, default=SHARED_CLIPS, help="where the shared clips are")
     args = parser.parse_args()
+    global GATE
+    GATE = args.gate
     work = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
     clips = args.clip
     if not clips:

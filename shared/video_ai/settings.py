@@ -162,6 +162,12 @@ class OcrSettings(_Section):
         description="The text detector sees the frame with its long side at most this long (its cost follows the "
         "pixels); recognition reads each line at full size",
     )
+    det_gate: bool = Field(
+        default=False,
+        description="Run the text detector at 320 px first and skip the full detection when it finds no text "
+        "(a textless frame's detection ~2x cheaper, a frame with text ~11 ms dearer, 12 px text missed more often: "
+        "BENCHMARKS.md)",
+    )
     min_confidence: float = Field(default=0.6, ge=0, le=1, description="Lines read with less confidence are dropped")
     max_lines: int = Field(default=64, ge=1, le=1000, description="Most lines detected (and read) on one frame")
     threads: int = Field(default=1, ge=1, le=16, description="ONNX Runtime threads of each OCR model")

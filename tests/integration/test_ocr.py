@@ -58,6 +58,29 @@ def test_text_in_a_script_the_model_lacks_neither_hangs_nor_crashes(ocr_reader: 
     assert all(line.confidence >= 0.6 and line.text for line in lines)
 
 
+def test_the_gate_skips_the_full_detection_on_a_textless_frame_and_passes_text_and_busy_texture(
+        ocr_reader: RapidOcrReader) -> None:
+    """The small detector finds nothing on a picture without text (detect answers [] without the full run), finds
+    24 px captions, and leaves sharp busy texture (which blurs text away at its size) to the full detection."""
+    from video_ai.text_samples import render
+
+    def grey(shot: TextShot) -> np.ndarray:
+        return cv2.cvtColor(render(shot, 0.0, 1280, 720), cv2.COLOR_RGB2GRAY)
+
+    textless = grey(TextShot(1, [], background="flat"))
+    captioned = grey(TextShot(1, [Caption("Welcome to the lecture", 0.1, 0.7, 24)], background="moving"))
+    busy = grey(TextShot(1, [], background="busy"))
+    gated = RapidOcrReader(det_long_side=640, min_confidence=0.6, gate=True, engine=ocr_reader._load())
+    assert not gated.may_have_text(textless)
+    assert gated.may_have_text(captioned) and gated.may_have_text(busy)
+    calls: list[tuple[int, ...]] = []
+    full = gated._detect
+    gated._detect = lambda image: calls.append(image.shape) or full(image)  # type: ignore[method-assign]
+    assert gated.detect(textless) == [] and calls == []
+    assert gated.detect(captioned) and calls == [captioned.shape]
+    assert [line.text for line in gated.read(captioned)] == ["Welcome to the lecture"]
+
+
 @pytest.fixture(scope="module")
 def text_embedder() -> OnnxTextEmbedder:
     return OnnxTextEmbedder()

@@ -373,7 +373,7 @@ class OcrAnalyzer:
 
             s = self.settings
             self._reader = RapidOcrReader(det_long_side=s.det_long_side, min_confidence=s.min_confidence,
-                                          max_lines=s.max_lines, threads=s.threads)
+                                          max_lines=s.max_lines, threads=s.threads, gate=s.det_gate)
         return self._reader
 
     def start(self, job: Job) -> OcrRun:
