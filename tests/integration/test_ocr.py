@@ -75,7 +75,12 @@ def test_the_gate_skips_the_full_detection_on_a_textless_frame_and_passes_text_a
     assert gated.may_have_text(captioned) and gated.may_have_text(busy)
     calls: list[tuple[int, ...]] = []
     full = gated._detect
-    gated._detect = lambda image: calls.append(image.shape) or full(image)  # type: ignore[method-assign]
+
+    def counted(image: np.ndarray) -> list[tuple[float, float, float, float]]:
+        calls.append(image.shape)
+        return full(image)
+
+    gated._detect = counted  # type: ignore[method-assign]
     assert gated.detect(textless) == [] and calls == []
     assert gated.detect(captioned) and calls == [captioned.shape]
     assert [line.text for line in gated.read(captioned)] == ["Welcome to the lecture"]
