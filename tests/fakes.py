@@ -286,8 +286,8 @@ class FakeS3Objects:
     def _error(code: str, status: int, operation: str) -> Exception:
         from botocore.exceptions import ClientError
 
-        return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                           operation)
+        response: Any = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return ClientError(response, operation)  # botocore's stubs want every ResponseMetadata key; S3 sends fewer
 
     def _object(self, bucket: str, key: str, version: str | None, if_match: str | None, operation: str) -> bytes:
         data = self.versions.get((bucket, key, version)) if version else self.objects.get((bucket, key))
