@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from video_ai.adapters.onnx_session import create_session
 from video_ai.domain.models import ModelInfo
 from video_ai.settings import ModelSettings
 
@@ -22,24 +23,7 @@ log = logging.getLogger(__name__)
 
 LOGITS_OUTPUT = "logits"
 
-
-def create_session(model_path: Path, threads: int = 0) -> Any:
-    """A CPU onnxruntime session; threads=0 lets onnxruntime pick one intra-op thread per core."""
-    import onnxruntime as ort
-
-    # onnxruntime 1.32 starts its 1DS telemetry with the first session (on Lambda it fails to persist a device id in
-    # the read-only home): this service runs offline in the user's account and reports nothing to anyone.
-    ort.disable_telemetry_events()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    # One graph, run sequentially: inter-op threads would only compete with intra-op ones on 1-2 vCPU Lambdas.
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Idle intra-op threads would otherwise spin between operators, burning the cores the decoder (which analyze
-    # overlaps with embedding) needs: measured ~0.8 CPU s more per 60 frames at 2 threads, no faster alone.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+__all__ = ["LOGITS_OUTPUT", "OnnxEmbedder", "create_session"]
 
 
 class OnnxEmbedder:

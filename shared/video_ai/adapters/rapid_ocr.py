@@ -71,18 +71,10 @@ def _without_memory_patterns(engine: Any, paths: dict[str, Path], threads: int) 
     on, a worker's memory grew with the video's length (+1 GB on 10 minutes of the 720p cuts clip; measured with
     benchmarks/bench_worker_rss.py). rapidocr builds its sessions itself (no option for this), so they are swapped
     on its loaded models (`text_det` / `text_rec` .session.session)."""
-    import onnxruntime as ort
+    from video_ai.adapters.onnx_session import create_session
 
     for model, name in ((engine._load_det_model(), DET_MODEL), (engine._load_rec_model(), REC_MODEL)):
-        options = ort.SessionOptions()
-        options.enable_mem_pattern = False
-        options.enable_cpu_mem_arena = False
-        options.log_severity_level = 4
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        model.session.session = ort.InferenceSession(str(paths[name]), sess_options=options,
-                                                     providers=["CPUExecutionProvider"])
+        model.session.session = create_session(paths[name], threads, memory_patterns=False, log_severity=4)
 
 
 class RapidOcrReader:
@@ -103,6 +95,10 @@ class RapidOcrReader:
             if self._engine is None:
                 paths = packaged_models()
                 from rapidocr import RapidOCR
+
+                from video_ai.adapters.onnx_session import disable_telemetry
+
+                disable_telemetry()  # rapidocr opens its own sessions first (then swapped: _without_memory_patterns)
 
                 ort = "EngineConfig.onnxruntime."
                 self._engine = RapidOCR(params={

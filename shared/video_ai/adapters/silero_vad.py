@@ -61,18 +61,14 @@ class SileroVad:
     def session(self) -> Any:
         with self._lock:
             if self._session is None:
-                import onnxruntime as ort
+                from video_ai.adapters.onnx_session import create_session
 
                 path = self._model_path or packaged_vad_path()
                 data = path.read_bytes()
                 digest = hashlib.sha256(data).hexdigest()
                 if digest != MODEL_SHA256:
                     raise ConfigError(f"{path}: sha256 {digest[:12]}… is not the pinned Silero VAD v6 model")
-                opts = ort.SessionOptions()
-                opts.inter_op_num_threads = 1
-                opts.intra_op_num_threads = 1
-                opts.log_severity_level = 3
-                self._session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+                self._session = create_session(data, threads=1, log_severity=3)
             return self._session
 
     def stream(self, options: VadOptions | None = None) -> VadStream:
