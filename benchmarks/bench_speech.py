@@ -29,7 +29,6 @@ import resource
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -39,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))
 sys.path.insert(0, str(ROOT))
 
-RATE = 16_000
+from tests.fixtures.speech_media import RATE, make_media  # noqa: E402  (after the path: the file writer the tests use)
+
 JFK_TEXT = "And so my fellow Americans ask not what your country can do for you ask what you can do for your country"
 HARVARD_72 = ("A gold ring will please most any girl. The long journey home took a year. She saw a cat in the "
               "neighbor's house. A pink shell was found on the sandy beach. Small children came to see him. The grass "
@@ -82,20 +82,6 @@ def decode(path: Path, channel: int | None = None) -> np.ndarray:
         parts += [out.to_ndarray() for out in resampler.resample(None)]
     audio = np.concatenate(parts, axis=1)
     return (audio[channel] if channel is not None else audio[0]).astype(np.float32)
-
-
-def write_flac(path: Path, audio: np.ndarray) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("flac", rate=RATE, layout="mono")
-        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-        for i in range(0, len(pcm), 4608):
-            frame = av.AudioFrame.from_ndarray(pcm[None, i : i + 4608], format="s16", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = RATE, i, Fraction(1, RATE)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
 
 
 def corpus(directory: Path | None) -> list[tuple[str, np.ndarray, str]]:
@@ -179,7 +165,8 @@ def main() -> None:
           f"{sum(len(words(t)) for _, _, t in items)} reference words")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        files = [write_flac(work / f"{name}.flac", audio) for name, audio, _ in items]
+        files = [make_media(work / f"{name}.flac", video_s=None, audio=audio, audio_codec="flac")
+                 for name, audio, _ in items]
         for model in args.models.split(","):
             service = Service(model, work / model)
             bare = bare_model(model)
@@ -199,7 +186,8 @@ def main() -> None:
                 speech = np.concatenate([a for _, a, _ in items])
                 dense = np.tile(speech, int(np.ceil(args.minutes * 60 * RATE / len(speech))))[: int(args.minutes * 60
                                                                                                      * RATE)]
-                long_path = write_flac(work / f"dense-{model}.flac", dense)
+                long_path = make_media(work / f"dense-{model}.flac", video_s=None, audio=dense,
+                                       audio_codec="flac")
                 seconds = len(dense) / RATE
                 service.transcribe(files[0])  # warm-up (the model is loaded)
                 bare_text(bare, speech[: RATE * 5], vad_filter=True, word_timestamps=True)
