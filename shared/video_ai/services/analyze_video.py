@@ -471,15 +471,10 @@ def _frames_of(outputs: list[_Output]) -> list[Frame]:
 def _needs(analyzers: list[Analyzer]) -> dict[str, Any]:
     """Extra frame-source arguments the job's analyzers need (none for the frame embedder alone)."""
     needs: dict[str, Any] = {}
-    sides = [a.needs.detail_short_side for a in analyzers if a.needs.detail_short_side]
-    if sides:
-        needs["detail_short_side"] = max(sides)
-    widths = [a.needs.thumbnail_width for a in analyzers if a.needs.thumbnail_width]
-    if widths:
-        needs["thumbnail_width"] = max(widths)
-    lumas = [a.needs.luma_short_side for a in analyzers if a.needs.luma_short_side]
-    if lumas:
-        needs["luma_short_side"] = max(lumas)
+    for name in ("detail_short_side", "thumbnail_width", "luma_short_side"):  # each the largest any analyzer asks
+        sizes = [size for a in analyzers if (size := getattr(a.needs, name))]
+        if sizes:
+            needs[name] = max(sizes)
     return needs
 
 
