@@ -3,7 +3,8 @@ frame thumbnails, on-screen text, the transcript."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Query, Response
 
@@ -15,15 +16,37 @@ from video_ai.domain.models import Job, ShotLabels
 from video_ai.domain.transcript import Transcript, to_srt, to_webvtt
 
 router = APIRouter()
+T = TypeVar("T")
 
 
-def _offset(token: str | None, total: int, what: str = "labels") -> int:
-    """The token is the index of the next item (shot, line): not a secret, and checked against the job's items."""
-    if token is None:
-        return 0
-    if not token.isdigit() or not 0 < int(token) <= total:
-        raise InvalidRequest(f"next_token is not a token this job's {what} issued", field="next_token")
-    return int(token)
+def _page(items: Sequence[T], next_token: str | None, limit: int, what: str) -> tuple[list[T], str | None]:
+    """The page of `items` that `next_token` starts (None: the first), and the token of the next page (None: none).
+    A token is the index of the next item (shot, line): not a secret, and checked against the job's items."""
+    start = 0
+    if next_token is not None:
+        if not next_token.isdigit() or not 0 < int(next_token) <= len(items):
+            raise InvalidRequest(f"next_token is not a token this job's {what} issued", field="next_token")
+        start = int(next_token)
+    page = list(items[start : start + limit])
+    end = start + len(page)
+    return page, str(end) if end < len(items) else None
+
+
+def _without(job: Job, feature: str) -> str | None:
+    """Why the job has nothing of `feature` to show: it was not asked for. None: it was."""
+    if feature in job.features:
+        return None
+    return f"the job ran without the {feature} feature (features: {', '.join(job.features)})"
+
+
+def _not_done(job: Job, feature: str, made: str, comes: str) -> str | None:
+    """Why a result stored when a job succeeds is not there yet (not asked for, failed, still running); None: it
+    succeeded. `made` and `comes` say it in the result's words ("its text was read", "text comes")."""
+    reason = _without(job, feature)
+    if reason is not None or job.status.value == "succeeded":
+        return reason
+    return (f"the job failed before {made}" if job.status.value == "failed" else
+            f"the job is {job.status.value}; {comes} when it succeeds")
 
 
 @router.get("/jobs/{job_id}/labels", response_model=LabelsPage, )
@@ -33,17 +56,14 @@ def list_labels(
     next_token: Annotated[str | None, Query(max_length=32)] = None,
 ) -> LabelsPage:
     """Each shot's labels (best first, with its time range) and the labelled frames behind them, in shot order."""
-    if "labels" not in job.features:
-        return LabelsPage(items=[], next_token=None, reason=f"the job ran without the labels feature (features: "
-                                                            f"{', '.join(job.features)})")
+    if (reason := _without(job, "labels")) is not None:
+        return LabelsPage(items=[], next_token=None, reason=reason)
     if job.labels is None:
         reason = ("the job failed before its labels were made" if job.status.value == "failed" else
                   f"the job is {job.status.value}; labels come when it succeeds")
         return LabelsPage(items=[], next_token=None, reason=reason)
-    start = _offset(next_token, len(job.labels))
-    page = [_with_categories(shot) for shot in job.labels[start : start + limit]]
-    end = start + len(page)
-    return LabelsPage(items=page, next_token=str(end) if end < len(job.labels) else None)
+    page, token = _page(job.labels, next_token, limit, "labels")
+    return LabelsPage(items=[_with_categories(shot) for shot in page], next_token=token)
 
 
 @router.get("/jobs/{job_id}/text", response_model=TextPage)
@@ -55,23 +75,15 @@ def list_text(
 ) -> TextPage:
     """Lines of on-screen text (OCR) in time order, each with its box on the upright frame (fractions 0..1) and the
     time range it stayed on screen."""
-    if "ocr" not in job.features:
-        return TextPage(items=[], next_token=None,
-                        reason=f"the job ran without the ocr feature (features: {', '.join(job.features)})")
-    if job.status.value != "succeeded":
-        reason = ("the job failed before its text was read" if job.status.value == "failed" else
-                  f"the job is {job.status.value}; text comes when it succeeds")
+    if (reason := _not_done(job, "ocr", "its text was read", "text comes")) is not None:
         return TextPage(items=[], next_token=None, reason=reason)
     store = ctx.artifacts()
     lines = read_lines(store, job.job_id) if store is not None else None
     if lines is None:
         return TextPage(items=[], next_token=None, reason="no text lines are stored for this job (this deployment "
                         "keeps no artifacts, or their store failed: see warnings)")
-    start = _offset(next_token, len(lines), "text")
-    page = lines[start : start + limit]
-    end = start + len(page)
-    return TextPage(items=page, next_token=str(end) if end < len(lines) else None,
-                    reason=None if lines else "no text was read in this video")
+    page, token = _page(lines, next_token, limit, "text")
+    return TextPage(items=page, next_token=token, reason=None if lines else "no text was read in this video")
 
 
 # Long enough to watch a long video from one page load; short enough that a copied link soon stops working.
@@ -145,11 +157,8 @@ def _transcript(job: Job, ctx: ApiContext) -> Transcript:
     def empty(reason: str) -> Transcript:
         return Transcript(job_id=job.job_id, language=None, model=None, segments=[], reason=reason)
 
-    if "speech" not in job.features:
-        return empty(f"the job ran without the speech feature (features: {', '.join(job.features)})")
-    if job.status.value != "succeeded":
-        return empty("the job failed before its transcript was made" if job.status.value == "failed" else
-                     f"the job is {job.status.value}; the transcript comes when it succeeds")
+    if (reason := _not_done(job, "speech", "its transcript was made", "the transcript comes")) is not None:
+        return empty(reason)
     store = ctx.artifacts()
     stored = store.get(job.job_id, TRANSCRIPT_ARTIFACT) if store is not None else None
     if stored is None:
