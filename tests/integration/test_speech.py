@@ -45,6 +45,8 @@ def media(tmp_path_factory: pytest.TempPathFactory, jfk: np.ndarray) -> Path:
     make_media(d / "speech.mp4", video_s=14, audio=np.concatenate([second, jfk]))
     make_media(d / "late.mkv", video_s=16, audio=jfk, audio_start_s=3.0)
     make_media(d / "speech.m4a", video_s=None, audio=jfk)
+    for suffix, codec in ((".m4a", "aac"), (".mp3", "libmp3lame")):  # audio only, JFK from 1 s (12 s long)
+        make_media(d / f"speech-1s{suffix}", video_s=None, audio=np.concatenate([second, jfk]), audio_codec=codec)
     make_media(d / "mute.mp4", video_s=3)
     damage_audio(d / "speech.mp4", d / "damaged.mp4", 4.0, 8.0)
     make_silence(d / "silence.flac", 2 * 3600)
@@ -198,15 +200,18 @@ def test_the_jobs_language_is_used_when_the_model_knows_it(tmp_path: Path, media
     assert transcript.language == heard and _words(transcript) == REFERENCE
 
 
-@pytest.mark.parametrize("segment_s", [4.0, 3.3])
-def test_a_split_job_keeps_each_word_once(tmp_path: Path, media: Path, segment_s: float) -> None:
+@pytest.mark.parametrize(("name", "segment_s"), [("speech.mp4", 4.0), ("speech.mp4", 3.3), ("speech-1s.m4a", 3.3),
+                                               ("speech-1s.mp3", 4.0)])
+def test_a_split_job_keeps_each_word_once(tmp_path: Path, media: Path, name: str, segment_s: float) -> None:
     """Boundaries every few seconds cut words (JFK speaks from 1 s to 11.5 s): the split transcript has the unsplit
-    one's words, each once, at the same times."""
-    whole, unsplit = _run(_deps(tmp_path / "whole"), media / "speech.mp4", ["speech"])
+    one's words, each once, at the same times. An audio-only file (no video stream) is split by its audio's duration
+    the same way."""
+    audio_only = name.endswith((".m4a", ".mp3"))
+    whole, unsplit = _run(_deps(tmp_path / "whole"), media / name, ["speech"])
     assert whole.segments_total == 0 and unsplit is not None and _words(unsplit) == REFERENCE
     queue = RecordingQueue()
     deps = _deps(tmp_path / "split", segment_s=segment_s, queue=queue)
-    first, _ = _run(deps, media / "speech.mp4", ["speech"])
+    first, _ = _run(deps, media / name, ["speech"])
     assert first.segments_total == len(queue.messages) >= 3
     messages = list(queue.messages)
     random.Random(7).shuffle(messages)
@@ -214,7 +219,9 @@ def test_a_split_job_keeps_each_word_once(tmp_path: Path, media: Path, segment_s
         analyze_video("job", deps, segment=message["segment"])
     done = deps.jobs.get("job")
     split = _transcript(deps, "job")
-    assert done is not None and done.status is JobStatus.SUCCEEDED and not done.warnings
+    assert done is not None and done.status is JobStatus.SUCCEEDED
+    assert done.warnings == ([AUDIO_ONLY_WARNING] if audio_only else []) == whole.warnings
+    assert done.shots_detected == whole.shots_detected and done.video == whole.video
     assert split is not None and _words(split) == REFERENCE
     times = [w.start_s for s in split.segments for w in s.words]
     expected = [w.start_s for s in unsplit.segments for w in s.words]
@@ -222,30 +229,33 @@ def test_a_split_job_keeps_each_word_once(tmp_path: Path, media: Path, segment_s
     assert sorted(p.name for p in (tmp_path / "split" / "artifacts").iterdir()) == ["job"]  # no staging left
 
 
+@pytest.mark.parametrize("name", ["speech.mp4", "speech-1s.m4a"])
 def test_a_split_s3_job_hears_its_segments_through_ranged_reads(tmp_path: Path, media: Path,
-                                                                moto_clients: AwsClients) -> None:
+                                                                moto_clients: AwsClients, name: str) -> None:
     """Deployed shape: the source in S3 (moto's server), each segment's frames and audio read by byte ranges pinned
-    to the ETag taken at the split (the audio pass opens its own ranged file), segments running at once."""
+    to the ETag taken at the split (the audio pass opens its own ranged file; an audio-only file's segments read
+    theirs through the one ranged file), segments running at once."""
     from video_ai.adapters.s3_range_file import S3RangedOpener
     from video_ai.adapters.s3_store import S3VideoFetcher
 
     clients = moto_clients
     clients.s3.create_bucket(Bucket="speech-ranged-it")
-    clients.s3.put_object(Bucket="speech-ranged-it", Key="t/speech.mp4", Body=(media / "speech.mp4").read_bytes())
+    clients.s3.put_object(Bucket="speech-ranged-it", Key=f"t/{name}", Body=(media / name).read_bytes())
     queue = RecordingQueue()
     deps = _deps(tmp_path, segment_s=4.0, queue=queue)
     deps.fetcher = HttpVideoFetcher(NetworkSettings(), LimitsSettings(),
                                     s3_fetcher=S3VideoFetcher(clients, LimitsSettings().max_source_bytes))
     deps.ranged = S3RangedOpener(clients)
     deps.jobs.create(Job(job_id="job", tenant="t", source=Source(s3=S3Location(bucket="speech-ranged-it",
-                                                                                 key="t/speech.mp4")),
+                                                                                 key=f"t/{name}")),
                          features=["speech"]))
     first = analyze_video("job", deps).job
-    assert first.segments_total == 4 and first.source_etag is not None
+    assert first.segments_total == len(queue.messages) >= 3 and first.source_etag is not None
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda m: analyze_video("job", deps, segment=m["segment"]), queue.messages))
     done = deps.jobs.get("job")
     transcript = _transcript(deps, "job")
-    assert done is not None and done.status is JobStatus.SUCCEEDED and not done.warnings
+    assert done is not None and done.status is JobStatus.SUCCEEDED
+    assert done.warnings == ([] if name == "speech.mp4" else [AUDIO_ONLY_WARNING])
     assert transcript is not None and _words(transcript) == REFERENCE
     assert all(r.get("bytes_fetched") for r in deps.jobs.segment_results("job").values())

@@ -16,7 +16,7 @@ from tests.fakes import FakeEmbedder, FakeFetcher, FakeFrameSource, FakeIndex, R
 from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.analyzers import AnalyzerContext, AnalyzerSet
 from video_ai.domain.errors import NoVideoStream
-from video_ai.domain.models import Job, JobStatus, SampledFrame, Shot, Source
+from video_ai.domain.models import Job, JobStatus, SampledFrame, Sampling, Shot, Source
 from video_ai.domain.ports import AudioChunk, AudioInfo, AudioPass, FeatureOutput, FrameNeeds, MediaFile
 from video_ai.services.analyze_video import AUDIO_ONLY_WARNING, AnalyzeDeps, analyze_video
 
@@ -177,3 +177,38 @@ def test_a_segment_hears_its_own_range(tmp_path: Path) -> None:
     assert sorted(listener.passes, key=lambda p: p[0]) == [(0.0, 4.0), (4.0, 8.0), (8.0, None)]
     done = deps.jobs.get("job")
     assert done is not None and done.status is JobStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("sampling", [Sampling(), Sampling(mode="keyframes"), Sampling(max_frames=5)],
+                         ids=["default", "keyframes", "max_frames"])
+def test_a_long_audio_only_file_is_split_by_duration(tmp_path: Path, sampling: Sampling) -> None:
+    """No frames, so the sampling's frame budget and modes do not keep it whole: segments of segment_s over the
+    probed audio duration, each hearing its range, finalised as an audio-only job."""
+    from tests.fakes import RecordingQueue
+
+    listener, audio, queue = Listener(), FakeAudioSource(seconds=10), RecordingQueue()
+    no_video = FakeFrameSource(open_error=NoVideoStream("v.m4a: the file has no video stream"))
+    deps = _deps(tmp_path, listener, audio, frames=no_video, segment_queue=queue, segment_s=4.0)
+    deps.jobs.create(Job(job_id="job", tenant="t", source=Source(url="https://example.com/v.m4a"),
+                         features=["visual", "speech"], sampling=sampling))
+    first = analyze_video("job", deps).job
+    assert first.status is JobStatus.PROCESSING and first.segments_total == 3 and listener.passes == []
+    for message in reversed(queue.messages):
+        analyze_video("job", deps, segment=message["segment"])
+    assert sorted(listener.passes, key=lambda p: p[0]) == [(0.0, 4.0), (4.0, 8.0), (8.0, None)]
+    assert no_video.opened == 1  # the first invocation's probe; the segments know the file has no video
+    done = deps.jobs.get("job")
+    assert done is not None and done.status is JobStatus.SUCCEEDED and done.frames_indexed == 0
+    assert done.video is not None and done.video.codec == "none" and done.shots_detected == 0
+    assert done.warnings[-1] == AUDIO_ONLY_WARNING and done.warnings.count(AUDIO_ONLY_WARNING) == 1
+
+
+def test_a_short_audio_only_file_is_not_split(tmp_path: Path) -> None:
+    from tests.fakes import RecordingQueue
+
+    queue = RecordingQueue()
+    no_video = FakeFrameSource(open_error=NoVideoStream("v.m4a: the file has no video stream"))
+    deps = _deps(tmp_path, Listener(), FakeAudioSource(seconds=4), frames=no_video, segment_queue=queue,
+                 segment_s=4.0)
+    done = analyze_video(_job(deps, ["speech"]), deps).job
+    assert done.status is JobStatus.SUCCEEDED and done.segments_total == 0 and queue.messages == []

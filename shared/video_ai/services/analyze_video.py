@@ -483,15 +483,13 @@ def _rounded(timings: Timings) -> Timings:
 
 
 def _should_split(job: Job, deps: AnalyzeDeps, reader: VideoReader) -> bool:
-    # max_frames counts across the whole video, so only an unbounded pass can be cut in independent pieces.
     video = reader.info
-    return (
-        deps.segment_queue is not None
-        and reader.segmentable
-        and job.sampling.max_frames is None
-        and job.sampling.mode != "keyframes"
-        and video.duration_s > deps.segment_s
-    )
+    if deps.segment_queue is None or video.duration_s <= deps.segment_s or not reader.segmentable:
+        return False
+    if isinstance(reader, _AudioOnly):
+        return True  # no frames: the sampling's frame budget and modes do not apply
+    # max_frames counts across the whole video, so only an unbounded pass can be cut in independent pieces.
+    return job.sampling.max_frames is None and job.sampling.mode != "keyframes"
 
 
 def _run(
@@ -556,15 +554,19 @@ def _run(
 
 
 AUDIO_ONLY_WARNING = "the file has no video stream: no frames were indexed (its audio was analysed)"
+NO_VIDEO = "none"  # the `video.codec` of an audio-only job
 
 
 class _AudioOnly:
-    """The frame pass of a file without a video stream: no frames, no shots; the audio is the job."""
+    """The frame pass of a file without a video stream: no frames, no shots; the audio is the job.
+
+    Segmentable: a long one is split by duration like a video (each segment's audio pass seeks to its range, and the
+    audio source places samples by their presentation times, so a segment hears exactly its range's samples)."""
 
     def __init__(self, info: VideoInfo) -> None:
         self.info = info
         self.shots: list[Shot] = []
-        self.segmentable = False
+        self.segmentable = True
 
     def __iter__(self) -> Iterator[SampledFrame]:
         return iter(())
@@ -585,8 +587,13 @@ def _audio_only(deps: AnalyzeDeps, path: Path, analyzers: list[Analyzer]) -> _Au
         reader.close()
     if info is None:
         raise NoVideoStream(f"{path.name}: the file has neither a video nor an audio stream")
-    return _AudioOnly(VideoInfo(container=info.container, codec="none", width=0, height=0,
+    return _AudioOnly(VideoInfo(container=info.container, codec=NO_VIDEO, width=0, height=0,
                                 duration_s=round(info.end_s or 0.0, 3), frame_count=0))
+
+
+def _is_audio_only(video: VideoInfo) -> bool:
+    """The `video` record _audio_only made: how a split job's segments know there are no frames to open."""
+    return video.codec == NO_VIDEO and video.width == 0 and video.height == 0
 
 
 def segment_bounds(duration_s: float, segment_s: float) -> list[tuple[float, float | None]]:
@@ -690,14 +697,25 @@ def _run_segment(
         media = fetched.path
     start_s, end_s = bounds[segment]
     analyzers = deps.analyzers_for(job)
+    audio_only = _is_audio_only(job.video)
     try:
-        reader = deps.frames.open(media, job.sampling, image_size=deps.embedder.input_size,
-                                  start_s=start_s, end_s=end_s, **_needs(analyzers))
+        reader: VideoReader
+        if audio_only:
+            reader = _AudioOnly(job.video)
+            unread = [ranged] if ranged is not None else []  # no frame pass reads it: the audio pass does
+        else:
+            reader = deps.frames.open(media, job.sampling, image_size=deps.embedder.input_size,
+                                      start_s=start_s, end_s=end_s, **_needs(analyzers))
+            unread = []
+
+        def audio_media() -> Path | MediaFile:
+            return (unread.pop() if unread else None) or _open_ranged(job, deps) or media
+
         try:
             outputs, sampled, last_sampled = _analyze_pass(
                 job, deps, analyzers, reader, timings, on_progress, None,
                 (start_s, end_s if end_s is not None else job.video.duration_s),
-                media=lambda: _open_ranged(job, deps) or media, audio_span=(start_s, end_s))
+                media=audio_media, audio_span=(start_s, end_s))
             shots = reader.shots
             info = reader.info
         finally:
@@ -759,7 +777,9 @@ def _finalize_segments(job: Job, deps: AnalyzeDeps) -> AnalysisResult:
     ordered = [results[i] for i in sorted(results)]
     frame_counts = [r["frame_count"] for r in ordered if r.get("frame_count")]
     last_frame = max([int(c) - 1 for c in frame_counts] + [int(r.get("last_sampled", -1)) for r in ordered] + [0])
-    shots = merge_segment_shots(results, job.video.duration_s, last_frame)
+    audio_only = _is_audio_only(job.video)
+    # An audio-only job has no pictures, so no shots (as in one pass), not one shot spanning the file.
+    shots = [] if audio_only else merge_segment_shots(results, job.video.duration_s, last_frame)
     outputs: list[_Output] = []
     for analyzer in deps.analyzers_for(job):
         t0 = time.perf_counter()
@@ -777,6 +797,8 @@ def _finalize_segments(job: Job, deps: AnalyzeDeps) -> AnalysisResult:
     segment_warnings = [str(w) for r in ordered for w in r.get("warnings", [])]
     if segment_warnings:
         fields["warnings"] = list(dict.fromkeys(segment_warnings + fields.get("warnings", [])))
+    if audio_only:
+        fields["warnings"] = [*fields.get("warnings", []), AUDIO_ONLY_WARNING]
     timings.total_s = _seconds_since(job.started_at)
     try:
         done = deps.jobs.transition(
