@@ -633,12 +633,15 @@ def test_reuse_copies_the_artifacts_and_a_cancelled_job_loses_its_own(tmp_path: 
 
 
 class _RacedJobs(InMemoryJobRepository):
-    """Another run of the job (a duplicate delivery of its message) starts it just before this one does."""
+    """Another run of the job (a duplicate delivery of its message) starts it, and takes its lease, just before this
+    one does."""
 
     def transition(self, job_id: str, to: JobStatus, **fields: Any) -> Job:
         current = self.get(job_id)
         if to is JobStatus.PROCESSING and current is not None and current.status is JobStatus.QUEUED:
             super().transition(job_id, JobStatus.PROCESSING)  # the other run's start
+            now = time.time()
+            assert self.take_lease(job_id, "job", "the-other-run", now + 900, now)
         return super().transition(job_id, to, **fields)
 
 
@@ -672,3 +675,88 @@ def test_a_duplicate_that_finds_its_job_ended_by_the_winner_lets_its_message_go(
     deps = _deps(tmp_path, jobs=_EndedJobs())
     _queued(deps)
     assert analyze_video("job-1", deps).job.status is JobStatus.SUCCEEDED
+
+
+def test_a_duplicate_that_finds_the_job_processing_under_a_live_lease_does_not_run_it(tmp_path: Path) -> None:
+    # The duplicate arrives after the owner started: the job is `processing`, not `queued`. Without the lease it ran
+    # the job beside its owner (and on its final attempt could fail a job the owner was about to finish).
+    from video_ai.domain.errors import JobBusy
+
+    clock = [1000.0]
+    deps = _deps(tmp_path, lease_s=60.0, clock=lambda: clock[0])
+    _queued(deps)
+    jobs = deps.jobs
+    assert isinstance(jobs, InMemoryJobRepository)
+    jobs.transition("job-1", JobStatus.PROCESSING)
+    assert jobs.take_lease("job-1", "job", "owner", 1060.0, 1000.0)
+    for final_attempt in (False, True):
+        with pytest.raises(JobBusy):
+            analyze_video("job-1", deps, final_attempt=final_attempt)
+    stored = jobs.get("job-1")
+    assert stored is not None and stored.status is JobStatus.PROCESSING and stored.error is None
+    assert isinstance(deps.frames, FakeFrameSource) and deps.frames.opened == 0
+    assert jobs.lease("job-1", "job") == ("owner", 1060.0)  # untouched
+
+    clock[0] = 1061.0  # the owner died (a crash, a timeout): its lease ran out unextended
+    result = analyze_video("job-1", deps)
+    assert result.job.status is JobStatus.SUCCEEDED and result.job.frames_indexed == 10
+    assert jobs.lease("job-1", "job") is None  # released at the end
+    assert isinstance(deps.notifier, RecordingNotifier) and len(deps.notifier.finished) == 1
+
+
+def test_a_run_extends_its_lease_at_its_checkpoints_and_stops_when_it_lost_it(tmp_path: Path) -> None:
+    from video_ai.domain.errors import JobBusy
+
+    clock = [0.0]
+    seen: list[tuple[float, float]] = []
+    jobs = InMemoryJobRepository()
+
+    def tick(progress: float) -> None:  # once a batch, before its checkpoint; each batch takes 20 s
+        lease = jobs.lease("job-1", "job")
+        if lease is not None:
+            seen.append((clock[0], lease[1]))
+        clock[0] += 20.0
+
+    deps = _deps(tmp_path, jobs=jobs, lease_s=40.0, clock=lambda: clock[0])
+    _queued(deps)
+    assert analyze_video("job-1", deps, on_progress=tick).job.status is JobStatus.SUCCEEDED
+    assert len(seen) >= 4 and seen[0] == (0.0, 40.0)
+    assert all(until > now for now, until in seen)  # live all along, 80 s of batches on a 40 s lease
+    assert seen[-1][1] > 80.0 and jobs.lease("job-1", "job") is None
+
+    # A run whose lease ran out with no checkpoint in time, and was taken over, stops without touching the job.
+    _queued(deps, "job-2")
+    jobs.update("job-1", content_key="another")  # no reuse: job-2 decodes
+
+    def taken_over(progress: float) -> None:
+        clock[0] += 20.0
+        if jobs.lease("job-2", "job") != ("the-other-run", 10_000.0):
+            jobs._leases[("job-2", "job")] = ("the-other-run", 10_000.0)
+
+    with pytest.raises(JobBusy):
+        analyze_video("job-2", deps, on_progress=taken_over)
+    stored = jobs.get("job-2")
+    assert stored is not None and stored.status is JobStatus.PROCESSING and stored.error is None
+    assert jobs.lease("job-2", "job") == ("the-other-run", 10_000.0)  # the new owner's, not released by this run
+
+
+def test_a_segment_lease_does_not_block_its_siblings_nor_a_redelivery_of_itself_once_expired(tmp_path: Path) -> None:
+    from tests.fakes import RecordingQueue
+    from video_ai.domain.errors import JobBusy
+
+    queue = RecordingQueue()
+    clock = [0.0]
+    deps = _deps(tmp_path, frames=FakeFrameSource(n_frames=11, shot_len=4), segment_queue=queue, segment_s=3.0,
+                 lease_s=60.0, clock=lambda: clock[0])
+    _queued(deps)
+    assert analyze_video("job-1", deps).job.segments_total == 4
+    jobs = deps.jobs
+    assert isinstance(jobs, InMemoryJobRepository)
+    assert jobs.lease("job-1", "job") is None  # the splitting run let go of the job
+    assert jobs.take_lease("job-1", "segment-0", "a-live-run", 60.0, 0.0)  # segment 0 is being run elsewhere
+    with pytest.raises(JobBusy):
+        analyze_video("job-1", deps, segment=0)
+    for segment in (1, 2, 3):  # its siblings run beside it
+        assert analyze_video("job-1", deps, segment=segment).job.status is JobStatus.PROCESSING
+    clock[0] = 61.0  # that run died
+    assert analyze_video("job-1", deps, segment=0).job.status is JobStatus.SUCCEEDED

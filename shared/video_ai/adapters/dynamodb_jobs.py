@@ -1,13 +1,19 @@
 """JobRepository on DynamoDB: conditional writes keep the lifecycle one-way under at-least-once delivery.
 
 Table (template.yaml): on-demand, key `job_id` (S); GSI `by_tenant` (HASH `tenant` S, RANGE `created_at` S, ALL);
-GSI `by_content` (HASH `content_key` S, ALL); TTL attribute `expires_at`.
+GSI `by_content` (HASH `content_key` S, ALL); sparse GSI `by_unsent` (HASH `unsent` S, RANGE `created_at` S, ALL);
+TTL attribute `expires_at`.
 
 Item layout: the Job's JSON with numbers as DynamoDB N (floats written as their shortest repr, so they read back
 bit-for-bit), top-level None attributes left out (a NULL-typed GSI key would be refused), nested None as NULL, and
 `shots` and `labels` as zlib-compressed JSON (a long video's lists would otherwise eat the 400 KB item limit).
 Attributes the Job model does not know (`idempotency_key`, `segments_done`, `segments_total`, `expires_at`) stay
-in the item only.
+in the item only, and so do two kinds of private bookkeeping:
+- run leases, `lease_<slot>` = {holder, until} (slot `job`, or `segment-<i>` for each segment of a split job, so
+  sibling segments never block each other), taken and extended by conditional writes (analyze_video);
+- `unsent`, on a queued job whose message was not yet recorded as sent: written with the new item, removed by
+  mark_enqueued and by any transition, so the `by_unsent` index holds only the jobs a dead submitter may have left
+  behind and services/requeue.py finds them with a Query, not a table Scan.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ if TYPE_CHECKING:
 
 TENANT_INDEX = "by_tenant"
 CONTENT_INDEX = "by_content"
+UNSENT_INDEX = "by_unsent"
+UNSENT = "unsent"
+LEASE_PREFIX = "lease_"
 MAX_PAGE = 1000
 BATCH_GET_KEYS = 100  # BatchGetItem's limit per call
 # GSI key attributes: DynamoDB refuses an empty string there, so these are validated or left out.
@@ -224,6 +233,8 @@ class DynamoDBJobRepository:
         """Put `item` unless its job_id exists; False on a clash."""
         if self._retention_s is not None:
             item["expires_at"] = {"N": str(int(time.time()) + self._retention_s)}
+        if item.get("status", {}).get("S") == JobStatus.QUEUED.value and "enqueued_at" not in item:
+            item[UNSENT] = {"S": JobStatus.QUEUED.value}
         try:
             with transient_errors("DynamoDB PutItem"):
                 self._clients.dynamodb.put_item(
@@ -367,6 +378,7 @@ class DynamoDBJobRepository:
             update.set_field(name, value)
         update.set_field("status", to.value)
         update.set_field("updated_at", stamp)
+        update.removes.append(update.name(UNSENT))  # a job that left `queued` is nobody's to send any more
         status = update.name("status")
         allowed = ", ".join(update.value({"S": p}) for p in predecessors)
         condition = f"attribute_exists(job_id) AND {status} IN ({allowed})"
@@ -448,6 +460,88 @@ class DynamoDBJobRepository:
             for name, value in item.items()
             if name.startswith("segment_") and name.removeprefix("segment_").isdigit() and "B" in value
         }
+
+    # -- run leases and the send mark ------------------------------------------------------------------------------
+
+    def take_lease(self, job_id: str, slot: str, holder: str, until: float, now: float) -> bool:
+        """SET lease_<slot> = {holder, until} if it is absent, expired or `holder`'s own (one conditional write)."""
+        update = _Update()
+        lease = update.name(LEASE_PREFIX + slot)
+        update.sets.append(f"{lease} = " + update.value(
+            {"M": {"holder": {"S": holder}, "until": {"N": _number(until, "until")}}}))
+        h, u = update.name("holder"), update.name("until")
+        condition = (f"attribute_exists(job_id) AND (attribute_not_exists({lease}) OR {lease}.{u} < "
+                     f"{update.value({'N': _number(now, 'now')})} OR {lease}.{h} = {update.value({'S': holder})})")
+        if self._conditional_update(job_id, update, condition) is not None:
+            return True
+        if self._get_item(job_id) is None:
+            raise JobNotFound(f"job {job_id} does not exist")
+        return False
+
+    def release_lease(self, job_id: str, slot: str, holder: str) -> None:
+        update = _Update()
+        lease = update.name(LEASE_PREFIX + slot)
+        update.removes.append(lease)
+        self._conditional_update(job_id, update, f"{lease}.{update.name('holder')} = {update.value({'S': holder})}")
+
+    def clear_leases(self) -> int:
+        """Remove every run lease in the table (a full Scan): for `serve`'s start, whose previous process held them
+        all and is dead. Never on AWS, where other invocations' leases are live. The number of jobs cleared."""
+        cleared = 0
+        paginator = self._clients.dynamodb.get_paginator("scan")
+        with transient_errors("DynamoDB Scan"):
+            pages = list(paginator.paginate(TableName=self.table_name, ConsistentRead=True,
+                                            ProjectionExpression="job_id, #s", ExpressionAttributeNames={"#s": "status"},
+                                            FilterExpression="#s = :p",
+                                            ExpressionAttributeValues={":p": {"S": JobStatus.PROCESSING.value}}))
+        for page in pages:
+            for key in page.get("Items", []):
+                item = self._get_item(str(key["job_id"]["S"]))
+                names = [name for name in item or {} if name.startswith(LEASE_PREFIX)]
+                if not names:
+                    continue
+                update = _Update()
+                update.removes.extend(update.name(name) for name in names)
+                self._conditional_update(str(key["job_id"]["S"]), update, "attribute_exists(job_id)")
+                cleared += 1
+        return cleared
+
+    def leases(self, job_id: str) -> dict[str, tuple[str, float]]:
+        """slot -> (holder, until) of a job's leases (tests, diagnostics)."""
+        item = self._get_item(job_id) or {}
+        return {name.removeprefix(LEASE_PREFIX): (str(value["M"]["holder"]["S"]), float(value["M"]["until"]["N"]))
+                for name, value in item.items() if name.startswith(LEASE_PREFIX) and "M" in value}
+
+    def mark_enqueued(self, job_id: str) -> None:
+        update = _Update()
+        update.sets.append(f"{update.name('enqueued_at')} = {update.value({'S': utc_now()})}")
+        update.removes.append(update.name(UNSENT))
+        self._conditional_update(job_id, update, "attribute_exists(job_id)")
+
+    def unsent(self, created_before: str, limit: int) -> list[Job]:
+        """Query the sparse `by_unsent` index (only unsent queued jobs are in it), oldest first."""
+        found: list[Job] = []
+        kwargs: dict[str, Any] = {}
+        while len(found) < limit:
+            with transient_errors("DynamoDB Query"):
+                response = self._clients.dynamodb.query(
+                    TableName=self.table_name,
+                    IndexName=UNSENT_INDEX,
+                    KeyConditionExpression="#u = :q AND created_at < :c",
+                    ExpressionAttributeNames={"#u": UNSENT},
+                    ExpressionAttributeValues={":q": {"S": JobStatus.QUEUED.value}, ":c": {"S": created_before}},
+                    Limit=limit,
+                    **kwargs,
+                )
+            for item in response.get("Items", []):
+                job = item_to_job(item)
+                if job.status is JobStatus.QUEUED and job.enqueued_at is None:
+                    found.append(job)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                break
+            kwargs["ExclusiveStartKey"] = last
+        return found[:limit]
 
     def _mac(self, tenant: str, body: bytes) -> bytes:
         return hmac.new(self._token_key, tenant.encode() + b"\x00" + body, hashlib.sha256).digest()[:16]

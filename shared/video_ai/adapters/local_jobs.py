@@ -53,6 +53,9 @@ class InMemoryJobRepository:
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = {}
         self._segment_results: dict[str, dict[int, dict[str, Any]]] = {}
+        # Run leases, (job_id, slot) -> (holder, until): in memory even for the file-backed variant, whose process
+        # is the only one that runs its jobs, so a lease never outlives the run (or the process) that took it.
+        self._leases: dict[tuple[str, str], tuple[str, float]] = {}
         self._lock = threading.RLock()
 
     # Storage hooks, overridden by the file-backed variant.
@@ -159,6 +162,41 @@ class InMemoryJobRepository:
     def segment_results(self, job_id: str) -> dict[int, dict[str, Any]]:
         with self._locked():
             return dict(self._segment_results.get(job_id, {}))
+
+    def take_lease(self, job_id: str, slot: str, holder: str, until: float, now: float) -> bool:
+        with self._locked():
+            if self._load(job_id) is None:
+                self._leases.pop((job_id, slot), None)
+                raise JobNotFound(f"job {job_id} does not exist")
+            current = self._leases.get((job_id, slot))
+            if current is not None and current[0] != holder and current[1] >= now:
+                return False
+            self._leases[(job_id, slot)] = (holder, until)
+            return True
+
+    def release_lease(self, job_id: str, slot: str, holder: str) -> None:
+        with self._locked():
+            current = self._leases.get((job_id, slot))
+            if current is not None and current[0] == holder:
+                del self._leases[(job_id, slot)]
+
+    def lease(self, job_id: str, slot: str) -> tuple[str, float] | None:
+        """(holder, until) of a lease, for tests."""
+        with self._locked():
+            return self._leases.get((job_id, slot))
+
+    def mark_enqueued(self, job_id: str) -> None:
+        with self._locked():
+            item = self._load(job_id)
+            if item is not None:  # not a change a client sees: updated_at stays
+                self._store(job_id, {**item, "enqueued_at": utc_now()})
+
+    def unsent(self, created_before: str, limit: int) -> list[Job]:
+        with self._locked():
+            found = [i for i in self._all() if i.get("status") == JobStatus.QUEUED.value
+                     and i.get("enqueued_at") is None and i["created_at"] < created_before]
+        found.sort(key=lambda i: (i["created_at"], i["job_id"]))
+        return [Job.model_validate(i) for i in found[:limit]]
 
 
 class FileJobRepository(InMemoryJobRepository):

@@ -250,7 +250,7 @@ class MomentFilter:
 
 
 PRIVATE_JOB_FIELDS = frozenset(
-    {"shots", "labels", "request_hash", "content_key", "staged_source", "source_etag", "announced_at"}
+    {"shots", "labels", "request_hash", "content_key", "staged_source", "source_etag", "announced_at", "enqueued_at"}
 )
 
 
@@ -293,6 +293,9 @@ class Job(_Model):
     # have been announced: the worker crashed between recording the end and publishing it, so a redelivered message
     # publishes it then (services/announce.py).
     announced_at: str | None = None
+    # When the job's first message was sent to the jobs queue (submit_job). A job left `queued` without it was
+    # created by a process that died before sending (or whose send failed): services/requeue.py sends it then.
+    enqueued_at: str | None = None
     # Stored with the record for GET /jobs/{id}/shots; left out of the public record to keep callbacks small.
     shots: list[Shot] = Field(default_factory=list)
     # GET /jobs/{id}/labels; private for the same reason as shots. None: the labels analyzer never ran for this job.

@@ -479,6 +479,25 @@ class JobRepository(Protocol):
         """Every recorded segment result of a job, by segment index."""
         ...
 
+    def take_lease(self, job_id: str, slot: str, holder: str, until: float, now: float) -> bool:
+        """Hold the run lease `slot` of a job ("job", or "segment-<i>" for a split job's segment) for `holder` until
+        `until` (epoch seconds), atomically: taken when free or expired (before `now`), extended when `holder` holds
+        it already; False when another holder's lease is live. JobNotFound when the job does not exist."""
+        ...
+
+    def release_lease(self, job_id: str, slot: str, holder: str) -> None:
+        """Give up `holder`'s lease on `slot`; nothing happens when another holder has it or the job is gone."""
+        ...
+
+    def mark_enqueued(self, job_id: str) -> None:
+        """Record that the job's message was sent (`enqueued_at`); nothing happens when the job is gone."""
+        ...
+
+    def unsent(self, created_before: str, limit: int) -> list[Job]:
+        """Jobs still `queued` whose message was never recorded as sent, created before `created_before` (ISO
+        time), oldest first, at most `limit`."""
+        ...
+
 
 class JobQueue(Protocol):
     def send(self, message: dict[str, Any]) -> None: ...

@@ -10,8 +10,10 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +78,16 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[float], None]
 FrameHook = Callable[[SampledFrame], None]
 
+# How long a run's lease on its job (or segment) lasts without an extension: the worker function's timeout (900 s,
+# template.yaml) plus a minute for clock skew. A Lambda invocation cannot outlive its timeout, so a lease taken (or
+# extended) inside it is still live whenever its owner is: a live owner never loses its job even where nothing
+# extends the lease (a long download). `serve`'s workers have no timeout, so runs extend the lease at their
+# checkpoints (every `progress_every` frames, the audio wait's `audio_checkpoint_s`, after the fetch); a lease that
+# expires means the owner died (a crash, a timeout) and the next delivery takes the job over. On AWS that next
+# delivery comes after the queue's visibility timeout (5,400 s), long after the lease ran out; `serve` clears the
+# leases of its previous process at start.
+LEASE_S = 960.0
+
 
 @dataclass(slots=True)
 class AnalyzeDeps:
@@ -106,6 +118,9 @@ class AnalyzeDeps:
     audio: AudioSource | None = None
     # While the frames are done and an audio pass goes on, cancellation is checked this often (seconds).
     audio_checkpoint_s: float = 5.0
+    # A run's lease on its job or segment (LEASE_S above); the clock leases are read on (epoch seconds).
+    lease_s: float = LEASE_S
+    clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
         if self.analyzers is None:
@@ -199,6 +214,54 @@ def _prefetch(batches: Iterator[_Batch], depth: int, stop: threading.Event) -> G
         producer.join(timeout=5)
 
 
+class _LeaseLost(Exception):
+    """This run's lease ran out unextended and another run took the job (or segment) over."""
+
+
+@dataclass(slots=True)
+class _Lease:
+    """A run's hold on its job (slot "job") or on one segment of a split job ("segment-<i>"): one run at a time."""
+
+    jobs: JobRepository
+    job_id: str
+    slot: str
+    length_s: float
+    clock: Callable[[], float]
+    holder: str = field(default_factory=lambda: uuid.uuid4().hex)
+    taken_at: float = 0.0
+
+    def take(self) -> bool:
+        now = self.clock()
+        if not self.jobs.take_lease(self.job_id, self.slot, self.holder, now + self.length_s, now):
+            return False
+        self.taken_at = now
+        return True
+
+    def extend(self) -> None:
+        """At a checkpoint: written once a quarter of the lease has gone by, so checkpoints stay one read."""
+        if self.clock() - self.taken_at >= self.length_s / 4 and not self.take():
+            raise _LeaseLost(f"{self.slot} of job {self.job_id} was taken over by another run")
+
+    def release(self) -> None:
+        try:
+            self.jobs.release_lease(self.job_id, self.slot, self.holder)
+        except Exception as err:  # it runs out by itself: a failed release only delays a redelivery's run
+            logger.warning("could not release the job's lease: %s", _describe(err), extra={"job_id": self.job_id})
+
+
+# The running job's lease, for the checkpoints deep in the pass (the orchestrator's thread; each run sets its own).
+_LEASE: ContextVar[_Lease | None] = ContextVar("video_ai_job_lease", default=None)
+
+
+def _extend_lease() -> None:
+    lease = _LEASE.get()
+    if lease is not None:
+        try:
+            lease.extend()
+        except JobNotFound:
+            raise _Cancelled(succeeded=False) from None
+
+
 class _Cancelled(Exception):
     """The job stopped being this run's: deleted (DELETE /jobs/{id}) or failed meanwhile, or another run of it
     succeeded first (`succeeded`)."""
@@ -235,19 +298,41 @@ def analyze_video(
     if job.status is JobStatus.QUEUED:
         try:
             job = deps.jobs.transition(job_id, JobStatus.PROCESSING, started_at=utc_now())
+            deps.metrics.count("jobs_started")
         except InvalidTransition:
-            # A duplicate delivery raced us and another run owns the job now. A duplicate is the same message (one
-            # id): deleting this copy can delete the message, and if that run then died the job would stay
-            # `processing` with nothing left to run it. So this copy fails (the attempt, not the job) and comes back
-            # after the queue's visibility timeout (6x the worker's 900 s limit), when that run has ended: finished
-            # (the redelivery is a no-op) or died (the redelivery runs the job again, as after any crash).
+            # A duplicate delivery started it first (or it ended or went meanwhile): the lease decides who runs it.
             current = deps.jobs.get(job_id)
             if current is None or current.status.terminal:
                 return AnalysisResult(job=current or job)  # deleted, or ended meanwhile: nothing left to guard
-            logger.info("job taken by another run; this copy of its message is kept for later",
-                        extra={"job_id": job_id})
-            raise JobBusy(f"job {job_id} is being processed by another run") from None
-        deps.metrics.count("jobs_started")
+            job = current
+    lease = _Lease(deps.jobs, job_id, "job" if segment is None else f"segment-{segment}", deps.lease_s, deps.clock)
+    try:
+        taken = lease.take()
+    except JobNotFound:
+        return AnalysisResult(job=job)  # deleted meanwhile
+    if not taken:
+        # Another run holds a live lease: a duplicate delivery of the message (SQS is at-least-once, and a client's
+        # resend of a queued job sends again). A duplicate is the same message (one id): deleting this copy can
+        # delete the message, and if that run then died the job would stay `processing` with nothing left to run
+        # it. So this copy fails (the attempt, not the job) and comes back after the queue's visibility timeout (6x
+        # the worker's 900 s limit), when that run has ended: finished (the redelivery is a no-op) or died (its
+        # lease has run out, and the redelivery runs the job again, as after any crash).
+        logger.info("job held by another run; this copy of its message is kept for later", extra={"job_id": job_id})
+        raise JobBusy(f"job {job_id} is being processed by another run")
+    lease_token = _LEASE.set(lease)
+    try:
+        current = deps.jobs.get(job_id)  # as it is now that this run holds it: the last owner may have ended it
+        if current is None or current.status.terminal:
+            return AnalysisResult(job=current or job, shots=current.shots if current is not None else [])
+        return _run_leased(current, deps, on_progress, on_frame, thumbnail_width, final_attempt, segment)
+    finally:
+        _LEASE.reset(lease_token)
+        lease.release()
+
+
+def _run_leased(job: Job, deps: AnalyzeDeps, on_progress: ProgressFn | None, on_frame: FrameHook | None,
+                thumbnail_width: int | None, final_attempt: bool, segment: int | None) -> AnalysisResult:
+    job_id = job.job_id
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix=f"job-{job_id[:8]}-", dir=_ensure_dir(deps.workdir)))
     try:
@@ -256,6 +341,11 @@ def analyze_video(
         else:
             with _staged_location_hidden(job):
                 result = _run_segment(job, segment, deps, workdir, on_progress)
+    except _LeaseLost as lost:
+        # Its lease ran out unextended (a stretch longer than the lease with no checkpoint) and another delivery
+        # took the job over: that run owns it now, with the same point ids. Stop without touching the job.
+        logger.warning("%s; this run stops and its message is kept for later", lost, extra={"job_id": job_id})
+        raise JobBusy(f"job {job_id} is being processed by another run") from None
     except _Cancelled as stop:
         if stop.succeeded:
             # Another delivery ran the same job and finished it first (at-least-once: a duplicate message, or the one
@@ -504,6 +594,7 @@ def _run(
     timings = Timings()
     analyzers = deps.analyzers_for(job)
     fetched = _fetch(job, deps, workdir, timings)
+    _extend_lease()  # a download may have taken a good part of the lease
     model = deps.embedder.info
     # An analyzer's `variant` (optional) names what else decides its results, e.g. its settings.
     key = content_key(job, fetched.sha256, model, [str(getattr(a, "variant", "")) for a in analyzers])
@@ -692,6 +783,7 @@ def _run_segment(
         media = ranged  # integrity: every ranged GET is pinned to the ETag taken at the split (SourceChanged if not)
     else:
         fetched = _fetch(job, deps, workdir, timings, source=job.staged_source)
+        _extend_lease()
         if job.sha256 is not None and fetched.sha256 != job.sha256:
             raise SourceChanged(f"the source changed while the job ran (sha256 {fetched.sha256[:12]}…)")
         media = fetched.path
@@ -870,11 +962,12 @@ def _announce(job: Job, deps: AnalyzeDeps) -> None:
 
 
 def _checkpoint(job_id: str, deps: AnalyzeDeps, progress: float | None) -> None:
-    """Write progress (None: a segment, whose progress counts finished segments); a job deleted (DELETE
-    /jobs/{id}) or failed meanwhile stops at this batch."""
+    """Write progress (None: a segment, whose progress counts finished segments) and extend the run's lease; a job
+    deleted (DELETE /jobs/{id}) or failed meanwhile stops at this batch."""
     current = deps.jobs.get(job_id)
     if current is None or current.status is not JobStatus.PROCESSING:
         raise _Cancelled(succeeded=current is not None and current.status is JobStatus.SUCCEEDED)
+    _extend_lease()
     if progress is not None:
         deps.jobs.update(job_id, progress=round(progress, 4))
 
