@@ -1,7 +1,8 @@
 """Ingest function: uploads-queue SQS batch (S3 ObjectCreated notifications) -> submit_job, partial failures.
 
-The same zip serves JobsDeadLetterFunction (`dead_letter_handler`): jobs-DLQ batch -> the jobs end `failed`. It is
-light (no model, no Qdrant), so it lives here rather than on the worker's image."""
+The same zip serves JobsDeadLetterFunction (`dead_letter_handler`): jobs-DLQ batch -> the jobs end `failed`, and
+JobsRequeueFunction (`requeue_handler`, on a schedule): jobs left queued and never sent are sent. Both are light (no
+model, no Qdrant), so they live here rather than on the worker's image."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from bootstrap import build_runtime
 from video_ai.observability import lambda_logger
-from video_ai.workers import dead_letter_record, ingest_record
+from video_ai.workers import dead_letter_record, ingest_record, requeue_scheduled
 
 logger = lambda_logger()
 tracer = Tracer()
@@ -47,3 +48,12 @@ def dead_letter_handler(event: dict[str, Any], context: Any) -> PartialItemFailu
     processor = BatchProcessor(event_type=EventType.SQS)
     return process_partial_response(event=event, record_handler=dead_letter_record_handler, processor=processor,
                                     context=context)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def requeue_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+    # An EventBridge schedule: a raise fails the invocation (logged, retried by EventBridge); the next run finds the
+    # same jobs anyway.
+    return {"sent": requeue_scheduled(runtime)}

@@ -76,6 +76,9 @@ CATALOGUE: dict[str, MetricSpec] = {
                    "video_ai_jobs_succeeded", "JobsSucceeded", "Count"),
         MetricSpec("jobs_failed", "counter", "Jobs finished failed, by error code.",
                    "video_ai_jobs_failed", "JobsFailed", "Count", labels=("error_code",)),
+        MetricSpec("jobs_requeued", "counter", "Jobs found queued but never sent (their submitter died between the "
+                   "record and the send) and sent by the requeue step.", "video_ai_jobs_requeued", "JobsRequeued",
+                   "Count"),
         MetricSpec("jobs_dead_lettered", "counter", "Job messages taken from the jobs dead-letter queue (their job "
                    "ends failed unless it had ended).", "video_ai_jobs_dead_lettered", "JobsDeadLettered", "Count"),
         MetricSpec("jobs_reused", "counter", "Jobs answered from an earlier job's results for the same content.",

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from video_ai.domain.errors import InvalidRequest, VideoAIError
+from video_ai.domain.errors import InvalidRequest, JobBusy, VideoAIError
 from video_ai.domain.models import Job, Sampling, Source
 from video_ai.runtime import JobMessage, Runtime, parse_job_message
 
@@ -23,6 +24,25 @@ logger = logging.getLogger(__name__)
 
 # Must match the jobs queue's RedrivePolicy.maxReceiveCount in template.yaml.
 MAX_RECEIVES = 3
+
+
+_busy = threading.local()
+
+
+@contextmanager
+def collecting_busy() -> Iterator[set[str]]:
+    """The message ids of the records that failed with `job_busy` while this block ran, in this thread.
+
+    For `serve`'s pollers, which hand a failed record back after 2 s (not the queue's 5,400 s visibility, too slow at
+    a desk): a busy record must keep the queue's timeout instead, or it would come back while its job's owner still
+    runs and use up its receives (then the DLQ fails the job). Lambda's event source mapping leaves a failed record
+    invisible for the queue's timeout by itself: nothing collects there."""
+    ids: set[str] = set()
+    _busy.ids = ids
+    try:
+        yield ids
+    finally:
+        _busy.ids = None
 
 
 class SqsRecordLike(Protocol):
@@ -82,6 +102,9 @@ def job_record_context(
         yield message, receives >= MAX_RECEIVES
     except VideoAIError as err:
         # Transient (permanent ones end the job without raising): SQS redelivers, up to the DLQ.
+        busy = getattr(_busy, "ids", None)
+        if isinstance(err, JobBusy) and busy is not None:
+            busy.add(record.message_id)
         logger.warning("job attempt %d failed: %s: %s", receives, err.code, err.message)
         raise
     except Exception:
@@ -126,6 +149,17 @@ def dead_letter_record(body: str, runtime: Runtime) -> Job | None:
                  extra={"dead_letter": outcome, "job_id": message.job_id, "tenant": message.tenant or "",
                         "segment": message.segment, "error_code": error})
     return job
+
+
+def requeue_scheduled(runtime: Runtime) -> int:
+    """A scheduled run (JobsRequeueFunction; `serve`'s requeue thread): send the jobs whose submitter died between
+    recording them and sending their message (services/requeue.py); the number sent."""
+    from video_ai.services.requeue import requeue_unsent
+
+    sent = requeue_unsent(runtime.jobs(), runtime.queue(), metrics=runtime.metrics)
+    if sent:
+        logger.warning("%d job(s) left queued and never sent: sent now", len(sent))
+    return len(sent)
 
 
 def tenant_for_upload_key(key: str, default: str = "default") -> str:

@@ -14,7 +14,9 @@ def test_an_id_that_maps_to_another_jobs_file_name_is_not_that_job(tmp_path: Pat
     jobs = FileJobRepository(tmp_path)
     job = submit_job(SubmitJob(source=Source(url="https://e.com/v.mp4"), tenant="t", sampling=Sampling()),
                      SubmitDeps(jobs=jobs, queue=RecordingQueue())).job
-    assert jobs.get(job.job_id) == job
+    stored = jobs.get(job.job_id)
+    assert stored is not None and stored.enqueued_at is not None  # sent, then marked
+    assert stored.model_copy(update={"enqueued_at": None}) == job
     # File names keep only letters, digits and '-': these ids name the same file, but not the job.
     for alias in (job.job_id.replace("-", "-.", 1), f"{job.job_id}/", f"../jobs/{job.job_id}", ""):
         assert jobs.get(alias) is None, alias

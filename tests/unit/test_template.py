@@ -136,6 +136,31 @@ def test_the_jobs_dlq_is_consumed_by_a_light_function_that_may_fail_and_announce
                and a["Threshold"] == 0 for a in _alarms(resources).values())
 
 
+def test_jobs_left_unsent_are_sent_on_a_schedule_by_a_light_function(resources: dict[str, Any]) -> None:
+    # A submitter that dies between a job's record and its message left the job `queued` for good.
+    from video_ai.services.requeue import REQUEUE_AFTER_S
+
+    fn = props(resources, "JobsRequeueFunction")
+    assert fn["CodeUri"] == props(resources, "IngestFunction")["CodeUri"]
+    assert fn["Handler"] == "handler.requeue_handler"
+    assert fn["Layers"] == [{"Ref": "SharedLayer"}] and "PackageType" not in fn
+    (event,) = fn["Events"].values()
+    assert event["Type"] == "ScheduleV2" and event["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    assert {name for policy in fn["Policies"] for name in policy} == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy"}
+    # A job younger than the bound may still have a live submitter between its record and its send.
+    assert max(props(resources, name)["Timeout"] for name in ("ApiFunction", "IngestFunction")) < REQUEUE_AFTER_S
+
+
+def test_a_live_worker_never_outlives_its_lease_and_a_dead_ones_lease_ends_before_its_redelivery(
+    resources: dict[str, Any],
+) -> None:
+    from video_ai.services.analyze_video import LEASE_S
+
+    timeout = props(resources, "WorkerFunction")["Timeout"]
+    assert timeout < LEASE_S <= timeout + 120  # the invocation ends before its lease does, skew allowed for
+    assert props(resources, "JobsQueue")["VisibilityTimeout"] > LEASE_S  # a busy copy returns to an ended lease
+
+
 def test_worker_is_an_image_sized_for_long_videos(template: dict[str, Any], resources: dict[str, Any]) -> None:
     worker = resources["WorkerFunction"]
     assert worker["Properties"]["PackageType"] == "Image"
@@ -225,7 +250,13 @@ def test_jobs_table(resources: dict[str, Any]) -> None:
         "tenant": "S",
         "created_at": "S",
         "content_key": "S",
+        "unsent": "S",
     }
+    # Sparse: only queued jobs never recorded as sent carry `unsent` (adapters/dynamodb_jobs.py).
+    assert indexes["by_unsent"]["KeySchema"] == [
+        {"AttributeName": "unsent", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert table["SSESpecification"] == {"SSEEnabled": True}
@@ -407,6 +438,7 @@ def _granted_secrets(resources: dict[str, Any], function: str) -> set[str]:
         ("ApiFunction", {"ApiKeysSecretArn", "QdrantApiKeySecretArn"}),
         ("IngestFunction", set()),
         ("JobsDeadLetterFunction", set()),
+        ("JobsRequeueFunction", set()),
         ("CallbackFunction", {"WebhookSecretArn"}),
         ("WorkerFunction", {"QdrantApiKeySecretArn"}),
     ],
@@ -422,7 +454,7 @@ def test_each_function_sees_and_may_read_only_its_secrets(
 
 
 def test_policies_are_sam_templates_scoped_to_our_resources(resources: dict[str, Any]) -> None:
-    for function in (*ZIP_FUNCTIONS, "WorkerFunction", "JobsDeadLetterFunction"):
+    for function in (*ZIP_FUNCTIONS, "WorkerFunction", "JobsDeadLetterFunction", "JobsRequeueFunction"):
         for policy in props(resources, function)["Policies"]:
             assert isinstance(policy, dict), f"{function}: managed policy {policy!r}"
             ((name, scope),) = policy.items()

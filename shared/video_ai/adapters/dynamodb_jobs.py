@@ -405,6 +405,8 @@ class DynamoDBJobRepository:
 
     def _conditional_update(self, job_id: str, update: _Update, condition: str) -> Item | None:
         """Run an UpdateItem; None when the condition failed."""
+        # DynamoDB refuses an empty map (an update that only removes).
+        values: dict[str, Any] = {"ExpressionAttributeValues": update.values} if update.values else {}
         try:
             with transient_errors("DynamoDB UpdateItem"):
                 response = self._clients.dynamodb.update_item(
@@ -413,8 +415,8 @@ class DynamoDBJobRepository:
                     UpdateExpression=update.expression(),
                     ConditionExpression=condition,
                     ExpressionAttributeNames=update.names,
-                    ExpressionAttributeValues=update.values,
                     ReturnValues="ALL_NEW",
+                    **values,
                 )
         except ClientError as err:
             if error_code(err) == "ConditionalCheckFailedException":
@@ -490,10 +492,10 @@ class DynamoDBJobRepository:
         cleared = 0
         paginator = self._clients.dynamodb.get_paginator("scan")
         with transient_errors("DynamoDB Scan"):
-            pages = list(paginator.paginate(TableName=self.table_name, ConsistentRead=True,
-                                            ProjectionExpression="job_id, #s", ExpressionAttributeNames={"#s": "status"},
-                                            FilterExpression="#s = :p",
-                                            ExpressionAttributeValues={":p": {"S": JobStatus.PROCESSING.value}}))
+            pages = list(paginator.paginate(
+                TableName=self.table_name, ConsistentRead=True, ProjectionExpression="job_id, #s",
+                ExpressionAttributeNames={"#s": "status"}, FilterExpression="#s = :p",
+                ExpressionAttributeValues={":p": {"S": JobStatus.PROCESSING.value}}))
         for page in pages:
             for key in page.get("Items", []):
                 item = self._get_item(str(key["job_id"]["S"]))

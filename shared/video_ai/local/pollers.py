@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from video_ai.local.functions import LambdaContext
+from video_ai.workers import collecting_busy
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -181,8 +182,10 @@ class SqsPoller(_PollerThread):
         """Invoke the handler on one batch; delete what succeeded; return the ids left for redelivery."""
         event = {"Records": [sqs_lambda_record(m, self.source_arn, self.region) for m in messages]}
         ids = [m["MessageId"] for m in messages]
+        busy: set[str] = set()
         try:
-            failed = failed_ids(self.handler(event, self.context_factory()), ids)
+            with collecting_busy() as busy:
+                failed = failed_ids(self.handler(event, self.context_factory()), ids)
         except Exception as err:
             if type(err).__name__ == "BatchProcessingError":
                 # powertools raises this when every record failed; it has already logged each record's error.
@@ -197,13 +200,17 @@ class SqsPoller(_PollerThread):
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
         for message in messages:
-            if message["MessageId"] in failed:
-                # The queue's own timeout (6x the function timeout) is right for AWS, far too slow at a desk.
+            if message["MessageId"] in failed and message["MessageId"] not in busy:
+                # The queue's own timeout (6x the function timeout) is right for AWS, far too slow at a desk; a record
+                # whose job another run holds keeps it, as on AWS (workers.collecting_busy says why).
                 self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"],
                                                    VisibilityTimeout=self.retry_visibility_s)
-        if failed:
-            logger.info("%s: %d of %d records failed; they return after %d s", self.name, len(failed),
+        if failed - busy:
+            logger.info("%s: %d of %d records failed; they return after %d s", self.name, len(failed - busy),
                         len(messages), self.retry_visibility_s)
+        if failed & busy:
+            logger.info("%s: %d record(s) found their job held by another run; they return after the queue's "
+                        "visibility timeout", self.name, len(failed & busy))
         return failed
 
 

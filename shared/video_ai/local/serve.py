@@ -53,6 +53,8 @@ STOP_TIMEOUT_S = 10.0
 CALLBACK_VISIBILITY_S = 900
 STATE_DIR = "serve"
 READY_TIMEOUT_S = 30.0
+# How often `serve` looks for jobs left queued and never sent (JobsRequeueFunction's schedule on AWS is 5 minutes).
+REQUEUE_EVERY_S = 60.0
 
 
 class ServeError(Exception):
@@ -169,6 +171,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
                              f"stop it or pick another --port (0 picks a free one)") from None
         raise ServeError(f"cannot listen on {host}:{port}: {err.strerror}") from None
     return sock
+
+
+def _job_ids(body: str) -> list[str]:
+    from video_ai.runtime import parse_job_message
+
+    try:
+        return [parse_job_message(body).job_id]
+    except VideoAIError:
+        return []
 
 
 # ---------------------------------------------------------------- AWS resources in moto
@@ -351,8 +362,10 @@ class LocalStack:
         install_runtime(self.runtime)
         self._settle_held(restored.held, resources)
         self._announce_finished(clients, resources, subscription[0])
+        self._recover_jobs(resources)
         self._start_api()
         self._start_pollers(clients, resources, settings, subscription)
+        threading.Thread(target=self._requeue_periodically, name="requeue", daemon=True).start()
         self._start_reloader()
         self._wait_ready()
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
@@ -410,6 +423,38 @@ class LocalStack:
                 announced += 1
         if announced:
             logger.info("%d finished job(s) announced again: their end was recorded but never published", announced)
+
+    def _recover_jobs(self, resources: LocalResources) -> None:
+        """Before any worker or request runs: every run lease in the table was held by the previous process, dead now
+        (one `serve` per data dir), so they go, or a redelivered job would wait out its owner's lease; and a job left
+        queued and never sent (the previous process died between its record and its send) is sent, or only marked
+        when its message was restored with the queue."""
+        from video_ai.adapters.dynamodb_jobs import DynamoDBJobRepository
+        from video_ai.services.requeue import requeue_unsent
+
+        assert self.runtime is not None and self.durable is not None
+        jobs = self.runtime.jobs()
+        if isinstance(jobs, DynamoDBJobRepository):
+            cleared = jobs.clear_leases()
+            if cleared:
+                logger.info("%d job(s) were held by the previous process: their leases are cleared", cleared)
+        queue_name = resources.jobs_queue_url.rstrip("/").rsplit("/", 1)[-1]
+        pending = {job_id for body in self.durable.pending_bodies(queue_name) for job_id in _job_ids(body)}
+        sent = requeue_unsent(jobs, self.runtime.queue(), older_than_s=0.0, metrics=self.runtime.metrics, skip=pending)
+        if sent:
+            logger.info("%d job(s) left queued and never sent by the previous process: sent now", len(sent))
+
+    def _requeue_periodically(self) -> None:
+        """JobsRequeueFunction's schedule: a send that failed under a request with an Idempotency-Key that the client
+        never retried leaves its job queued, unsent."""
+        from video_ai.workers import requeue_scheduled
+
+        assert self.runtime is not None
+        while not self.poll_stop.wait(REQUEUE_EVERY_S):
+            try:
+                requeue_scheduled(self.runtime)
+            except Exception:
+                logger.exception("the requeue step failed; it runs again in %.0f s", REQUEUE_EVERY_S)
 
     def _start_api(self) -> None:
         import uvicorn

@@ -92,19 +92,31 @@ def submit_job(command: SubmitJob, deps: SubmitDeps) -> Submitted:
     )
     if command.idempotency_key is not None:
         job, created = deps.jobs.create_idempotent(job, command.idempotency_key, request_hash)
-        if not created and job.status is not JobStatus.QUEUED:
+        if not created and (job.status is not JobStatus.QUEUED or job.enqueued_at is not None):
             return Submitted(job=job, created=False)
     else:
         job, created = deps.jobs.create(job), True
     try:
-        # A retried request whose job is still queued sends again: the first send may be the one that failed.
+        # A retried request whose job is queued but was never recorded as sent sends it: the first request's send
+        # may have failed, or its process died between the record and the send.
         deps.queue.send({"job_id": job.job_id, "tenant": job.tenant})
     except VideoAIError as err:
         if command.idempotency_key is None:
             deps.jobs.transition(job.job_id, JobStatus.FAILED, error=ErrorInfo(code="queue_unavailable",
                                                                                message=err.message))
         raise TransientError("the job queue is unavailable; retry the request") from err
+    mark_enqueued(job.job_id, deps.jobs)
     if created:
         deps.metrics.count("jobs_accepted")
         logger.info("job queued", extra={"job_id": job.job_id, "tenant": job.tenant})
     return Submitted(job=job, created=created)
+
+
+def mark_enqueued(job_id: str, jobs: JobRepository) -> None:
+    """Record the send (services/requeue.py sends the jobs left without it). A failure here is only logged: the
+    message is on its way, and the worst a missing mark causes is one more send, which the job's lease absorbs."""
+    try:
+        jobs.mark_enqueued(job_id)
+    except Exception as err:
+        logger.warning("job queued, but its send could not be recorded (%s: %s); it may be sent again",
+                       type(err).__name__, err, extra={"job_id": job_id})
