@@ -52,6 +52,8 @@ REGION = "us-east-1"
 SEED_JOB = "5b0e7c1a-3f2d-4e8b-9a61-0c4d2f7e8b19"
 # The job events/sqs_dead_letter.json names: seeded as `processing`, as a worker that died on its last attempt left it.
 DEAD_JOB = "9c41e6d2-0b7a-4f53-8e1d-2a6f3c5b7d90"
+# A job its submitter died with between the record and the send: queued, never sent, created long ago.
+UNSENT_JOB = "1f7d2c84-6a3e-4b95-8c20-7e5a9d3b1c46"
 API_KEY = "dev-key"
 TENANT = "default"
 # The accepted job runs every feature on a clip with these words on screen and the JFK recording as its sound.
@@ -67,9 +69,10 @@ EVENT_FUNCTIONS = {
     "sns_job_finished.json": "CallbackFunction",
     "sqs_upload.json": "IngestFunction",
     "sqs_dead_letter.json": "JobsDeadLetterFunction",
+    "schedule_requeue.json": "JobsRequeueFunction",
 }
 SHORT = {"ApiFunction": "api", "IngestFunction": "ingest", "WorkerFunction": "worker", "CallbackFunction": "callback",
-         "SearchFunction": "search", "JobsDeadLetterFunction": "dead-letter"}
+         "SearchFunction": "search", "JobsDeadLetterFunction": "dead-letter", "JobsRequeueFunction": "requeue"}
 # The RIE's REPORT line; its Init Duration is not measured (~1 ms): the base image's bootstrap prints INIT_REPORT.
 REPORT = re.compile(r"^REPORT RequestId: \S+\s+(?:Init Duration: [\d.]+ ms\s+)?Duration: (?P<duration>[\d.]+) ms", re.M)
 INIT_REPORT = re.compile(r"^INIT_REPORT Init Duration: (?P<init>[\d.]+) ms", re.M)
@@ -435,6 +438,17 @@ def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[I
             _expect(ended.get("status") == "failed" and (ended.get("error") or {}).get("code") == "retries_exhausted",
                     "the dead-lettered job ended failed (retries_exhausted)", ended)
             drain(sqs, names.jobs_queue_url)
+            unsent = job_to_item(Job(job_id=UNSENT_JOB, tenant=TENANT, source=Source(url=clip_url),
+                                     created_at="2026-01-01T00:00:00.000Z"))
+            ddb.put_item(TableName=names.table_name, Item={**unsent, "unsent": {"S": "queued"}})
+            requeue = load_event("schedule_requeue.json")
+            response = smoke.invoke("JobsRequeueFunction", requeue, "events/schedule_requeue.json")
+            _expect(response == {"sent": 1} and job(UNSENT_JOB).get("enqueued_at"), "requeue sent the unsent job",
+                    (response, job(UNSENT_JOB)))
+            sent = wait_for("the unsent job's message", lambda: sqs.receive_message(
+                QueueUrl=names.jobs_queue_url, MaxNumberOfMessages=1).get("Messages"))
+            _expect(json.loads(sent[0]["Body"])["job_id"] == UNSENT_JOB, "the message names the unsent job", sent)
+            drain(sqs, names.jobs_queue_url)
             drain(sqs, capture)
 
             # ---- the API over HTTP, then the worker and the callback on the job it accepted
@@ -500,6 +514,8 @@ def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[I
             _expect(response == {"batchItemFailures": []}, "ingest on arm64", response)
             again = {item["S"] for item in _job_ids(ddb, names.table_name)} - before
             _expect(not again, "the same upload delivered again is the job it already started", sorted(again))
+            response = arm.invoke("JobsRequeueFunction", requeue, "events/schedule_requeue.json again (arm64)")
+            _expect(response == {"sent": 0}, "a job sent once is not sent again, on arm64", response)
             response = arm.invoke("JobsDeadLetterFunction", dead_letter, "events/sqs_dead_letter.json again (arm64)")
             _expect(response == {"batchItemFailures": []} and job(DEAD_JOB)["updated_at"] == ended["updated_at"],
                     "a job dead-lettered twice is left as it ended, on arm64", (response, job(DEAD_JOB)))

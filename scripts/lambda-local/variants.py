@@ -1,7 +1,8 @@
 """Variants of the template for the smoke run, each one change away from what is deployed.
 
-- `native`: the zip functions (API, ingest, callback, dead-letter) and their layer on x86_64 instead of arm64, so they
-  run at this machine's native speed and their init durations mean something; everything else is template.yaml's.
+- `native`: the zip functions (API, ingest, callback, dead-letter, requeue) and their layer on x86_64 instead of
+  arm64, so they run at this machine's native speed and their init durations mean something; everything else is
+  template.yaml's.
   Paths become absolute, so the copy builds from anywhere.
 - `emulated`: the arm64 build as deployed, with the zip functions' Timeout raised to 300 s, because qemu-user runs
   Python ~10-40x slower than the hardware it emulates and a 29 s API timeout measures the emulator, not the function.
@@ -15,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-ZIP_FUNCTIONS = ("ApiFunction", "IngestFunction", "CallbackFunction", "JobsDeadLetterFunction")
+ZIP_FUNCTIONS = ("ApiFunction", "IngestFunction", "CallbackFunction", "JobsDeadLetterFunction", "JobsRequeueFunction")
 EMULATED_TIMEOUT_S = 300
 
 

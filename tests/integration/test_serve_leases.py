@@ -9,9 +9,8 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
-from shutil import copyfileobj
 from typing import Any, BinaryIO
 
 import boto3

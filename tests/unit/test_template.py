@@ -145,7 +145,7 @@ def test_jobs_left_unsent_are_sent_on_a_schedule_by_a_light_function(resources: 
     assert fn["Handler"] == "handler.requeue_handler"
     assert fn["Layers"] == [{"Ref": "SharedLayer"}] and "PackageType" not in fn
     (event,) = fn["Events"].values()
-    assert event["Type"] == "ScheduleV2" and event["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    assert event["Type"] == "Schedule" and event["Properties"]["Schedule"] == "rate(5 minutes)"
     assert {name for policy in fn["Policies"] for name in policy} == {"DynamoDBCrudPolicy", "SQSSendMessagePolicy"}
     # A job younger than the bound may still have a live submitter between its record and its send.
     assert max(props(resources, name)["Timeout"] for name in ("ApiFunction", "IngestFunction")) < REQUEUE_AFTER_S
