@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -188,7 +189,8 @@ def test_a_dead_lettered_job_that_had_ended_is_left_as_it_was(stack: Stack) -> N
 
 
 class _StartedByAnotherRun:
-    """The jobs table as a duplicate delivery sees it: another run starts the job just before this one tries."""
+    """The jobs table as a duplicate delivery sees it: another run starts the job, and takes its lease (a short one:
+    WINNER_LEASE_S), just before this one tries."""
 
     def __init__(self, jobs: JobRepository) -> None:
         self.jobs = jobs
@@ -200,7 +202,12 @@ class _StartedByAnotherRun:
         current = self.jobs.get(job_id)
         if to is JobStatus.PROCESSING and current is not None and current.status is JobStatus.QUEUED:
             self.jobs.transition(job_id, JobStatus.PROCESSING)
+            now = time.time()
+            assert self.jobs.take_lease(job_id, "job", "the-winner", now + WINNER_LEASE_S, now)
         return self.jobs.transition(job_id, to, **fields)
+
+
+WINNER_LEASE_S = 1.0
 
 
 def _worker(stack: Stack, jobs: Any, tmp_path: Path) -> SqsPoller:
@@ -237,7 +244,9 @@ def test_a_duplicate_that_loses_the_start_keeps_the_message_so_the_job_runs_if_t
     assert stored is not None and stored.status is JobStatus.PROCESSING and stored.error is None
     assert _queue_depth(stack, stack.resources.jobs_queue_url) == 1  # kept: deleting it left the job hanging
 
-    # Its next delivery finds the job processing with no live run, and runs it to the end.
+    # Its next delivery, once the dead winner's lease has run out, finds the job processing with no live run, and
+    # runs it to the end.
+    time.sleep(WINNER_LEASE_S + 0.1)
     again = stack.sqs.receive_message(QueueUrl=stack.resources.jobs_queue_url, AttributeNames=["All"])["Messages"]
     assert _worker(stack, jobs, tmp_path).dispatch([dict(m) for m in again]) == set()
     stored = jobs.get("job-dup")

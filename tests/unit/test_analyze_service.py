@@ -202,6 +202,29 @@ def test_the_worker_logs_a_failed_attempt_with_its_cause_and_traceback(caplog: p
     assert len(transient) == 1 and transient[0].levelname == "WARNING" and transient[0].exc_info is None
 
 
+def test_serve_learns_which_records_failed_busy_and_lambda_collects_nothing() -> None:
+    # serve's pollers keep a busy record at the queue's visibility timeout; every other failure returns in 2 s.
+    from types import SimpleNamespace
+
+    from video_ai.domain.errors import JobBusy
+    from video_ai.workers import collecting_busy, job_record_context
+
+    def record(message_id: str) -> Any:
+        return SimpleNamespace(body='{"job_id": "job-9", "tenant": "t1"}', message_id=message_id,
+                               attributes=SimpleNamespace(approximate_receive_count="1", sent_timestamp=None))
+
+    runtime = SimpleNamespace(metrics=RecordingMetrics())
+    with collecting_busy() as busy:
+        with pytest.raises(JobBusy), job_record_context(record("m-busy"), runtime):  # type: ignore[arg-type]
+            raise JobBusy("held by another run")
+        with pytest.raises(FetchFailed), job_record_context(record("m-other"), runtime):  # type: ignore[arg-type]
+            raise FetchFailed("origin answered 503")
+    assert busy == {"m-busy"}
+    with pytest.raises(JobBusy), job_record_context(record("m-lambda"), runtime):  # type: ignore[arg-type]
+        raise JobBusy("held by another run")  # outside a collecting block (Lambda): nothing kept, nothing grows
+    assert busy == {"m-busy"}
+
+
 def test_deleted_job_stops_at_next_batch(tmp_path: Path) -> None:
     deps = _deps(tmp_path, frames=FakeFrameSource(n_frames=30))
     _queued(deps)
