@@ -259,3 +259,21 @@ def test_a_split_s3_job_hears_its_segments_through_ranged_reads(tmp_path: Path, 
     assert done.warnings == ([] if name == "speech.mp4" else [AUDIO_ONLY_WARNING])
     assert transcript is not None and _words(transcript) == REFERENCE
     assert all(r.get("bytes_fetched") for r in deps.jobs.segment_results("job").values())
+
+
+def test_word_times_do_not_depend_on_the_codecs_encoder_delay(tmp_path: Path, jfk: np.ndarray) -> None:
+    """The same speech from 2 s as FLAC (no priming), AAC in M4A (1024 priming samples, 64 ms at 16 kHz, in the edit
+    list) and MP3 (LAME's 1105-sample delay, 69 ms, which FFmpeg's mp3 demuxer counts as time): the words come out
+    at the same times. Whisper's times step by 20 ms and the lossy audio moves a word or two by a step (measured: the
+    median difference 0-8 ms, single words up to 132 ms); the MP3's median was 65 ms before the audio source took
+    its delay off the clock (tests/integration/test_audio_clock.py measures the samples themselves)."""
+    audio = np.concatenate([np.zeros(32_000, np.float32), jfk])
+    starts = {}
+    for suffix, codec in ((".flac", "flac"), (".m4a", "aac"), (".mp3", "libmp3lame")):
+        path = make_media(tmp_path / f"from-2s{suffix}", video_s=None, audio=audio, audio_codec=codec)
+        job, transcript = _run(_deps(tmp_path / suffix[1:]), path, ["speech"])
+        assert job.status is JobStatus.SUCCEEDED and transcript is not None and _words(transcript) == REFERENCE
+        starts[suffix] = np.array([w.start_s for s in transcript.segments for w in s.words])
+    assert 1.8 <= starts[".flac"][0] < 2.6  # "And", from 2 s (Whisper puts its start a little early)
+    for suffix in (".m4a", ".mp3"):
+        assert abs(float(np.median(starts[suffix] - starts[".flac"]))) <= 0.02, suffix

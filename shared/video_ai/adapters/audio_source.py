@@ -3,6 +3,18 @@
 * Time is the video's clock (DESIGN §3, the frame source's): a sample's time is its presentation time on the file's
   own timeline, so a track that starts late starts late here too, and a transcript word lines up with the frame
   `pts_s` shown while it is said. The resampler keeps the input's times (its output pts are in 1/16000 s).
+* Encoder delay (priming samples: the codec's warm-up, not content) is off the timeline, as players keep it: FFmpeg
+  drops it and times the rest right for AAC in MP4/MOV (the edit list) and Matroska, and Opus in WebM/Ogg (pre-skip).
+  A raw MP3's LAME header delay (576 + 529 samples for LAME) is dropped too, but FFmpeg's mp3 demuxer counts it as
+  time (the stream's start_time), which would put every sample that much late (25 ms at 44.1 kHz, 69 ms at 16 kHz);
+  it is taken off here (`_shift_s`), so the first sample the encoder was given is at 0, as in the containers above
+  and as a player that discards it keeps time (Chromium's AudioDiscardHelper times decoded audio from the first
+  packet's timestamp, 0 here, and discarded samples take no time). ADTS (.aac) and MPEG-TS cannot say that samples
+  are priming: theirs are decoded and timed as audio (the file's own times, as any decoder plays them). Measured per
+  container, whole and after a seek, in tests/integration/test_audio_clock.py.
+* After a seek the decoder starts PREROLL_S early and the samples before the range are dropped: the first frames a
+  decoder gives after a jump are not the audio (AAC's overlap, MP3's bit reservoir, Opus's 80 ms pre-roll), and after
+  some seeks in Matroska/WebM the first packet FFmpeg reads gives no samples at all (a range would start late).
 * Streamed: the pass holds one chunk (CHUNK_S seconds of 16 kHz samples) at a time, whatever the track's length.
 * Damaged audio is not an error of the job: a packet that does not decode is skipped, counted, and named in
   `warnings`; a gap in the times (skipped packets, a track that pauses) starts a new chunk at the later time.
@@ -31,6 +43,8 @@ CHUNK_S = 30.0
 GAP_S = 0.05
 # Decoding stops after this many damaged packets in a row: the rest of the track is not worth the time.
 MAX_BAD_IN_A_ROW = 200
+# How far before a range's start a seek goes, so the decoder is warm there (several frames of any codec).
+PREROLL_S = 0.5
 
 
 class PyAVAudioSource:
@@ -67,18 +81,29 @@ class PyAVAudioReader:
             raise
         streams = self._container.streams.audio
         self._stream = streams[0] if streams else None
+        self._shift_s = self._encoder_delay_s() if self._stream is not None else 0.0
         self.info = self._probe() if self._stream is not None else None
+
+    def _encoder_delay_s(self) -> float:
+        """Seconds FFmpeg's times run ahead of the presentation timeline: a raw MP3's LAME delay, which the mp3
+        demuxer skips but keeps as the stream's start_time (the first sample out is timed at the delay, not at 0).
+        Other containers carry their own timestamps, priming before 0 (edit list, codec delay): nothing to take off."""
+        stream = self._stream
+        assert stream is not None
+        if self._container.format.name != "mp3" or not stream.start_time or not stream.time_base:
+            return 0.0
+        return max(0.0, float(stream.start_time * stream.time_base))
 
     def _probe(self) -> AudioInfo:
         stream = self._stream
         assert stream is not None
         tb: Fraction = stream.time_base or Fraction(1, AUDIO_RATE)
-        start = float((stream.start_time or 0) * tb)
+        start = float((stream.start_time or 0) * tb) - self._shift_s
         end: float | None = None
         if stream.duration:
-            end = float((stream.duration + (stream.start_time or 0)) * tb)
+            end = float((stream.duration + (stream.start_time or 0)) * tb) - self._shift_s
         elif self._container.duration:
-            end = self._container.duration / av.time_base
+            end = self._container.duration / av.time_base - self._shift_s
         ctx = stream.codec_context
         return AudioInfo(container=self._container.format.name.split(",")[0], codec=str(ctx.name),
                          sample_rate=int(ctx.sample_rate or 0), channels=int(ctx.channels or 0),
@@ -90,8 +115,10 @@ class PyAVAudioReader:
         stream = self._stream
         if self.start_s > 0:
             tb = stream.time_base or Fraction(1, AUDIO_RATE)
+            target = self.start_s - PREROLL_S + self._shift_s
             try:
-                self._container.seek(int(self.start_s / tb), stream=stream, backward=True)
+                if target > 0:  # else the start is near enough: decode from the beginning, priming handled
+                    self._container.seek(int(target / tb), stream=stream, backward=True)
             except (av.error.FFmpegError, OSError) as err:
                 self._warn(f"audio: could not seek to {self.start_s:.2f} s ({err}); read from the start")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
@@ -108,7 +135,9 @@ class PyAVAudioReader:
                 continue
             bad_in_a_row = 0
             samples = frame.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-            t = float(frame.pts * frame.time_base) if frame.pts is not None else next_t
+            t = float(frame.pts * frame.time_base) - self._shift_s if frame.pts is not None else next_t
+            if -0.5 / AUDIO_RATE < t < 0:  # the shift, rounded to the resampler's 1/16000 s pts
+                t = 0.0
             if self.end_s is not None and t >= self.end_s:
                 break
             if t + len(samples) / AUDIO_RATE <= self.start_s:
