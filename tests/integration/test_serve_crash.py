@@ -191,6 +191,10 @@ def test_sigkill_during_a_burst_every_accepted_job_finishes_once(workdir: Path, 
             assert [(j["job_id"], j["error"]) for j in jobs if j["status"] != "succeeded"] == [], note
             # No job twice, and none the client was never told about (a retried request found its first job).
             assert sorted(_all_job_ids(api)) == sorted(accepted), note
+            # Every run let go of its lease (a killed one's was cleared by the restart), and every job was sent.
+            with sqlite3.connect(workdir / "data" / "serve" / "state.sqlite") as db:
+                items = [item for (item,) in db.execute("SELECT item FROM items").fetchall()]
+            assert [item for item in items if '"lease_' in item or '"unsent"' in item] == [], note
             for job in jobs:
                 frames = _all_frames(api, job["job_id"])
                 assert [f["index"] for f in frames] == list(range(FRAMES)), (job["job_id"], frames, note)

@@ -130,6 +130,8 @@ class InMemoryJobRepository:
     def delete(self, job_id: str) -> None:
         with self._locked():
             self._remove(job_id)
+            for key in [key for key in self._leases if key[0] == job_id]:
+                del self._leases[key]
 
     def list_for_tenant(self, tenant: str, limit: int, next_token: str | None) -> tuple[list[Job], str | None]:
         offset = _decode_token(next_token) if next_token else 0
