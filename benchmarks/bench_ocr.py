@@ -164,6 +164,14 @@ def analyze_once(tmp: Path, clip: Path, features: list[str], embedder: Any, read
 
 
 GATE = False
+PRECISION = "int8"
+
+
+def int8_dir() -> Path | None:
+    """Where the int8 models are (built on first use) with --precision int8 (the default), as the analyzer runs."""
+    from video_ai.model import user_cache_dir
+
+    return user_cache_dir() / "ocr" if PRECISION == "int8" else None
 
 
 def load(det_long_side: int) -> tuple[Any, Any]:
@@ -176,7 +184,7 @@ def load(det_long_side: int) -> tuple[Any, Any]:
     embedder = OnnxEmbedder(ModelSettings(), ensure_model(settings.model, Path(tempfile.gettempdir()) / "bench-ocr"))
     embedder.embed([np.zeros((224, 224, 3), np.uint8)])
     reader = RapidOcrReader(det_long_side=det_long_side, min_confidence=settings.analysis.ocr.min_confidence,
-                            gate=GATE)
+                            gate=GATE, int8_dir=int8_dir())
     reader.read(np.zeros((64, 256), np.uint8))  # load the sessions outside the rounds
     return embedder, reader
 
@@ -262,7 +270,7 @@ def accuracy(det_long_side: int) -> None:
     from video_ai.domain.models import Sampling
     from video_ai.text_samples import render
 
-    reader = RapidOcrReader(det_long_side=det_long_side, min_confidence=0.6, gate=GATE)
+    reader = RapidOcrReader(det_long_side=det_long_side, min_confidence=0.6, gate=GATE, int8_dir=int8_dir())
     # (picture, its colour, ink, band behind the letters or None)
     backgrounds = {"flat dark, white ink": ("flat", (20, 30, 40), (255, 255, 255), None),
                    "flat light, black ink": ("flat", (225, 225, 215), (20, 20, 20), None),
@@ -326,10 +334,12 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, action="append")
     parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=False,
                         help="the reader's small-detector gate (det_gate; off by default)")
+    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8",
+                        help="the OCR models: int8 copies (analysis.ocr.precision's default) or the packaged fp32")
     parser.add_argument("--shared-clips", type=Path, default=SHARED_CLIPS, help="where the shared clips are")
     args = parser.parse_args()
-    global GATE
-    GATE = args.gate
+    global GATE, PRECISION
+    GATE, PRECISION = args.gate, args.precision
     work = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
     clips = args.clip
     if not clips:

@@ -557,6 +557,13 @@ def _read_image(path: Path) -> Any:
 def cmd_model_build(args: argparse.Namespace) -> int:
     from video_ai.model import build_model, ensure_model
 
+    if args.ocr:
+        from video_ai.composition import ocr_model_dir
+        from video_ai.model.ocr_int8 import build_int8, ensure_int8
+
+        paths = build_int8(Path(args.out)) if args.out else ensure_int8(ocr_model_dir(_settings(args)))
+        sys.stdout.write("".join(f"{path}\n" for path in paths.values()))
+        return 0
     if args.out:
         path = build_model(Path(args.out), include_logits=args.logits)
     else:
@@ -718,6 +725,9 @@ def build_parser() -> argparse.ArgumentParser:
     build = model_sub.add_parser("build", help="build the ONNX model (cached once per user)")
     build.add_argument("--out", metavar="PATH", help="write to this path (default: the model cache, see README)")
     build.add_argument("--logits", action="store_true", help="keep the ImageNet classifier output")
+    build.add_argument("--ocr", action="store_true",
+                       help="build the int8 OCR models instead (--out: a directory; default: analysis.ocr.model_dir, "
+                       "else the model cache's ocr/)")
     with_config(build)
     build.set_defaults(func=cmd_model_build, usage_parser=build)
 

@@ -36,6 +36,13 @@ def build_embedder(settings: Settings) -> Embedder:
     return OnnxEmbedder(settings.model, ensure_model(settings.model, settings.data_dir))
 
 
+def ocr_model_dir(settings: Settings) -> Path:
+    """Where the int8 OCR models are: analysis.ocr.model_dir, else `ocr/` in the image model's cache."""
+    from video_ai.model import model_cache_dir
+
+    return settings.analysis.ocr.model_dir or model_cache_dir(settings.model, settings.data_dir) / "ocr"
+
+
 def build_analyzers(settings: Settings, embedder: Embedder, index: VectorIndex,
                     tracing: Tracing | None = None, moments: MomentStore | None = None,
                     thumbnails: ThumbnailStore | None = None,
@@ -44,8 +51,11 @@ def build_analyzers(settings: Settings, embedder: Embedder, index: VectorIndex,
     from video_ai.analyzers import AnalyzerContext, AnalyzerSet
     from video_ai.domain.ports import NullTracing
 
+    ocr = settings.analysis.ocr
+    if ocr.precision == "int8" and ocr.model_dir is None:
+        ocr = ocr.model_copy(update={"model_dir": ocr_model_dir(settings)})
     return AnalyzerSet(AnalyzerContext(embedder=embedder, index=index, tracing=tracing or NullTracing(),
-                                       labels=settings.analysis.labels, ocr=settings.analysis.ocr,
+                                       labels=settings.analysis.labels, ocr=ocr,
                                        speech=settings.analysis.speech,
                                        moments=moments,
                                        thumbnails=thumbnails, artifacts=artifacts))

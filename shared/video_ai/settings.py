@@ -168,6 +168,16 @@ class OcrSettings(_Section):
         "(a textless frame's detection ~2x cheaper, a frame with text ~11 ms dearer, 12 px text missed more often: "
         "BENCHMARKS.md)",
     )
+    precision: Literal["int8", "fp32"] = Field(
+        default="int8",
+        description="int8: the PP-OCR models quantised once from the packaged ones (~40% less CPU, the same character "
+        "accuracy: BENCHMARKS.md); fp32: the packaged models as they are",
+    )
+    model_dir: Path | None = Field(
+        default=None,
+        description="Where the int8 OCR models are kept (built there on first use, ~30 s); null: beside the image "
+        "model's cache (model.cache_dir). The worker image bakes them: `video-ai model build --ocr --out DIR`",
+    )
     min_confidence: float = Field(default=0.6, ge=0, le=1, description="Lines read with less confidence are dropped")
     max_lines: int = Field(default=64, ge=1, le=1000, description="Most lines detected (and read) on one frame")
     threads: int = Field(default=1, ge=1, le=16, description="ONNX Runtime threads of each OCR model")

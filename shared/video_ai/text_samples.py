@@ -40,7 +40,7 @@ class Caption:
 class TextShot:
     duration_s: float
     captions: Sequence[Caption] = ()
-    background: str = "moving"  # moving (soft colour field) | flat | busy (sharp texture)
+    background: str = "moving"  # moving (soft colour field) | flat | busy (sharp texture, moving) | still (the same)
     color: tuple[int, int, int] = (30, 60, 120)
 
 
@@ -57,8 +57,10 @@ def _background(shot: TextShot, t: float, width: int, height: int, seed: int) ->
     if shot.background == "flat":
         return np.full((height, width, 3), shot.color, dtype=np.uint8)
     rng = np.random.default_rng(seed)
-    if shot.background == "busy":  # sharp texture everywhere (gravel, foliage, a crowd), changing every frame
-        noise = np.random.default_rng(seed + int(t * 1000)).integers(0, 255, size=(height // 4, width // 4, 3))
+    if shot.background in ("busy", "still"):
+        # Sharp texture everywhere (gravel, foliage, a crowd): "busy" changes every frame, "still" never (a tripod).
+        moment = int(t * 1000) if shot.background == "busy" else 0
+        noise = np.random.default_rng(seed + moment).integers(0, 255, size=(height // 4, width // 4, 3))
         tex = cv2.resize(noise.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
         return np.ascontiguousarray((0.6 * tex + 0.4 * np.array(shot.color)).astype(np.uint8))
     # Soft blobs drifting right: a picture that changes from frame to frame, without sharp edges of its own.

@@ -40,6 +40,30 @@ def test_the_packaged_models_are_the_pinned_ones() -> None:
     assert {p.name for p in paths.values()} == {"PP-OCRv6_det_small.onnx", "PP-OCRv6_rec_small.onnx"}
 
 
+def test_the_int8_models_read_what_the_packaged_ones_read(ocr_reader: RapidOcrReader) -> None:
+    """The default (int8 copies built from the pinned models) against the packaged fp32 models, on rendered lines
+    of several sizes, inks and backgrounds: the same text and about the same boxes (BENCHMARKS.md measures the
+    character accuracy of both on the full set)."""
+    from video_ai.analyzers.ocr import OCR_INT8_VERSION
+    from video_ai.model.ocr_int8 import VERSION, int8_paths
+    from video_ai.text_samples import render
+
+    assert ocr_reader.int8_dir is not None and OCR_INT8_VERSION == VERSION
+    fp32 = RapidOcrReader(det_long_side=640, min_confidence=0.6)
+    for shot in (TextShot(1, [Caption("Evening bulletin at nine", 0.1, 0.2, 24),
+                              Caption("Tickets from 12.50", 0.4, 0.7, 40, color=(255, 230, 0), band=None)]),
+                 TextShot(1, [Caption("Platform seven delayed", 0.2, 0.5, 32)], background="busy")):
+        grey = cv2.cvtColor(render(shot, 0.0, 1280, 720), cv2.COLOR_RGB2GRAY)
+        quantised, packaged = ocr_reader.read(grey), fp32.read(grey)
+        assert [line.text for line in quantised] == [line.text for line in packaged] == [
+            caption.text for caption in shot.captions]
+        for a, b in zip(quantised, packaged, strict=True):
+            assert max(abs(x - y) for x, y in zip(a.box, b.box, strict=True)) <= 4  # pixels
+    # Built where the reader was told, named by build version and source digest.
+    loaded = ocr_reader._load().text_det.session.session
+    assert int8_paths(ocr_reader.int8_dir)["PP-OCRv6_det_small.onnx"].is_file() and loaded is not None
+
+
 @pytest.mark.timeout(60)
 def test_text_in_a_script_the_model_lacks_neither_hangs_nor_crashes(ocr_reader: RapidOcrReader) -> None:
     """Made-up glyphs (strokes in letter-sized cells, lines of them) stand for a script outside the model's

@@ -65,24 +65,43 @@ def packaged_models() -> dict[str, Path]:
     return paths
 
 
-def _without_memory_patterns(engine: Any, paths: dict[str, Path], threads: int) -> None:
-    """Both models' sessions again, with ONNX Runtime's memory patterns off. Their inputs change shape at every call
-    (the frame or a band of it; a batch of lines as wide as its widest), and a pattern is kept per shape: with them
-    on, a worker's memory grew with the video's length (+1 GB on 10 minutes of the 720p cuts clip; measured with
-    benchmarks/bench_worker_rss.py). rapidocr builds its sessions itself (no option for this), so they are swapped
-    on its loaded models (`text_det` / `text_rec` .session.session)."""
+def detector_input(image: np.ndarray, det_long_side: int) -> np.ndarray:
+    """The detector's input tensor for a frame: grey, its long side at most `det_long_side` (rapidocr's limit_type
+    "max"), each side a multiple of 32, resized once in float32, normalised as rapidocr does ((v / 255 - 0.5) / 0.5)
+    and broadcast to three channels (the model's input; the frame is grey)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    ratio = min(1.0, det_long_side / max(h, w))
+    dh, dw = max(32, round(int(h * ratio) / 32) * 32), max(32, round(int(w * ratio) / 32) * 32)
+    small = cv2.resize(grey, (dw, dh)).astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+    return np.ascontiguousarray(np.broadcast_to(small, (1, 3, dh, dw)))
+
+
+def _without_memory_patterns(engine: Any, models: dict[str, Path], threads: int) -> None:
+    """Both models' sessions again, with ONNX Runtime's memory patterns off, from `models` (the packaged files, or
+    their int8 copies). Their inputs change shape at every call (the frame or a band of it; a batch of lines as wide
+    as its widest), and a pattern is kept per shape: with them on, a worker's memory grew with the video's length
+    (+1 GB on 10 minutes of the 720p cuts clip; measured with benchmarks/bench_worker_rss.py). rapidocr builds its
+    sessions itself (no option for this), so they are swapped on its loaded models (`text_det` / `text_rec`
+    .session.session)."""
     from video_ai.adapters.onnx_session import create_session
 
     for model, name in ((engine._load_det_model(), DET_MODEL), (engine._load_rec_model(), REC_MODEL)):
-        model.session.session = create_session(paths[name], threads, memory_patterns=False, log_severity=4)
+        model.session.session = create_session(models[name], threads, memory_patterns=False, log_severity=4)
 
 
 class RapidOcrReader:
     """Reads lines of text; the engine (and its two ONNX sessions) loads on first use, once per process."""
 
     def __init__(self, det_long_side: int = 640, min_confidence: float = 0.5, max_lines: int = 64,
-                 threads: int = 1, engine: Any | None = None, gate: bool = False) -> None:
+                 threads: int = 1, engine: Any | None = None, gate: bool = False,
+                 int8_dir: Path | None = None) -> None:
         self.det_long_side = det_long_side
+        # Where the int8 copies of the models are (built there on first use: video_ai.model.ocr_int8); None: the
+        # packaged fp32 models.
+        self.int8_dir = int8_dir
         self.gate = gate
         self.min_confidence = min_confidence
         self.max_lines = max_lines
@@ -117,7 +136,12 @@ class RapidOcrReader:
                     # Bounds recognition work on a frame full of text-like texture (each line is a model run).
                     "Det.max_candidates": self.max_lines,
                 })
-                _without_memory_patterns(self._engine, paths, self.threads)
+                models = paths
+                if self.int8_dir is not None:
+                    from video_ai.model.ocr_int8 import ensure_int8
+
+                    models = ensure_int8(self.int8_dir)
+                _without_memory_patterns(self._engine, models, self.threads)
             return self._engine
 
     def detect(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
@@ -151,16 +175,9 @@ class RapidOcrReader:
         """rapidocr's detection (its model, resize rule and DB post-processing) with the input made here: a grey frame
         is resized once, in float32, and broadcast to three channels, instead of being turned into a BGR copy at full
         size and normalised in float64 (~7 ms of a ~50 ms run on a 720p frame)."""
-        import cv2
-
         detector = self._load().text_det
         h, w = image.shape[:2]
-        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        ratio = min(1.0, self.det_long_side / max(h, w))  # rapidocr's limit_type "max"
-        dh, dw = max(32, round(int(h * ratio) / 32) * 32), max(32, round(int(w * ratio) / 32) * 32)
-        small = cv2.resize(grey, (dw, dh)).astype(np.float32) * np.float32(2 / 255) - np.float32(1)
-        x = np.ascontiguousarray(np.broadcast_to(small, (1, 3, dh, dw)))
-        quads, _ = detector.postprocess_op(detector.session(x), (h, w))
+        quads, _ = detector.postprocess_op(detector.session(detector_input(image, self.det_long_side)), (h, w))
         boxes = []
         for quad in np.asarray(quads, dtype=np.float64).reshape(-1, 4, 2):
             left, top = np.clip(quad.min(axis=0), 0, (w, h))

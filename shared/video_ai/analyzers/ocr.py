@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MODEL = "PP-OCRv6 det/rec small (rapidocr 3.10.0)"
+# The int8 models' build version (video_ai.model.ocr_int8.VERSION; not imported: that module imports onnx).
+OCR_INT8_VERSION = 1
 # The change test's map: width in pixels (a 30 px digit of a 720p frame changing to another still changes a few
 # cells at 384; at 256 it did not), cell side, and the grey-level step that makes a sharp edge.
 EDGE_WIDTH = 384
@@ -58,6 +60,12 @@ NEW_CELLS = 6
 # are unchanged by the test's account): this many cells above and below, unless the band is most of the frame.
 REGION_MARGIN = 2
 REGION_MAX = 0.6
+# A shot's first frame is read once the next sample shows where its STATIC edges are (text stands still; a moving
+# picture does not): only the bands of rows with a run of this many static cells are read, none when no row has one.
+START_CELLS = 3
+# ... cells where at least this share of the pixels is a static edge: sharp texture that moves still matches itself at
+# ~10% of its pixels by chance (an edge of about the same strength at the same place); a line's strokes fill more.
+START_SHARE = 0.3
 # Most change of an edge's gradient between two samples for it to count as static (compression noise is less).
 STEADY = 12
 # A frame with fewer sharp-edge pixels than this share is blank (black, a fade, flat colour): nothing to read.
@@ -126,10 +134,11 @@ class TextChange:
         # After a check within a shot: the band of rows (fractions) where the text changed; None: the whole frame.
         self.region: tuple[float, float] | None = None
 
-    def check(self, luma: np.ndarray, shot: int, first: bool) -> str | None:
+    def check(self, luma: np.ndarray, shot: int, first: bool, gradient: np.ndarray | None = None) -> str | None:
         """Why this frame should be read ("shot", "changed", "appeared"), "blank" when it is blank at a shot start
-        (nothing to read there, and whatever was on screen is gone), or None: the last reading still holds."""
-        self._gradient = gradient_map(luma)
+        (nothing to read there, and whatever was on screen is gone), or None: the last reading still holds.
+        `gradient`: the frame's gradient_map when the caller made it already."""
+        self._gradient = gradient_map(luma) if gradient is None else gradient
         edges = self._gradient >= EDGE_MIN
         same_shot = not first and shot == self._previous_shot and self._previous is not None \
             and self._previous.shape == edges.shape
@@ -167,6 +176,33 @@ class TextChange:
             self._set_region(runs.astype(bool))
             return "appeared"
         return None
+
+    def start_bands(self, following: np.ndarray) -> list[tuple[float, float]] | None:
+        """Where the frame last checked (a shot's first) may have text, judged with `following`, the gradient_map of
+        the shot's next sample: the bands of rows (fractions, top and bottom, REGION_MARGIN cells either side) that
+        hold a run of START_CELLS cells of static edges; [] when none does; None (the whole frame) when the bands
+        would be most of it (a still picture: everything in it is static)."""
+        assert self._gradient is not None
+        previous = self._gradient
+        if following.shape != previous.shape:
+            return None
+        static = (following >= EDGE_MIN) & (previous >= EDGE_MIN) & (cv2.absdiff(following, previous) <= STEADY)
+        cells = (cell_share(static) >= START_SHARE).astype(np.uint8)
+        runs = cv2.erode(cells, np.ones((1, START_CELLS), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        rows = np.flatnonzero(runs.any(axis=1))
+        if rows.size == 0:
+            return []
+        total = cells.shape[0]
+        bands: list[list[int]] = []
+        for row in rows:
+            top, bottom = max(0, int(row) - REGION_MARGIN), min(total, int(row) + 1 + REGION_MARGIN)
+            if bands and top <= bands[-1][1]:
+                bands[-1][1] = bottom
+            else:
+                bands.append([top, bottom])
+        if sum(bottom - top for top, bottom in bands) > REGION_MAX * total:
+            return None
+        return [(top / total, bottom / total) for top, bottom in bands]
 
     def _set_region(self, cells: np.ndarray) -> None:
         """The band of rows (fractions, top and bottom) where the change is, with REGION_MARGIN cells either side;
@@ -366,14 +402,23 @@ class OcrAnalyzer:
         self.artifacts = context.artifacts
         self._reader = context.text_reader
         self.needs = FrameNeeds(luma_short_side=self.settings.image_short_side)
+        # What decides the lines besides the video (joins the content key: a job never reuses lines read otherwise).
+        self.variant = f"ocr={self.settings.model_dump_json(exclude={'threads', 'model_dir'})},v{OCR_INT8_VERSION}"
 
     def reader(self) -> TextReader:
         if self._reader is None:
             from video_ai.adapters.rapid_ocr import RapidOcrReader
 
             s = self.settings
+            int8_dir = None
+            if s.precision == "int8":
+                # Composition sets model_dir; without it (a bare context in tests), the user's model cache.
+                from video_ai.model import user_cache_dir
+
+                int8_dir = s.model_dir or user_cache_dir() / "ocr"
             self._reader = RapidOcrReader(det_long_side=s.det_long_side, min_confidence=s.min_confidence,
-                                          max_lines=s.max_lines, threads=s.threads, gate=s.det_gate)
+                                          max_lines=s.max_lines, threads=s.threads, gate=s.det_gate,
+                                          int8_dir=int8_dir)
         return self._reader
 
     def start(self, job: Job) -> OcrRun:
@@ -384,7 +429,7 @@ class OcrAnalyzer:
         warnings = []
         if self.artifacts is not None:
             try:
-                write_lines(self.artifacts, job.job_id, lines, model=MODEL, **stats)
+                write_lines(self.artifacts, job.job_id, lines, model=f"{MODEL} {self.settings.precision}", **stats)
             except Exception as err:  # a by-product store (disk full, S3 denied) must not fail the job
                 logger.warning("text lines not stored: %s", err, extra={"job_id": job.job_id})
                 warnings.append(f"ocr: text lines not stored: {type(err).__name__}")
@@ -431,6 +476,7 @@ class OcrRun:
         self._reader = analyzer.reader()
         self._change = TextChange()
         self._tracker = LineTracker()
+        self._held: tuple[SampledFrame, np.ndarray] | None = None  # a shot's first frame, read at the next sample
         self._last_pts: float | None = None
         self._step = 0.0
         self.stats = {"frames_seen": 0, "frames_read": 0, "lines_recognised": 0, "lines_reused": 0}
@@ -439,19 +485,25 @@ class OcrRun:
     def add(self, frames: Sequence[SampledFrame]) -> None:
         for frame in frames:
             luma = grey(frame)
-            why = self._change.check(luma, frame.shot, first=self._last_pts is None)
+            gradient = self._resolve_held(frame, luma) if self._held is not None else None
+            why = self._change.check(luma, frame.shot, first=self._last_pts is None, gradient=gradient)
             previous = self._last_pts
             if previous is not None:
                 self._step = frame.pts_s - previous
             self._last_pts = frame.pts_s
             self.stats["frames_seen"] += 1
+            if why == "shot" and not self._every:
+                # Read when the next sample shows where the static edges are (START_CELLS), or whole at the end.
+                self._held = (frame, luma)
+                continue
             if why is None and not self._every:
                 continue
             reads: list[ReadLine] = []
             pixels: list[np.ndarray | None] = []
             if why != "blank" or self._every:
+                region = None if self._every or self._change.region is None else [self._change.region]
                 try:
-                    reads, pixels = self._read(luma, None if self._every else self._change.region)
+                    reads, pixels = self._read(luma, region, keep_outside=True)
                 except Exception as err:  # one frame the engine cannot read must not fail the job's other features
                     self._unreadable(frame, err)
                     continue
@@ -460,6 +512,33 @@ class OcrRun:
             # Text that "appeared" has static edges: it was on the previous sampled frame already.
             self._tracker.observe(frame, reads, since=previous if why in ("appeared", "replaced") else None,
                                   pixels=pixels)
+
+    def _resolve_held(self, following: SampledFrame | None, luma: np.ndarray | None) -> np.ndarray | None:
+        """Read the held shot start: only in the bands where it and `following` (the next sample, in the same shot)
+        share static edges, not at all when there are none, whole when `following` is None or another shot's (one
+        sample of a shot: nothing to compare). Returns `following`'s gradient_map when it was made here."""
+        assert self._held is not None
+        frame, held = self._held
+        self._held = None
+        gradient = None
+        bands: list[tuple[float, float]] | None = None
+        if following is not None and luma is not None and following.shot == frame.shot:
+            gradient = gradient_map(luma)
+            bands = self._change.start_bands(gradient)
+        reads: list[ReadLine] = []
+        pixels: list[np.ndarray | None] = []
+        if bands is None or bands:
+            try:
+                reads, pixels = self._read(held, bands, keep_outside=False)
+            except Exception as err:
+                self._unreadable(frame, err)
+                return gradient
+            self.stats["frames_read"] += 1
+        else:
+            self.stats["starts_skipped"] = self.stats.get("starts_skipped", 0) + 1
+        self._change.read(frame.shot, [r.box for r in reads])
+        self._tracker.observe(frame, reads, pixels=pixels)
+        return gradient
 
     def _unreadable(self, frame: SampledFrame, err: Exception) -> None:
         """Skip the frame (the last reading holds, and the next change is read again); the job says so once."""
@@ -470,11 +549,11 @@ class OcrRun:
             self.warnings.append(f"ocr: some frames could not be read (first at {frame.pts_s:.3f} s: "
                                  f"{type(err).__name__})")
 
-    def _read(self, luma: np.ndarray, region: tuple[float, float] | None
+    def _read(self, luma: np.ndarray, bands: Sequence[tuple[float, float]] | None, keep_outside: bool
               ) -> tuple[list[ReadLine], list[np.ndarray | None]]:
-        """Detect the lines of the frame (or of the band of rows `region`, the followed lines elsewhere kept as they
-        are); recognise only those not seen before with the same pixels at the same place. Returns the readings
-        (boxes as fractions) and each one's pixels."""
+        """Detect the lines of the frame (or of the `bands` of rows: fractions, top and bottom; with `keep_outside`,
+        the followed lines elsewhere are kept as they are); recognise only those not seen before with the same pixels
+        at the same place. Returns the readings (boxes as fractions) and each one's pixels."""
         h, w = luma.shape[:2]
 
         def fractions(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
@@ -482,12 +561,16 @@ class OcrRun:
                     min(1.0, max(0.0, box[2] / w)), min(1.0, max(0.0, box[3] / h)))
 
         kept: list[_Line] = []
-        if region is None:
+        if bands is None:
             boxes = self._reader.detect(luma)
         else:
-            top, bottom = round(region[0] * h), round(region[1] * h)
-            boxes = [(b[0], b[1] + top, b[2], b[3] + top) for b in self._reader.detect(luma[top:bottom])]
-            kept = [line for line in self._tracker.open if line.box[3] <= region[0] or line.box[1] >= region[1]]
+            boxes = []
+            for band in bands:
+                top, bottom = round(band[0] * h), round(band[1] * h)
+                boxes += [(b[0], b[1] + top, b[2], b[3] + top) for b in self._reader.detect(luma[top:bottom])]
+            if keep_outside:
+                kept = [line for line in self._tracker.open
+                        if all(line.box[3] <= band[0] or line.box[1] >= band[1] for band in bands)]
         reads: list[ReadLine | None] = [None] * len(boxes)
         pixels = [signature(luma, box) for box in boxes]
         todo = []
@@ -508,6 +591,8 @@ class OcrRun:
                 [pixels[i] for i in found] + [line.signature for line in kept])
 
     def finish(self, shots: Sequence[Shot]) -> FeatureOutput:
+        if self._held is not None:
+            self._resolve_held(None, None)
         end = (self._last_pts or 0.0) + self._step
         if shots:
             end = max(end, shots[-1].end_s)
