@@ -783,3 +783,63 @@ def test_a_segment_lease_does_not_block_its_siblings_nor_a_redelivery_of_itself_
         assert analyze_video("job-1", deps, segment=segment).job.status is JobStatus.PROCESSING
     clock[0] = 61.0  # that run died
     assert analyze_video("job-1", deps, segment=0).job.status is JobStatus.SUCCEEDED
+
+
+def test_a_split_jobs_own_message_again_resends_only_unrecorded_segments_without_downloading(tmp_path: Path) -> None:
+    from tests.fakes import RecordingQueue
+
+    queue = RecordingQueue()
+    deps = _deps(tmp_path, frames=FakeFrameSource(n_frames=11, shot_len=4), segment_queue=queue, segment_s=3.0)
+    _queued(deps)
+    assert analyze_video("job-1", deps).job.segments_total == 4
+    fetcher = deps.fetcher
+    assert isinstance(fetcher, FakeFetcher) and len(fetcher.fetched) == 1
+    for segment in (0, 2):
+        analyze_video("job-1", deps, segment=segment)
+    sent = len(queue.messages)
+    # A duplicate of the job's own message (or its redelivery after the splitting run died past the split).
+    assert analyze_video("job-1", deps).job.status is JobStatus.PROCESSING
+    assert [m["segment"] for m in queue.messages[sent:]] == [1, 3]
+    assert len(fetcher.fetched) == 1 + 2  # the two segment runs' downloads; the duplicate downloaded nothing
+    for segment in (1, 3):
+        analyze_video("job-1", deps, segment=segment)
+    stored = deps.jobs.get("job-1")
+    assert stored is not None and stored.status is JobStatus.SUCCEEDED
+    assert isinstance(deps.notifier, RecordingNotifier) and len(deps.notifier.finished) == 1
+
+
+def test_a_job_whose_last_segment_run_died_before_finalising_is_finalised_by_a_redelivery(tmp_path: Path) -> None:
+    from tests.fakes import RecordingQueue
+    from video_ai.domain.errors import JobBusy
+
+    class DiesAfterTheLastRecord(InMemoryJobRepository):
+        armed = True
+
+        def record_segment(self, job_id: str, segment: int, result: dict[str, Any]) -> int | None:
+            count = super().record_segment(job_id, segment, result)
+            if count == 4 and self.armed:
+                self.armed = False
+                raise _Died  # recorded, never finalised: the job would stay `processing` for good
+            return count
+
+    clock = [0.0]
+    deps = _deps(tmp_path, jobs=DiesAfterTheLastRecord(), frames=FakeFrameSource(n_frames=11, shot_len=4),
+                 segment_queue=RecordingQueue(), segment_s=3.0, clock=lambda: clock[0])
+    _queued(deps)
+    analyze_video("job-1", deps)
+    for segment in range(3):
+        analyze_video("job-1", deps, segment=segment)
+    with pytest.raises(_Died):
+        analyze_video("job-1", deps, segment=3)
+    stored = deps.jobs.get("job-1")
+    assert stored is not None and stored.status is JobStatus.PROCESSING
+    # Another run is finalising (its lease is live): the redelivery keeps its message, even on its last attempt.
+    jobs = deps.jobs
+    assert isinstance(jobs, InMemoryJobRepository)
+    assert jobs.take_lease("job-1", "finalize", "another-run", 100.0, 0.0)
+    with pytest.raises(JobBusy):
+        analyze_video("job-1", deps, segment=1, final_attempt=True)
+    assert (stored := jobs.get("job-1")) is not None and stored.status is JobStatus.PROCESSING
+    clock[0] = 101.0  # that run died too
+    assert analyze_video("job-1", deps, segment=1).job.status is JobStatus.SUCCEEDED
+    assert isinstance(deps.notifier, RecordingNotifier) and len(deps.notifier.finished) == 1

@@ -337,7 +337,10 @@ def _run_leased(job: Job, deps: AnalyzeDeps, on_progress: ProgressFn | None, on_
     workdir = Path(tempfile.mkdtemp(prefix=f"job-{job_id[:8]}-", dir=_ensure_dir(deps.workdir)))
     try:
         if segment is None:
-            result = _run(job, deps, workdir, started, on_progress, on_frame, thumbnail_width)
+            if job.segments_total > 0 and deps.segment_queue is not None:
+                result = _resume_split(job, deps)
+            else:
+                result = _run(job, deps, workdir, started, on_progress, on_frame, thumbnail_width)
         else:
             with _staged_location_hidden(job):
                 result = _run_segment(job, segment, deps, workdir, on_progress)
@@ -360,6 +363,8 @@ def _run_leased(job: Job, deps: AnalyzeDeps, on_progress: ProgressFn | None, on_
         if artifacts is not None:
             artifacts.delete(job.job_id)
         return AnalysisResult(job=job)
+    except JobBusy:
+        raise  # another run holds what this one needs (the finalisation): the job is theirs, even on a last attempt
     except VideoAIError as err:
         if err.permanent:
             return AnalysisResult(job=_fail(job, deps, err, started))
@@ -773,8 +778,11 @@ def _run_segment(
     bounds = segment_bounds(job.video.duration_s, deps.segment_s)
     if not 0 <= segment < len(bounds) or len(bounds) != job.segments_total:
         raise InvalidRequest(f"job {job.job_id} has no segment {segment}", field="segment")
-    if segment in deps.jobs.segment_results(job.job_id):
-        return AnalysisResult(job=job)  # a redelivered message: this segment is recorded already
+    recorded_before = deps.jobs.segment_results(job.job_id)
+    if segment in recorded_before:
+        # A redelivered message: this segment is recorded already. When every segment is, the run that recorded the
+        # last one may have died before finalising the job, and nothing else would: finalise it now.
+        return _finalize_once(job, deps) if len(recorded_before) >= job.segments_total else AnalysisResult(job=job)
     started = time.perf_counter()
     timings = Timings()
     ranged = _open_ranged(job, deps)
@@ -844,7 +852,43 @@ def _run_segment(
     deps.jobs.update(job.job_id, progress=round(min(0.99, recorded / job.segments_total), 4))
     if recorded < job.segments_total:
         return AnalysisResult(job=deps.jobs.get(job.job_id) or job)
-    return _finalize_segments(job, deps)
+    return _finalize_once(job, deps)
+
+
+def _resume_split(job: Job, deps: AnalyzeDeps) -> AnalysisResult:
+    """A split job's own message again: a duplicate delivery, or the redelivery after its splitting run died once the
+    split was recorded. The segments carry the job: the ones not recorded yet are sent again (a copy of a segment
+    that is running now is turned away by that segment's lease) instead of downloading and splitting it anew."""
+    assert deps.segment_queue is not None
+    recorded = deps.jobs.segment_results(job.job_id)
+    missing = [segment for segment in range(job.segments_total) if segment not in recorded]
+    if not missing:
+        return _finalize_once(job, deps)
+    for segment in missing:
+        deps.segment_queue.send({"job_id": job.job_id, "tenant": job.tenant, "segment": segment})
+    logger.info("job was split already: %d unrecorded segment(s) sent again", len(missing),
+                extra={"job_id": job.job_id})
+    return AnalysisResult(job=job)
+
+
+def _finalize_once(job: Job, deps: AnalyzeDeps) -> AnalysisResult:
+    """Finalise a split job under a lease of its own ("finalize"): the last segment in and a redelivered segment
+    message that finds every segment recorded do not merge side by side."""
+    lease = _Lease(deps.jobs, job.job_id, "finalize", deps.lease_s, deps.clock)
+    try:
+        taken = lease.take()
+    except JobNotFound:
+        return AnalysisResult(job=job)  # deleted meanwhile
+    if not taken:
+        logger.info("job is being finalised by another run", extra={"job_id": job.job_id})
+        raise JobBusy(f"job {job.job_id} is being finalised by another run")
+    try:
+        current = deps.jobs.get(job.job_id)
+        if current is None or current.status.terminal:
+            return AnalysisResult(job=current or job)
+        return _finalize_segments(current, deps)
+    finally:
+        lease.release()
 
 
 def merge_segment_shots(results: dict[int, dict[str, Any]], duration_s: float, last_frame: int) -> list[Shot]:
