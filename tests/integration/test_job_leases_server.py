@@ -91,8 +91,10 @@ def test_serve_clears_every_lease_of_its_dead_previous_process(repo: DynamoDBJob
     now = time.time()
     assert repo.take_lease("p1", "job", "dead", now + 900, now)
     assert repo.take_lease("p2", "segment-3", "dead", now + 900, now)
+    assert repo.take_lease("p2", "finalize", "dead", now + 900, now)
+    repo.transition("p2", JobStatus.SUCCEEDED)  # killed between the job's end and the release
     assert repo.clear_leases() == 2
-    assert repo.leases("p1") == {} and repo.leases("p2") == {}
+    assert repo.leases("p1") == {} and repo.leases("p2") == {} and repo.leases("q") == {}
     assert repo.take_lease("p1", "job", "new", now + 900, now)
 
 

@@ -492,19 +492,15 @@ class DynamoDBJobRepository:
         cleared = 0
         paginator = self._clients.dynamodb.get_paginator("scan")
         with transient_errors("DynamoDB Scan"):
-            pages = list(paginator.paginate(
-                TableName=self.table_name, ConsistentRead=True, ProjectionExpression="job_id, #s",
-                ExpressionAttributeNames={"#s": "status"}, FilterExpression="#s = :p",
-                ExpressionAttributeValues={":p": {"S": JobStatus.PROCESSING.value}}))
+            pages = list(paginator.paginate(TableName=self.table_name, ConsistentRead=True))
         for page in pages:
-            for key in page.get("Items", []):
-                item = self._get_item(str(key["job_id"]["S"]))
-                names = [name for name in item or {} if name.startswith(LEASE_PREFIX)]
+            for item in page.get("Items", []):
+                names = [name for name in item if name.startswith(LEASE_PREFIX)]
                 if not names:
                     continue
                 update = _Update()
                 update.removes.extend(update.name(name) for name in names)
-                self._conditional_update(str(key["job_id"]["S"]), update, "attribute_exists(job_id)")
+                self._conditional_update(str(item["job_id"]["S"]), update, "attribute_exists(job_id)")
                 cleared += 1
         return cleared
 
