@@ -576,6 +576,10 @@ def test_worker_dockerfile_installs_shared_and_bakes_the_model() -> None:
     assert "ENV VIDEO_AI__MODEL__PATH=/opt/video-ai/models/efficientnet-lite0.onnx" in dockerfile
     # --logits: the labels feature reads the ImageNet classifier output of the same graph (a default feature)
     assert 'video-ai model build --logits --out "${VIDEO_AI__MODEL__PATH}"' in dockerfile
+    # The int8 OCR models (the default precision) are built into the image where the analyzer looks for them: a
+    # cold start never quantises (~30 s), and /opt is read-only at run time anyway.
+    assert "ENV VIDEO_AI__ANALYSIS__OCR__MODEL_DIR=/opt/video-ai/models/ocr" in dockerfile
+    assert 'video-ai model build --ocr --out "${VIDEO_AI__ANALYSIS__OCR__MODEL_DIR}"' in dockerfile
     assert 'CMD ["handler.handler"]' in dockerfile
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignore and {"!pyproject.toml", "!shared/video_ai/", "!functions/worker/*.py"} <= set(ignore)
