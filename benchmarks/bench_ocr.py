@@ -5,7 +5,8 @@
     python benchmarks/bench_ocr.py --saving [--clip PATH ...]
     python benchmarks/bench_ocr.py --overhead [--rounds N] [--clip PATH ...]
 
-Every mode takes --gate: the reader with its small-detector gate on (`det_gate`; off by default).
+Every mode takes --gate: the reader with its small-detector gate on (`det_gate`; off by default), and --precision
+int8|fp32: the int8 models (the default) or the packaged fp32 ones.
 
 --accuracy: frames rendered with known text (fonts: Pillow's own, DejaVu Sans, DejaVu Serif, Liberation Mono when
 installed; sizes 12-48 px on a 1280x720 frame; backgrounds: flat dark, flat light, a soft colour field, sharp busy
@@ -17,9 +18,10 @@ the frame source). Character accuracy =
 --cost: analyze_video in this process with features [visual] and [visual, ocr], alternating rounds (each its own
 qdrant-edge directory), on: a generated 60 s 1280x720 clip with text in every one of its 12 shots (three lines per
 shot, one appearing mid-shot, flat or soft moving backgrounds), the clips of ../shared/clips with text drawn into every
-shot (a title, and a lower third from 3 s into the shot) and as they are (Big Buck Bunny's 30 s opening has no text;
-the 60 s synthetic cuts clip has a little: testsrc's counters). Prints process CPU seconds (all threads) best of N and
-the per-round median ratio, the frames read of those sampled, and OCR CPU ms per video minute.
+shot (a title, and a lower third from 3 s into the shot) and without text (Big Buck Bunny 11.79-22.96 s, its two shots
+between the opening credits and the title; the cuts clip without its testsrc2 and testsrc shots, whose counters are
+text). Prints process CPU seconds (all threads) best of N and the per-round median ratio, the frames read of those
+sampled, and OCR CPU ms per video minute. --labels: against the default job's features (visual, labels).
 
 --overhead: --cost's comparison with an engine that finds nothing at no cost: what every sampled frame pays (the
 decoder's grey copy, the change test) whatever the text.
@@ -83,13 +85,11 @@ def text_heavy_shots() -> list[TextShot]:
     return shots
 
 
-def captioned(src: Path, dst: Path, cuts: list[float]) -> Path:
-    """`src` re-encoded (H.264, same size and rate) with text in every shot: a title from the shot's start, a lower
-    third from 3 s into it (on a band), both in Pillow's font."""
+def _reencode(src: Path, dst: Path, edit: Any) -> Path:
+    """`src` re-encoded (H.264, same size and rate), each frame through `edit(image, t)`: the PIL image to write, or
+    None to drop the frame (timestamps stay contiguous)."""
     import av
-    from PIL import ImageDraw, ImageFont
 
-    starts = [0.0, *cuts]
     with av.open(str(src)) as source, av.open(str(dst), "w") as out:
         stream = source.streams.video[0]
         rate = stream.average_rate or 25
@@ -97,28 +97,49 @@ def captioned(src: Path, dst: Path, cuts: list[float]) -> Path:
         assert isinstance(video, av.VideoStream)
         video.width, video.height, video.pix_fmt = stream.width, stream.height, "yuv420p"
         video.codec_context.options = {"preset": "veryfast", "crf": "23"}
-        title_font, caption_font = ImageFont.load_default(size=44), ImageFont.load_default(size=30)
-        for n, frame in enumerate(source.decode(stream)):
-            t = float(frame.time or 0.0)
-            shot = max(i for i, start in enumerate(starts) if start <= t + 1e-6)
-            img = frame.to_image()  # type: ignore[no-untyped-call]
-            draw = ImageDraw.Draw(img)
-            draw.text((60, 50), PHRASES[shot % len(PHRASES)], font=title_font, fill=(255, 255, 255),
-                      stroke_width=2, stroke_fill=(0, 0, 0))
-            if t - starts[shot] >= 3.0:
-                xy = (60, img.height - 110)
-                box = draw.textbbox(xy, f"Scene {shot + 1}: {PHRASES[(shot + 3) % len(PHRASES)]}", font=caption_font)
-                draw.rectangle((box[0] - 10, box[1] - 8, box[2] + 10, box[3] + 8), fill=(15, 15, 15))
-                draw.text(xy, f"Scene {shot + 1}: {PHRASES[(shot + 3) % len(PHRASES)]}", font=caption_font,
-                          fill=(255, 255, 255))
+        n = 0
+        for frame in source.decode(stream):
+            img = edit(frame.to_image(), float(frame.time or 0.0))  # type: ignore[no-untyped-call]
+            if img is None:
+                continue
             new = av.VideoFrame.from_image(img)  # type: ignore[no-untyped-call]
             new.pts = n
             new.time_base = 1 / rate
+            n += 1
             for packet in video.encode(new):
                 out.mux(packet)
         for packet in video.encode(None):
             out.mux(packet)
     return dst
+
+
+def captioned(src: Path, dst: Path, cuts: list[float]) -> Path:
+    """`src` with text in every shot: a title from the shot's start, a lower third from 3 s into it (on a band),
+    both in Pillow's font."""
+    from PIL import ImageDraw, ImageFont
+
+    starts = [0.0, *cuts]
+    title_font, caption_font = ImageFont.load_default(size=44), ImageFont.load_default(size=30)
+
+    def draw_text(img: Any, t: float) -> Any:
+        shot = max(i for i, start in enumerate(starts) if start <= t + 1e-6)
+        draw = ImageDraw.Draw(img)
+        draw.text((60, 50), PHRASES[shot % len(PHRASES)], font=title_font, fill=(255, 255, 255),
+                  stroke_width=2, stroke_fill=(0, 0, 0))
+        if t - starts[shot] >= 3.0:
+            xy = (60, img.height - 110)
+            text = f"Scene {shot + 1}: {PHRASES[(shot + 3) % len(PHRASES)]}"
+            box = draw.textbbox(xy, text, font=caption_font)
+            draw.rectangle((box[0] - 10, box[1] - 8, box[2] + 10, box[3] + 8), fill=(15, 15, 15))
+            draw.text(xy, text, font=caption_font, fill=(255, 255, 255))
+        return img
+
+    return _reencode(src, dst, draw_text)
+
+
+def excerpt(src: Path, dst: Path, spans: list[tuple[float, float]]) -> Path:
+    """Only the frames of `src` inside the spans (seconds, start inclusive, end exclusive), re-encoded."""
+    return _reencode(src, dst, lambda img, t: img if any(a <= t < b for a, b in spans) else None)
 
 
 def _deps(tmp: Path, embedder: Any, reader: Any, every_frame: bool = False) -> tuple[Any, Any, Any]:
@@ -165,6 +186,7 @@ def analyze_once(tmp: Path, clip: Path, features: list[str], embedder: Any, read
 
 GATE = False
 PRECISION = "int8"
+BASE = ["visual"]  # --cost's baseline features (--labels: the default job's, visual and labels)
 
 
 def int8_dir() -> Path | None:
@@ -197,7 +219,7 @@ def cost(clips: list[Path], rounds: int, det_long_side: int) -> None:
         duration = 0.0
         for r in range(rounds):
             got = {}
-            for label, features in (("visual", ["visual"]), ("visual+ocr", ["visual", "ocr"])):
+            for label, features in (("visual", BASE), ("visual+ocr", [*BASE, "ocr"])):
                 with tempfile.TemporaryDirectory() as tmp:
                     cpu, wall, job, text = analyze_once(Path(tmp), clip, features, embedder, reader)
                 got[label] = cpu
@@ -209,7 +231,7 @@ def cost(clips: list[Path], rounds: int, det_long_side: int) -> None:
             ratios.append(got["visual+ocr"] / got["visual"])
         added = best["visual+ocr"] - best["visual"]
         assert doc is not None
-        print(f"{clip.name}: visual {best['visual']:.2f} s, visual+ocr {best['visual+ocr']:.2f} s CPU (best of "
+        print(f"{clip.name}: {'+'.join(BASE)} {best['visual']:.2f} s, +ocr {best['visual+ocr']:.2f} s CPU (best of "
               f"{rounds}); ocr adds {100 * (best['visual+ocr'] / best['visual'] - 1):+.1f}% (best of each), "
               f"{100 * (float(np.median(ratios)) - 1):+.1f}% (per-round median); read {doc['frames_read']} of "
               f"{doc['frames_seen']} frames, {len(doc['lines'])} lines; ocr ~{1000 * added / (duration / 60):.0f} "
@@ -334,12 +356,16 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, action="append")
     parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=False,
                         help="the reader's small-detector gate (det_gate; off by default)")
+    parser.add_argument("--labels", action="store_true",
+                        help="--cost against the default job's features (visual, labels) instead of visual alone")
     parser.add_argument("--precision", choices=("int8", "fp32"), default="int8",
                         help="the OCR models: int8 copies (analysis.ocr.precision's default) or the packaged fp32")
     parser.add_argument("--shared-clips", type=Path, default=SHARED_CLIPS, help="where the shared clips are")
     args = parser.parse_args()
-    global GATE, PRECISION
+    global GATE, PRECISION, BASE
     GATE, PRECISION = args.gate, args.precision
+    if args.labels:
+        BASE = ["visual", "labels"]
     work = Path(tempfile.mkdtemp(prefix="bench-ocr-"))
     clips = args.clip
     if not clips:
@@ -348,9 +374,13 @@ def main() -> None:
         clips = [heavy]
         bunny, cuts = args.shared_clips / "big_buck_bunny_0_30.webm", args.shared_clips / "cuts_720p_60s.mp4"
         if bunny.exists():
-            clips += [captioned(bunny, work / "bunny_captioned.mp4", [11.79, 15.67, 22.96]), bunny]
+            # Textless: the two shots between the opening credits (to ~10 s) and the title (from ~27 s).
+            clips += [captioned(bunny, work / "bunny_captioned.mp4", [11.79, 15.67, 22.96]),
+                      excerpt(bunny, work / "bunny_textless.mp4", [(11.79, 22.96)])]
         if cuts.exists():
-            clips += [captioned(cuts, work / "cuts_captioned.mp4", [5.0 * i for i in range(1, 12)]), cuts]
+            # Textless: without its testsrc2 (0-5 s) and testsrc (45-50 s) shots, whose counters are text.
+            clips += [captioned(cuts, work / "cuts_captioned.mp4", [5.0 * i for i in range(1, 12)]),
+                      excerpt(cuts, work / "cuts_textless.mp4", [(5.0, 45.0), (50.0, 60.0)])]
     if args.accuracy:
         accuracy(args.det_long_side)
     if args.saving:
