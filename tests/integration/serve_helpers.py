@@ -186,14 +186,16 @@ class Receiver:
 
     def __init__(self, secret: str) -> None:
         self.events: list[tuple[dict[str, Any], dict[str, str]]] = []
+        self.bodies: list[bytes] = []  # as received, in the order of `events`
         self._lock = threading.Lock()
         self.server = make_server(secret, 0, on_event=self._record)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         self.thread.start()
 
-    def _record(self, payload: dict[str, Any], headers: dict[str, str]) -> None:
+    def _record(self, payload: dict[str, Any], headers: dict[str, str], body: bytes) -> None:
         with self._lock:
             self.events.append((payload, headers))
+            self.bodies.append(body)
 
     @property
     def url(self) -> str:
@@ -202,6 +204,12 @@ class Receiver:
     def event_for(self, job_id: str) -> tuple[dict[str, Any], dict[str, str]] | None:
         with self._lock:
             return next((e for e in self.events if e[0].get("job_id") == job_id), None)
+
+    def deliveries_for(self, job_id: str) -> list[tuple[dict[str, str], bytes]]:
+        """Every verified delivery for the job, oldest first: (headers, body as received)."""
+        with self._lock:
+            return [(headers, body) for (payload, headers), body in zip(self.events, self.bodies, strict=True)
+                    if payload.get("job_id") == job_id]
 
     def close(self) -> None:
         self.server.shutdown()

@@ -478,15 +478,18 @@ def test_callback_receiver_down_then_up_then_replay(chain: Chain) -> None:
         assert len(hook.deliveries) == 1
         state = _job(chain, job_id)["callback"]
         assert state["status"] == "delivered" and state["attempts"] == 3, state
-        # Replay: POST /jobs/{id}/callback publishes again; the callback function delivers with the same id.
+        # Replay: POST /jobs/{id}/callback publishes the record as it is now (callback state and updated_at have
+        # moved on); the callback function sends the first delivery's body again under the same id.
         status, _ = _api(chain, "POST", f"/jobs/{job_id}/callback")
         assert status == 202
         replayed = _finished_messages(chain, job_id)
         assert len(replayed) == 1 and json.loads(replayed[0]["Message"]).get("replay") is True
+        assert json.loads(replayed[0]["Message"])["data"] != json.loads(finished[0]["Message"])["data"]
         chain.fn["callback"].handler(_sns_event(replayed[0]), lambda_context("callback"))
         assert len(hook.deliveries) == 2
         ids = {headers["webhook-id"] for headers, _ in hook.deliveries}
         assert len(ids) == 1
+        assert hook.deliveries[1][1] == hook.deliveries[0][1]
         for headers, raw in hook.deliveries:
             assert Webhook(chain.secret).verify(raw, headers)["type"] == "job.succeeded"
     finally:

@@ -116,6 +116,33 @@ def test_analyze_delivers_a_signed_callback_and_the_job_succeeds(
         assert _delta(after, before, "video_ai_job_seconds_count") >= 1
 
 
+def test_a_replayed_callback_is_the_first_message_byte_for_byte_newly_signed(
+    stack: ServeProcess, files: FileServer, receiver: Receiver
+) -> None:
+    with stack.client() as client:
+        response = client.post("/analyze", json={"video_url": files.url("clip.mp4"), "callback_url": receiver.url,
+                                                 "tags": {"case": "replay"}})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+        wait_for(lambda: receiver.deliveries_for(job_id), JOB_TIMEOUT_S, what="the first callback")
+        delivered = wait_for(lambda: _job(client, job_id)["callback"]["status"] == "delivered", 20,
+                             what="the delivery to be recorded")
+        assert delivered
+        # The record has moved on since the first delivery (its callback state; updated_at with it).
+        assert _job(client, job_id)["updated_at"] != json.loads(receiver.deliveries_for(job_id)[0][1])["timestamp"]
+        time.sleep(1.1)  # a new second, so the replay's webhook-timestamp (whole seconds) is a new one
+        replay = client.post(f"/jobs/{job_id}/callback")
+        assert replay.status_code == 202, replay.text
+        (first_headers, first), (again_headers, again) = wait_for(
+            lambda: d if len(d := receiver.deliveries_for(job_id)) >= 2 else None, 30, what="the replayed callback")
+        # Both verified against the printed secret by `standardwebhooks` (the receiver records nothing else).
+        assert again == first
+        assert again_headers["webhook-id"] == first_headers["webhook-id"]
+        assert int(again_headers["webhook-timestamp"]) > int(first_headers["webhook-timestamp"])
+        assert again_headers["webhook-signature"] != first_headers["webhook-signature"]
+        assert _job(client, job_id)["callback"]["attempts"] == 2
+
+
 def test_s3_upload_creates_a_job_that_succeeds(stack: ServeProcess, clip: Path) -> None:
     s3 = boto3.client("s3", endpoint_url=stack.info["s3"], region_name="us-east-1", aws_access_key_id="testing",
                       aws_secret_access_key="testing", config=Config(retries={"max_attempts": 2}))

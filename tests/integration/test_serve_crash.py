@@ -200,7 +200,7 @@ def test_sigkill_during_a_burst_every_accepted_job_finishes_once(workdir: Path, 
                 assert [f["index"] for f in frames] == list(range(FRAMES)), (job["job_id"], frames, note)
                 assert len({f["frame_number"] for f in frames}) == FRAMES == job["frames_indexed"], (job, note)
 
-            expected_ids = {webhook_id(job_id, "job.succeeded"): job_id for job_id in accepted}
+            expected_ids = {webhook_id(j["job_id"], "job.succeeded", j["created_at"]): j["job_id"] for j in jobs}
             try:
                 wait_for(lambda: all(receiver.event_for(j) for j in accepted), 60, what="every callback")
             except AssertionError as err:

@@ -105,11 +105,12 @@ def test_500_500_200_gives_exactly_three_verified_deliveries_with_rising_delays(
 ) -> None:
     receiver.script = [(500, {}), (500, {}), (200, {})]
     repo, sleep = InMemoryJobRepository(), RecordingSleep()
-    state = _deliver(_job(repo, receiver), repo, _sender(receiver, [secret]), sleep)
+    job = _job(repo, receiver)
+    state = _deliver(job, repo, _sender(receiver, [secret]), sleep)
     assert len(receiver.deliveries) == 3
     assert sleep.delays[0] < sleep.delays[1] and len(sleep.delays) == 2
     ids = {headers["webhook-id"] for headers, _ in receiver.deliveries}
-    assert ids == {webhook_id("job-42", "job.succeeded")}
+    assert ids == {webhook_id("job-42", "job.succeeded", job.created_at)}
     for headers, body in receiver.deliveries:
         event = Webhook(secret).verify(body, headers)
         assert event["type"] == "job.succeeded" and event["job_id"] == "job-42"
@@ -149,6 +150,24 @@ def test_replay_delivers_again_with_the_same_webhook_id(receiver: Receiver, secr
         Webhook(secret).verify(body, headers)
 
 
+def test_a_replay_of_a_changed_record_resends_the_first_body_newly_signed(receiver: Receiver, secret: str) -> None:
+    repo, sleep = InMemoryJobRepository(), RecordingSleep()
+    start = int(time.time()) - 60  # the replay a minute after the first delivery (both within the spec's tolerance)
+    clock = iter([float(start), float(start + 60)])
+    sender = _sender(receiver, [secret], clock=lambda: next(clock))
+    _deliver(_job(repo, receiver), repo, sender, sleep)
+    repo.update("job-42", tags={"changed": "after the first delivery"})
+    now = repo.get("job-42")
+    assert now is not None
+    _deliver(now, repo, sender, sleep, replay=True)  # what the replay route hands on: the record as it is now
+    (first_headers, first), (second_headers, second) = receiver.deliveries
+    assert second == first and second_headers["webhook-id"] == first_headers["webhook-id"]
+    assert (first_headers["webhook-timestamp"], second_headers["webhook-timestamp"]) == (str(start), str(start + 60))
+    assert second_headers["webhook-signature"] != first_headers["webhook-signature"]
+    for headers, body in receiver.deliveries:
+        assert Webhook(secret).verify(body, headers)["data"]["tags"] == {}
+
+
 def test_retry_after_is_honoured(receiver: Receiver, secret: str) -> None:
     receiver.script = [(429, {"Retry-After": "3"}), (200, {})]
     repo, sleep = InMemoryJobRepository(), RecordingSleep()
@@ -166,7 +185,7 @@ def test_persistent_5xx_raises_a_transient_error_for_lambda_to_retry(receiver: R
 
 def test_a_tampered_body_or_a_stale_timestamp_fails_verification(receiver: Receiver, secret: str) -> None:
     sender = _sender(receiver, [secret])
-    assert sender.send(f"http://hooks.test:{receiver.port}/", {"type": "t", "n": 1}, "msg_1").status_code == 200
+    assert sender.send(f"http://hooks.test:{receiver.port}/", b'{"type":"t","n":1}', "msg_1").status_code == 200
     headers, body = receiver.deliveries[-1]
     Webhook(secret).verify(body, headers)
     with pytest.raises(WebhookVerificationError):
@@ -175,7 +194,7 @@ def test_a_tampered_body_or_a_stale_timestamp_fails_verification(receiver: Recei
         Webhook(generate_secret()).verify(body, headers)
 
     stale = _sender(receiver, [secret], clock=lambda: time.time() - 600)
-    stale.send(f"http://hooks.test:{receiver.port}/", {"type": "t"}, "msg_2")
+    stale.send(f"http://hooks.test:{receiver.port}/", b'{"type":"t"}', "msg_2")
     old_headers, old_body = receiver.deliveries[-1]
     with pytest.raises(WebhookVerificationError, match="too old"):
         Webhook(secret).verify(old_body, old_headers)
@@ -183,7 +202,7 @@ def test_a_tampered_body_or_a_stale_timestamp_fails_verification(receiver: Recei
 
 def test_two_secrets_send_two_signatures_each_verifying(receiver: Receiver) -> None:
     old, new = generate_secret(), generate_secret()
-    _sender(receiver, [old, new]).send(f"http://hooks.test:{receiver.port}/", {"type": "t"}, "msg_rot")
+    _sender(receiver, [old, new]).send(f"http://hooks.test:{receiver.port}/", b'{"type":"t"}', "msg_rot")
     headers, body = receiver.deliveries[-1]
     assert len(headers["webhook-signature"].split(" ")) == 2
     assert Webhook(old).verify(body, headers) == {"type": "t"}
@@ -203,7 +222,7 @@ def test_forbidden_callback_urls_are_refused_at_send_time(receiver: Receiver, se
     for url in ("http://169.254.169.254/latest/meta-data/", f"http://127.0.0.1:{receiver.port + 1}/",
                 "http://[::ffff:10.0.0.1]/"):
         with pytest.raises(ForbiddenAddress):
-            sender.send(url, {"type": "t"}, "msg_f")
+            sender.send(url, b'{"type":"t"}', "msg_f")
     repo, sleep = InMemoryJobRepository(), RecordingSleep()
     job = Job(job_id="job-ssrf", source=Source(url="https://v.example/a.mp4"), status=JobStatus.FAILED,
               callback_url="http://2852039166/")
@@ -215,7 +234,7 @@ def test_forbidden_callback_urls_are_refused_at_send_time(receiver: Receiver, se
 
 def test_redirects_are_not_followed(receiver: Receiver, secret: str) -> None:
     receiver.script = [(302, {"Location": "http://169.254.169.254/"})]
-    result = _sender(receiver, [secret]).send(f"http://hooks.test:{receiver.port}/", {"type": "t"}, "msg_r")
+    result = _sender(receiver, [secret]).send(f"http://hooks.test:{receiver.port}/", b'{"type":"t"}', "msg_r")
     assert result.status_code == 302 and len(receiver.deliveries) == 1
 
 
@@ -226,7 +245,7 @@ def test_a_hanging_receiver_times_out_as_a_retryable_result(receiver: Receiver, 
     sender = WebhookSender([secret], fast, NETWORK, LimitsSettings(), FakeResolver({"hooks.test": ["127.0.0.1"]}),
                            exempt_endpoints={("127.0.0.1", receiver.port)})
     started = time.monotonic()
-    result = sender.send(f"http://hooks.test:{receiver.port}/", {"type": "t"}, "msg_t")
+    result = sender.send(f"http://hooks.test:{receiver.port}/", b'{"type":"t"}', "msg_t")
     assert result.status_code is None and result.error is not None and "timeout" in result.error
     assert time.monotonic() - started < 3
 
@@ -234,7 +253,7 @@ def test_a_hanging_receiver_times_out_as_a_retryable_result(receiver: Receiver, 
 def test_unreachable_receiver_is_a_retryable_result(secret: str) -> None:
     sender = WebhookSender([secret], SETTINGS, NETWORK, LimitsSettings(connect_timeout_s=1),
                            FakeResolver({"hooks.test": ["127.0.0.1"]}), exempt_endpoints={("127.0.0.1", 9)})
-    result = sender.send("http://hooks.test:9/", {"type": "t"}, "msg_u")
+    result = sender.send("http://hooks.test:9/", b'{"type":"t"}', "msg_u")
     assert result.status_code is None and result.error
 
 

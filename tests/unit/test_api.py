@@ -14,7 +14,16 @@ from video_ai.adapters.local_jobs import InMemoryJobRepository
 from video_ai.api.app import ApiContext, create_app
 from video_ai.api.auth import hash_key
 from video_ai.domain.errors import ForbiddenAddress
-from video_ai.domain.models import FramePoint, JobStatus, ModelInfo, Shot, Source, point_id
+from video_ai.domain.models import (
+    PRIVATE_JOB_FIELDS,
+    CallbackMessage,
+    FramePoint,
+    JobStatus,
+    ModelInfo,
+    Shot,
+    Source,
+    point_id,
+)
 from video_ai.settings import Settings
 
 KEY_A, KEY_B = "key-tenant-a", "key-tenant-b"
@@ -269,6 +278,15 @@ def test_callback_replay_needs_a_finished_job_with_a_callback(client: TestClient
     assert client.post(f"/jobs/{job_id}/callback", headers=B).status_code == 404
     r = client.post(f"/jobs/{job_id}/callback", headers=A)
     assert r.status_code == 202 and notifier.replays == 1 and notifier.finished[0].job_id == job_id
+
+
+def test_the_job_schema_and_record_leave_out_the_private_fields(client: TestClient, ctx: ApiContext) -> None:
+    job_id = client.post("/analyze", json={"video_url": "https://e.com/v.mp4"}, headers=A).json()["job_id"]
+    ctx.jobs.keep_callback_message(job_id, CallbackMessage(webhook_id="msg_x", body="{}"))
+    assert set(client.get(f"/jobs/{job_id}", headers=A).json()) & PRIVATE_JOB_FIELDS == set()
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    assert set(components["Job"]["properties"]) & PRIVATE_JOB_FIELDS == set()
+    assert "callback_message" in PRIVATE_JOB_FIELDS and "CallbackMessage" not in components
 
 
 def test_without_index_routes_the_search_function_paths_are_not_served_and_the_rest_are(ctx: ApiContext) -> None:

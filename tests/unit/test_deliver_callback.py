@@ -31,9 +31,11 @@ class ScriptedSender:
     def __init__(self, *script: DeliveryResult | int | Exception) -> None:
         self.script = list(script)
         self.sent: list[tuple[str, dict[str, Any], str]] = []
+        self.bodies: list[bytes] = []
 
-    def send(self, url: str, payload: dict[str, Any], msg_id: str) -> DeliveryResult:
-        self.sent.append((url, payload, msg_id))
+    def send(self, url: str, body: bytes, msg_id: str) -> DeliveryResult:
+        self.sent.append((url, json.loads(body), msg_id))
+        self.bodies.append(body)
         step = self.script.pop(0) if self.script else 200
         if isinstance(step, Exception):
             raise step
@@ -82,7 +84,7 @@ def test_first_try_success_is_recorded_on_the_job() -> None:
     assert state.delivered_at is not None
     assert repo.get("job-1").callback == state  # type: ignore[union-attr]
     url, payload, msg_id = sender.sent[0]
-    assert url == URL and msg_id == webhook_id("job-1", "job.succeeded")
+    assert url == URL and msg_id == webhook_id("job-1", "job.succeeded", payload["data"]["created_at"])
     assert payload["type"] == "job.succeeded" and payload["job_id"] == "job-1"
     assert payload["data"]["status"] == "succeeded" and payload["data"]["job_id"] == "job-1"
     assert clock.sleeps == []
@@ -180,7 +182,55 @@ def test_delivered_is_not_sent_again_unless_replayed_with_the_same_id() -> None:
     assert again.status == "delivered" and len(sender.sent) == 1
     replayed = _deliver(job, repo, sender, clock, replay=True)
     assert (replayed.status, replayed.attempts) == ("delivered", 2)
-    assert [m for _, _, m in sender.sent] == [webhook_id("job-1", "job.succeeded")] * 2
+    assert [m for _, _, m in sender.sent] == [webhook_id("job-1", "job.succeeded", job.created_at)] * 2
+
+
+def test_a_replay_sends_the_first_body_though_the_job_record_changed_since() -> None:
+    repo, sender, clock = InMemoryJobRepository(), ScriptedSender(200, 200, 200), Clock()
+    job = _job(repo)
+    _deliver(job, repo, sender, clock)
+    # The record moves on (callback state, a tag, a later updated_at); the replay is handed today's record.
+    repo.update("job-1", tags={"added": "later"})
+    today = repo.get("job-1")
+    assert today is not None and today.callback_message is not None
+    _deliver(today, repo, sender, clock, replay=True)
+    assert sender.bodies[1] == sender.bodies[0] and sender.sent[1][2] == sender.sent[0][2]
+    assert sender.sent[1][1]["data"]["tags"] == {}
+    # The message is private: not in the job's public record, so not in the callback's data either.
+    assert "callback_message" not in today.public() and "callback_message" not in sender.sent[0][1]["data"]
+
+
+def test_two_deliveries_racing_to_build_the_message_send_the_one_kept_first() -> None:
+    repo, sender, clock = InMemoryJobRepository(), ScriptedSender(200, 200), Clock()
+    job = _job(repo)
+    first = repo.get("job-1")
+    assert first is not None
+    _deliver(job, repo, sender, clock)  # kept its message while the second delivery was reading the record
+    late = job.model_copy(update={"tags": {"seen": "later"}})
+    deliver_callback(late, "job.succeeded", jobs=_Stale(repo, first), sender=sender, settings=SETTINGS,
+                     sleep=clock.sleep, monotonic=clock.monotonic, replay=True)
+    assert sender.bodies[1] == sender.bodies[0]
+
+
+class _Stale(InMemoryJobRepository):
+    """The repository, but `get` returns the record as it was before the other delivery kept its message."""
+
+    def __init__(self, inner: InMemoryJobRepository, stale: Job) -> None:
+        super().__init__()
+        self._items = inner._items
+        self._stale = stale
+
+    def get(self, job_id: str) -> Job | None:
+        return self._stale
+
+
+def test_a_job_id_created_anew_and_ended_again_is_a_new_message() -> None:
+    repo, sender, clock = InMemoryJobRepository(), ScriptedSender(200, 200), Clock()
+    _deliver(_job(repo, created_at="2026-01-01T00:00:00.000000Z"), repo, sender, clock)
+    repo.delete("job-1")  # DELETE /jobs/{id}; the same Idempotency-Key creates the same id again
+    _deliver(_job(repo, created_at="2026-01-02T00:00:00.000000Z", frames_indexed=7), repo, sender, clock)
+    (_, old, old_id), (_, new, new_id) = sender.sent
+    assert old_id != new_id and new["data"]["frames_indexed"] == 7 and old["data"]["frames_indexed"] == 0
 
 
 def test_a_refused_callback_url_fails_permanently() -> None:
@@ -192,9 +242,12 @@ def test_a_refused_callback_url_fails_permanently() -> None:
 
 
 def test_webhook_ids_are_stable_per_job_event() -> None:
-    assert webhook_id("a", "job.succeeded") == webhook_id("a", "job.succeeded")
-    assert len({webhook_id("a", "job.succeeded"), webhook_id("a", "job.failed"), webhook_id("b", "job.succeeded")}) == 3
-    assert webhook_id("a", "job.failed").startswith("msg_")
+    t0, t1 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+    assert webhook_id("a", "job.succeeded", t0) == webhook_id("a", "job.succeeded", t0)
+    ids = {webhook_id("a", "job.succeeded", t0), webhook_id("a", "job.failed", t0),
+           webhook_id("b", "job.succeeded", t0), webhook_id("a", "job.succeeded", t1)}
+    assert len(ids) == 4
+    assert webhook_id("a", "job.failed", t0).startswith("msg_")
 
 
 def test_payload_stays_under_20_kb_by_summarising_data() -> None:

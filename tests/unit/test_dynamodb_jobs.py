@@ -26,6 +26,7 @@ from video_ai.domain.errors import (
 )
 from video_ai.domain.models import (
     TRANSITIONS,
+    CallbackMessage,
     CallbackState,
     ErrorInfo,
     Job,
@@ -304,6 +305,24 @@ def test_update_validates_values_and_names(repo: DynamoDBJobRepository) -> None:
 def test_update_missing_job_raises_and_creates_nothing(repo: DynamoDBJobRepository) -> None:
     with pytest.raises(JobNotFound):
         repo.update("ghost", progress=0.5)
+    assert repo.get("ghost") is None
+
+
+def test_the_first_callback_message_kept_wins_compressed_and_private(repo: DynamoDBJobRepository,
+                                                                     clients: AwsClients) -> None:
+    repo.create(make_job())
+    first = CallbackMessage(webhook_id="msg_a", body='{"type":"job.succeeded","data":{"x":"é"}}')
+    before = repo.get("job-1")
+    assert repo.keep_callback_message("job-1", first) == first
+    assert repo.keep_callback_message("job-1", CallbackMessage(webhook_id="msg_a", body="{}")) == first
+    got = repo.get("job-1")
+    assert got is not None and before is not None
+    assert got.callback_message == first and got.updated_at == before.updated_at
+    assert "callback_message" not in got.public()
+    item = clients.dynamodb.get_item(TableName=TABLE, Key={"job_id": {"S": "job-1"}})["Item"]
+    assert "B" in item["callback_message"]
+    with pytest.raises(JobNotFound):
+        repo.keep_callback_message("ghost", first)
     assert repo.get("ghost") is None
 
 

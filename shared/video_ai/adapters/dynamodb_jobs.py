@@ -6,7 +6,8 @@ TTL attribute `expires_at`.
 
 Item layout: the Job's JSON with numbers as DynamoDB N (floats written as their shortest repr, so they read back
 bit-for-bit), top-level None attributes left out (a NULL-typed GSI key would be refused), nested None as NULL, and
-`shots` and `labels` as zlib-compressed JSON (a long video's lists would otherwise eat the 400 KB item limit).
+`shots`, `labels` and `callback_message` as zlib-compressed JSON (a long video's lists would otherwise eat the 400 KB
+item limit).
 Attributes the Job model does not know (`idempotency_key`, `segments_done`, `segments_total`, `expires_at`) stay
 in the item only, and so do two kinds of private bookkeeping:
 - run leases, `lease_<slot>` = {holder, until} (slot `job`, or `segment-<i>` for each segment of a split job, so
@@ -41,7 +42,7 @@ from video_ai.domain.errors import (
     InvalidTransition,
     JobNotFound,
 )
-from video_ai.domain.models import TRANSITIONS, Job, JobStatus, utc_now
+from video_ai.domain.models import TRANSITIONS, CallbackMessage, Job, JobStatus, utc_now
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -57,7 +58,8 @@ BATCH_GET_KEYS = 100  # BatchGetItem's limit per call
 _GSI_KEYS = ("tenant", "created_at", "content_key")
 # Set once at creation or by transition(); update() must not touch them.
 _IMMUTABLE = frozenset({"job_id", "status", "created_at", "tenant"})
-_COMPRESSED = frozenset({"shots", "labels"})
+# callback_message is under 20 KB of JSON (deliver_callback.MAX_PAYLOAD_BYTES) that compresses well.
+_COMPRESSED = frozenset({"shots", "labels", "callback_message"})
 # DynamoDB numbers: 38 significant digits, magnitude 1e-130 .. 9.99e125.
 _N_MAX = 1e126
 _N_MIN = 1e-130
@@ -402,6 +404,18 @@ class DynamoDBJobRepository:
         update.set_field("updated_at", stamp)
         if self._conditional_update(job_id, update, "attribute_exists(job_id)") is None:
             raise JobNotFound(f"job {job_id} does not exist")
+
+    def keep_callback_message(self, job_id: str, message: CallbackMessage) -> CallbackMessage:
+        """Set `callback_message` only where it is absent (updated_at untouched: nothing a client sees changed)."""
+        update = _Update()
+        update.set_field("callback_message", message)
+        if self._conditional_update(job_id, update, f"attribute_exists(job_id) AND attribute_not_exists("
+                                                   f"{update.name('callback_message')})") is not None:
+            return message
+        kept = self.get(job_id)
+        if kept is None:
+            raise JobNotFound(f"job {job_id} does not exist")
+        return kept.callback_message or message
 
     def _conditional_update(self, job_id: str, update: _Update, condition: str) -> Item | None:
         """Run an UpdateItem; None when the condition failed."""

@@ -21,7 +21,7 @@ from video_ai.domain.errors import (
     InvalidTransition,
     JobNotFound,
 )
-from video_ai.domain.models import TRANSITIONS, Job, JobStatus, utc_now
+from video_ai.domain.models import TRANSITIONS, CallbackMessage, Job, JobStatus, utc_now
 
 
 def _plain(value: Any) -> Any:
@@ -126,6 +126,16 @@ class InMemoryJobRepository:
                 raise JobNotFound(f"job {job_id} does not exist")
             updated = {**item, **{k: _plain(v) for k, v in fields.items()}, "updated_at": utc_now()}
             self._store(job_id, Job.model_validate(updated).model_dump(mode="json"))
+
+    def keep_callback_message(self, job_id: str, message: CallbackMessage) -> CallbackMessage:
+        with self._locked():
+            item = self._load(job_id)
+            if item is None:
+                raise JobNotFound(f"job {job_id} does not exist")
+            if item.get("callback_message") is not None:
+                return CallbackMessage.model_validate(item["callback_message"])
+            self._store(job_id, {**item, "callback_message": message.model_dump(mode="json")})
+            return message
 
     def delete(self, job_id: str) -> None:
         with self._locked():

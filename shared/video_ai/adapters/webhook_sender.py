@@ -10,14 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
-import json
 import secrets as _secrets
 import ssl
 import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
 
 from standardwebhooks import Webhook
 
@@ -61,10 +59,6 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 def signature_header(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
     """One signature per active secret, space-separated: receivers on the old or new secret both verify."""
     return " ".join(sign(secret, msg_id, timestamp, body) for secret in secrets)
-
-
-def encode_body(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -121,8 +115,9 @@ class WebhookSender:
             "user-agent": self._user_agent,
         }
 
-    def send(self, url: str, payload: dict[str, Any], msg_id: str) -> DeliveryResult:
-        """One attempt. Refused URLs raise ForbiddenAddress / InvalidRequest; network trouble is a result."""
+    def send(self, url: str, body: bytes, msg_id: str) -> DeliveryResult:
+        """One attempt, `body` sent as given (a replay's bytes are the first delivery's). Refused URLs raise
+        ForbiddenAddress / InvalidRequest; network trouble is a result."""
         import httpx
 
         try:
@@ -131,7 +126,6 @@ class WebhookSender:
             )
         except FetchFailed as err:  # the name does not resolve (now): worth another try
             return DeliveryResult(status_code=None, error=err.message)
-        body = encode_body(payload)
         now = self._clock()
         headers = self.headers(body, msg_id, int(now))
         timeout = self._settings.timeout_s

@@ -313,6 +313,16 @@ def _link_job_routes(paths: dict[str, Any]) -> None:
                            "parameters": {"job_id": "$response.body#/job_id"}}
 
 
+def _hide_private_job_fields(components: dict[str, Any]) -> None:
+    """The Job schema as clients get it: the record's private fields (PRIVATE_JOB_FIELDS) never leave the service."""
+    job = components.get("Job", {})
+    for name in PRIVATE_JOB_FIELDS:
+        job.get("properties", {}).pop(name, None)
+    if "required" in job:
+        job["required"] = [name for name in job["required"] if name not in PRIVATE_JOB_FIELDS]
+    components.pop("CallbackMessage", None)  # only the record's callback_message refers to it
+
+
 def _document_error_body(app: FastAPI) -> None:
     """Put ErrorResponse (and what it references) into the OpenAPI components, and the job links into POST /analyze's
     202, once, when the schema is built."""
@@ -326,6 +336,7 @@ def _document_error_body(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(error.pop("$defs", {}))
         components["ErrorResponse"] = error
+        _hide_private_job_fields(components)
         _link_job_routes(schema.get("paths", {}))
         return schema
 

@@ -118,6 +118,15 @@ class CallbackState(_Model):
     delivered_at: str | None = None
 
 
+class CallbackMessage(_Model):
+    """The callback as first built for a job's ending: every later attempt, Lambda retry and replay sends this body
+    under this id (only the webhook-timestamp and signature are new), as Standard Webhooks receivers expect of one
+    message. Private: the callback's `data` is the job, and this would nest it in itself."""
+
+    webhook_id: str
+    body: str
+
+
 class Shot(_Model):
     index: int
     start_s: float
@@ -250,7 +259,8 @@ class MomentFilter:
 
 
 PRIVATE_JOB_FIELDS = frozenset(
-    {"shots", "labels", "request_hash", "content_key", "staged_source", "source_etag", "announced_at", "enqueued_at"}
+    {"shots", "labels", "request_hash", "content_key", "staged_source", "source_etag", "announced_at", "enqueued_at",
+     "callback_message"}
 )
 
 
@@ -273,6 +283,7 @@ class Job(_Model):
     timings: Timings = Field(default_factory=Timings)
     error: ErrorInfo | None = None
     callback: CallbackState | None = None
+    callback_message: CallbackMessage | None = None
     reused_from: str | None = None
     # Absent on records older than features: those jobs ran the frame embedder only.
     features: list[Feature] = Field(default_factory=lambda: list(DEFAULT_FEATURES))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from video_ai.domain.models import (
+    CallbackMessage,
     Frame,
     FramePoint,
     Job,
@@ -452,6 +453,11 @@ class JobRepository(Protocol):
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Unconditional update of non-status fields (progress, callback state)."""
+        ...
+
+    def keep_callback_message(self, job_id: str, message: CallbackMessage) -> CallbackMessage:
+        """Store the job's callback message unless it has one: the one kept (the first stored wins), so concurrent
+        deliveries of one ending (an SNS duplicate, a replay) all send the same body. JobNotFound if no such job."""
         ...
 
     def create_idempotent(self, job: Job, idempotency_key: str, request_hash: str) -> tuple[Job, bool]:

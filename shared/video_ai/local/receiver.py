@@ -22,9 +22,10 @@ MAX_BODY = 1024 * 1024
 
 
 def make_server(
-    secret: str, port: int = 0, on_event: Callable[[dict[str, Any], dict[str, str]], None] | None = None
+    secret: str, port: int = 0, on_event: Callable[[dict[str, Any], dict[str, str], bytes], None] | None = None
 ) -> ThreadingHTTPServer:
-    """A loopback HTTP server that verifies each POST with `standardwebhooks` and hands verified events on."""
+    """A loopback HTTP server that verifies each POST with `standardwebhooks` and hands verified events on (parsed,
+    with their headers and the body as received)."""
     verifier = Webhook(secret)
     lock = threading.Lock()
 
@@ -44,7 +45,7 @@ def make_server(
                 return
             with lock:
                 if on_event is not None:
-                    on_event(payload, headers)
+                    on_event(payload, headers, body)
                 else:
                     data = payload.get("data") or {}
                     line = {"webhook_id": headers.get("webhook-id"), "type": payload.get("type"),

@@ -6,6 +6,13 @@ least as long as the one before; `Retry-After` wins when given (capped at `backo
 run out, `CallbackFailed` (transient) is raised so Lambda's retries and the on-failure destination take over.
 Other non-2xx answers are permanent (`failed`, nothing raised); 410 Gone marks the job's callback `gone` and no
 later delivery, not even a replay, goes to that URL.
+
+One job ending is one message, as Standard Webhooks (and Svix, its origin) define it: the first delivery keeps the
+body it built with the job (`Job.callback_message`), and every later attempt, Lambda retry and replay sends those
+bytes under the same webhook-id, with only webhook-timestamp and the signature new. A replay must not rebuild the body
+from the record, which has moved on since (callback state, updated_at): a receiver deduping on webhook-id would keep
+whichever body came first, and one that compares would see two. A job id that ends again (deleted, then created
+anew by the same Idempotency-Key) is a new message with a new id.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from video_ai.domain.errors import TransientError, VideoAIError
-from video_ai.domain.models import CallbackState, Job, utc_now
+from video_ai.domain.models import CallbackMessage, CallbackState, Job, utc_now
 from video_ai.domain.ports import JobRepository
 from video_ai.settings import WebhookSettings
 
@@ -61,14 +68,15 @@ class DeliveryResult:
 
 
 class CallbackSender(Protocol):
-    def send(self, url: str, payload: dict[str, Any], msg_id: str) -> DeliveryResult:
-        """One signed POST; raises ForbiddenAddress / InvalidRequest when the URL is refused."""
+    def send(self, url: str, body: bytes, msg_id: str) -> DeliveryResult:
+        """One POST of `body`, signed; raises ForbiddenAddress / InvalidRequest when the URL is refused."""
         ...
 
 
-def webhook_id(job_id: str, event_type: str) -> str:
-    """Stable per job event, so receivers can dedupe retries and replays."""
-    return "msg_" + hashlib.sha256(f"{job_id}.{event_type}".encode()).hexdigest()[:32]
+def webhook_id(job_id: str, event_type: str, created_at: str) -> str:
+    """One per job ending, so receivers can dedupe retries and replays; `created_at` tells a job id created anew
+    (DELETE, then the same Idempotency-Key) from the one that ended before."""
+    return "msg_" + hashlib.sha256(f"{job_id}.{event_type}.{created_at}".encode()).hexdigest()[:32]
 
 
 def event_type_for(job: Job) -> str:
@@ -96,8 +104,23 @@ def build_payload(job: Job, event_type: str) -> dict[str, Any]:
     return payload
 
 
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON: the bytes sent and signed."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 def _size(payload: dict[str, Any]) -> int:
-    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    return len(encode_payload(payload))
+
+
+def _message(jobs: JobRepository, current: Job, job: Job, event_type: str) -> CallbackMessage:
+    """The job's callback message: the one kept by its first delivery, else one built now from `job` and kept (when
+    two deliveries race to build it, both send the one kept first)."""
+    if current.callback_message is not None:
+        return current.callback_message
+    message = CallbackMessage(webhook_id=webhook_id(job.job_id, event_type, job.created_at),
+                              body=encode_payload(build_payload(job, event_type)).decode("utf-8"))
+    return jobs.keep_callback_message(job.job_id, message)
 
 
 def _backoff(attempt: int, settings: WebhookSettings, rng: Callable[[], float]) -> float:
@@ -121,8 +144,8 @@ def deliver_callback(
     """Deliver `event_type` for `job` to its callback_url; return the recorded state (None: no callback_url).
 
     `deadline_s` is the time budget in seconds from now (see `budget_from_remaining_ms`); None: attempts only.
-    Already delivered: no-op unless `replay` (same webhook-id). Gone: always a no-op. Raises CallbackFailed when
-    retryable failures exhaust attempts or time.
+    Already delivered: no-op unless `replay` (the same message again). Gone: always a no-op. Raises CallbackFailed
+    when retryable failures exhaust attempts or time.
     """
     current = jobs.get(job.job_id) or job
     url = current.callback_url or job.callback_url
@@ -131,14 +154,14 @@ def deliver_callback(
     state = (current.callback or CallbackState()).model_copy()
     if state.status == "gone" or (state.status == "delivered" and not replay):
         return state
-    msg_id = webhook_id(job.job_id, event_type)
-    # The event's data is the job as the caller saw it (the finished job from SNS); the stored record only
-    # supplies the callback state, whose own updates bump updated_at.
-    payload = build_payload(job, event_type)
+    # A first delivery's data is the job as the caller saw it (the finished job from SNS); the stored record
+    # supplies the callback state, whose own updates bump updated_at, and the message once one was sent.
+    message = _message(jobs, current, job, event_type)
+    body = message.body.encode("utf-8")
     started = monotonic()
     for attempt in range(settings.max_attempts):
         try:
-            result = sender.send(url, payload, msg_id)
+            result = sender.send(url, body, message.webhook_id)
         except VideoAIError as err:
             if not err.permanent:
                 result = DeliveryResult(status_code=None, error=f"{err.code}: {err.message}")
