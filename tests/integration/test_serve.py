@@ -143,6 +143,52 @@ def test_a_replayed_callback_is_the_first_message_byte_for_byte_newly_signed(
         assert _job(client, job_id)["callback"]["attempts"] == 2
 
 
+def test_a_talks_transcript_pages_drops_word_timings_and_streams_subtitles(
+    stack: ServeProcess, files: FileServer, clip: Path
+) -> None:
+    import numpy as np
+
+    from tests.fixtures.speech_media import JFK_TEXT, RATE, load, make_media, words
+
+    speech = load()
+    pause = np.zeros(2 * RATE, dtype=np.float32)
+    make_media(clip.parent / "talk.m4a", video_s=None, audio=np.concatenate([speech, pause, speech]))
+    with stack.client() as client:
+        response = client.post("/analyze", json={"video_url": files.url("talk.m4a"), "features": ["speech"]})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+        job = wait_for(lambda: _finished(client, job_id), JOB_TIMEOUT_S, what="the talk's job")
+        assert job["status"] == "succeeded", job
+        route = f"/jobs/{job_id}/transcript"
+        whole = client.get(route)
+        assert whole.status_code == 200 and whole.json()["next_token"] is None
+        segments = whole.json()["segments"]
+        assert len(segments) >= 2 and all(s["words"] for s in segments)
+        assert [w for s in segments for w in words(s["text"])] == words(JFK_TEXT) * 2
+        # One segment a page, following next_token, gives the whole transcript back.
+        paged: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 1}
+        for _ in range(len(segments) + 1):
+            page = client.get(route, params=params).json()
+            paged += page["segments"]
+            if page["next_token"] is None:
+                break
+            params = {"limit": 1, "next_token": page["next_token"]}
+        assert paged == segments
+        bare = client.get(route, params={"words": "false"})
+        assert bare.json()["segments"] == [{k: v for k, v in s.items() if k != "words"} for s in segments]
+        assert len(bare.content) < len(whole.content)
+        vtt = client.get(route, params={"format": "vtt"})
+        assert vtt.status_code == 200 and vtt.headers["content-type"].startswith("text/vtt")
+        assert vtt.text.startswith("WEBVTT\n") and vtt.text.count(" --> ") == len(segments)
+        bad: list[tuple[dict[str, str], str]] = [
+            ({"next_token": "zz"}, "next_token"), ({"limit": "0"}, "limit"), ({"words": "perhaps"}, "words"),
+            ({"format": "txt"}, "format"), ({"format": "srt", "limit": "5"}, "limit")]
+        for query, field in bad:
+            refused = client.get(route, params=query)
+            assert refused.status_code == 422 and refused.json()["error"]["field"] == field, refused.text
+
+
 def test_s3_upload_creates_a_job_that_succeeds(stack: ServeProcess, clip: Path) -> None:
     s3 = boto3.client("s3", endpoint_url=stack.info["s3"], region_name="us-east-1", aws_access_key_id="testing",
                       aws_secret_access_key="testing", config=Config(retries={"max_attempts": 2}))

@@ -3,17 +3,18 @@ frame thumbnails, on-screen text, the transcript."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import StreamingResponse
 
 from video_ai.analyzers.text_artifact import read_lines
 from video_ai.api.app import ApiContext, Ctx, OwnedJob, Tenant, owned_job
-from video_ai.api.schemas import LabelsPage, TextPage, VideoLink
+from video_ai.api.schemas import LabelsPage, TextPage, TranscriptPage, VideoLink
 from video_ai.domain.errors import InvalidRequest, NotFound
 from video_ai.domain.models import Job, ShotLabels
-from video_ai.domain.transcript import Transcript, to_srt, to_webvtt
+from video_ai.domain.transcript import Transcript, srt_parts, webvtt_parts
 
 router = APIRouter()
 T = TypeVar("T")
@@ -139,18 +140,56 @@ TRANSCRIPT_ARTIFACT = "transcript.json"
 SUBTITLE_TYPES = {"vtt": "text/vtt; charset=utf-8", "srt": "application/x-subrip; charset=utf-8"}
 
 
-@router.get("/jobs/{job_id}/transcript", response_model=Transcript,
+# Subtitles go out in pieces of about this many characters: one send per piece, not one per cue, nor one string.
+SUBTITLE_CHUNK = 64 * 1024
+
+
+@router.get("/jobs/{job_id}/transcript", response_model=TranscriptPage,
             responses={200: {"content": {"text/vtt": {"schema": {"type": "string"}},
                                          "application/x-subrip": {"schema": {"type": "string"}}},
-                             "description": "The transcript (json), or subtitles players read (vtt: WebVTT, srt)"}})
-def transcript(job: OwnedJob, ctx: Ctx,
-               format: Annotated[Literal["json", "vtt", "srt"], Query()] = "json") -> Transcript | Response:
+                             "description": "The transcript (json: whole, or a page of segments when asked with "
+                                            "limit or next_token), or subtitles players read (vtt: WebVTT, srt), "
+                                            "always whole"}})
+def transcript(
+    job: OwnedJob,
+    ctx: Ctx,
+    format: Annotated[Literal["json", "vtt", "srt"], Query()] = "json",
+    limit: Annotated[int | None, Query(ge=1, le=500, description=(
+        "json: at most this many segments, and next_token for the rest; omitted: every segment (from next_token "
+        "on), as before paging existed"))] = None,
+    next_token: Annotated[str | None, Query(max_length=32, description="json: where the page starts")] = None,
+    words: Annotated[bool, Query(description=(
+        "json: false leaves out each segment's word timings (most of a long transcript's bytes)"))] = True,
+) -> Response:
     """What is said, segment by segment with word timings, on the video's clock (the clock of frame pts_s)."""
     found = _transcript(job, ctx)
-    if format == "json":
-        return found
-    text = to_webvtt(found) if format == "vtt" else to_srt(found)
-    return Response(text, media_type=SUBTITLE_TYPES[format])
+    if format != "json":
+        # Players read a subtitle file whole; a page of one would be a different, shorter video's subtitles.
+        for name, value in (("limit", limit), ("next_token", next_token)):
+            if value is not None:
+                raise InvalidRequest(f"{name} pages format=json only; {format} subtitles come whole", field=name)
+        parts = webvtt_parts(found) if format == "vtt" else srt_parts(found)
+        return StreamingResponse(_chunked(parts), media_type=SUBTITLE_TYPES[format])
+    page = TranscriptPage.model_validate({**dict(found), "next_token": None})
+    if limit is not None or next_token is not None:
+        segments, token = _page(found.segments, next_token, limit or len(found.segments), "transcript")
+        page = page.model_copy(update={"segments": segments, "next_token": token})
+    # Serialised here, once: a long transcript is megabytes, and FastAPI would validate and encode it again.
+    body = page.model_dump_json(exclude=None if words else {"segments": {"__all__": {"words"}}})
+    return Response(body, media_type="application/json")
+
+
+def _chunked(parts: Iterable[str]) -> Iterator[bytes]:
+    pending: list[str] = []
+    size = 0
+    for part in parts:
+        pending.append(part)
+        size += len(part)
+        if size >= SUBTITLE_CHUNK:
+            yield "".join(pending).encode("utf-8")
+            pending, size = [], 0
+    if pending:
+        yield "".join(pending).encode("utf-8")
 
 
 def _transcript(job: Job, ctx: ApiContext) -> Transcript:

@@ -18,6 +18,7 @@ from video_ai.domain.models import (
     ShotLabels,
     TextLine,
 )
+from video_ai.domain.transcript import Transcript
 
 
 def _utf8(value: Any) -> None:
@@ -117,6 +118,12 @@ class TextPage(BaseModel):
     reason: str | None = Field(
         default=None, description="why the page is empty: the job ran without ocr, has not finished, or no text was "
         "read")
+
+
+class TranscriptPage(Transcript):
+    next_token: str | None = Field(
+        default=None, description="asked with limit or next_token: the token of the next page of segments; null: "
+        "this page is the last (or the transcript is whole)")
 
 
 class VideoLink(BaseModel):

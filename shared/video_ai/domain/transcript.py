@@ -7,7 +7,7 @@ Times are seconds on the video's clock (the clock of frame `pts_s`).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,7 +28,8 @@ class TranscriptSegment(_Strict):
     end_s: float
     text: str
     confidence: float = Field(ge=0.0, le=1.0, description="exp of the segment's mean token log-probability")
-    words: list[TranscriptWord]
+    words: list[TranscriptWord] = Field(
+        default_factory=list, description="the segment's words with their times; left out when asked words=false")
 
 
 class Transcript(_Strict):
@@ -66,20 +67,28 @@ def _cues(transcript: Transcript) -> list[tuple[float, float, str]]:
     return cues
 
 
-def to_webvtt(transcript: Transcript) -> str:
-    lines = ["WEBVTT", ""]
+def webvtt_parts(transcript: Transcript) -> Iterator[str]:
+    """The WebVTT document in pieces (the header, then one per cue), to be sent as they come."""
+    yield "WEBVTT\n"
     for start, end, text in _cues(transcript):
         # Cue text is HTML-like: &, < and > are escaped, and "-->" cannot appear in it.
         safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        lines += [f"{_clock(start, False)} --> {_clock(end, False)}", safe, ""]
-    return "\n".join(lines)
+        yield f"\n{_clock(start, False)} --> {_clock(end, False)}\n{safe}\n"
+
+
+def srt_parts(transcript: Transcript) -> Iterator[str]:
+    """The SubRip document in pieces, one per numbered cue."""
+    for number, (start, end, text) in enumerate(_cues(transcript), start=1):
+        gap = "\n" if number > 1 else ""
+        yield f"{gap}{number}\n{_clock(start, True)} --> {_clock(end, True)}\n{text}\n"
+
+
+def to_webvtt(transcript: Transcript) -> str:
+    return "".join(webvtt_parts(transcript))
 
 
 def to_srt(transcript: Transcript) -> str:
-    blocks = []
-    for number, (start, end, text) in enumerate(_cues(transcript), start=1):
-        blocks.append(f"{number}\n{_clock(start, True)} --> {_clock(end, True)}\n{text}\n")
-    return "\n".join(blocks)
+    return "".join(srt_parts(transcript))
 
 
 # ---------------------------------------------------------------- split jobs

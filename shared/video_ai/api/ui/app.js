@@ -502,7 +502,9 @@ async function loadTranscript(id) {
   showNote("#transcript-note", "Loading the transcript…");
   let doc;
   try {
-    doc = await call(`/jobs/${encodeURIComponent(id)}/transcript?format=json`);
+    // Whole (the playhead may jump to any line), but without word timings: the page shows lines, and the words
+    // are most of a long talk's bytes.
+    doc = await call(`/jobs/${encodeURIComponent(id)}/transcript?format=json&words=false`);
   } catch (error) {
     if (current && current.job.job_id === id) showNote("#transcript-note", `No transcript: ${readable(error)}`);
     return;
