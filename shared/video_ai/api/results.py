@@ -161,7 +161,8 @@ def transcript(
     words: Annotated[bool, Query(description=(
         "json: false leaves out each segment's word timings (most of a long transcript's bytes)"))] = True,
 ) -> Response:
-    """What is said, segment by segment with word timings, on the video's clock (the clock of frame pts_s)."""
+    """What is said, segment by segment with word timings, on the video's clock (the clock of frame pts_s). JSON comes
+    whole unless asked for a page (limit, next_token), so a client written before pages still gets every segment."""
     found = _transcript(job, ctx)
     if format != "json":
         # Players read a subtitle file whole; a page of one would be a different, shorter video's subtitles.
