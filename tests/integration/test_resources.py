@@ -84,9 +84,13 @@ def test_table_has_the_templates_keys_indexes_and_ttl(
     props = _template_properties("JobsTable")
     assert table["KeySchema"] == props["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
     indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"by_tenant", "by_content"}
+    assert set(indexes) == {"by_tenant", "by_content", "by_unsent"}
     assert indexes["by_tenant"]["KeySchema"] == [
         {"AttributeName": "tenant", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
+    assert indexes["by_unsent"]["KeySchema"] == [
+        {"AttributeName": "unsent", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
     assert indexes["by_content"]["Projection"]["ProjectionType"] == "ALL"
