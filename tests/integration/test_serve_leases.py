@@ -109,7 +109,7 @@ def test_a_duplicate_delivery_of_a_running_job_does_not_run_it(tmp_path: Path, s
             assert _metric(metrics, "video_ai_jobs_succeeded_total") == 1.0
             wait_for(lambda: receiver.event_for(job_id), 30, what="the callback")
             assert [h["webhook-id"] for p, h in receiver.events if p["job_id"] == job_id] == [
-                webhook_id(job_id, "job.succeeded")]
+                webhook_id(job_id, "job.succeeded", job["created_at"])]
     finally:
         proc.kill()
         receiver.close()
