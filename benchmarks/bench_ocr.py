@@ -304,14 +304,17 @@ def saving(clips: list[Path], det_long_side: int) -> None:
             print(f"  {clip.name} {'every frame' if every else 'change test'}: cpu {cpu:.2f} s, read "
                   f"{doc['frames_read']} of {doc['frames_seen']}, {len(doc['lines'])} lines", flush=True)
         (c_cpu, c_doc), (e_cpu, e_doc) = out[False], out[True]
-        same = [(x["text"], x["start_s"], x["end_s"]) for x in c_doc["lines"]] == [
-            (x["text"], x["start_s"], x["end_s"]) for x in e_doc["lines"]]
+        ranges_c = {(x["text"], x["start_s"], x["end_s"]) for x in c_doc["lines"]}
+        ranges_e = {(x["text"], x["start_s"], x["end_s"]) for x in e_doc["lines"]}
+        same = ranges_c == ranges_e
         texts_c = {x["text"] for x in c_doc["lines"]}
         texts_e = {x["text"] for x in e_doc["lines"]}
         print(f"{clip.name}: change test reads {c_doc['frames_read']} frames vs {e_doc['frames_read']} "
               f"({100 * (1 - c_doc['frames_read'] / max(1, e_doc['frames_read'])):.0f}% fewer engine calls), CPU "
               f"{c_cpu:.2f} vs {e_cpu:.2f} s ({100 * (1 - c_cpu / e_cpu):.0f}% less); same lines and ranges: {same}; "
-              f"texts only with every frame: {sorted(texts_e - texts_c)[:8]}", flush=True)
+              f"texts only with every frame: {sorted(texts_e - texts_c)[:8]}; ranges only with the change test: "
+              f"{sorted(ranges_c - ranges_e)[:4]}, only with every frame: {sorted(ranges_e - ranges_c)[:4]}",
+              flush=True)
 
 
 def accuracy(det_long_side: int) -> None:
