@@ -64,6 +64,20 @@ def test_the_int8_models_read_what_the_packaged_ones_read(ocr_reader: RapidOcrRe
     assert int8_paths(ocr_reader.int8_dir)["PP-OCRv6_det_small.onnx"].is_file() and loaded is not None
 
 
+def test_without_int8_models_and_nowhere_to_build_them_the_packaged_models_read(tmp_path: Path) -> None:
+    """A model directory that cannot be made (here: under a file; on Lambda, a read-only path without the baked
+    models) costs CPU, not the job's text: the reader falls back to the packaged fp32 models and says so."""
+    from video_ai.text_samples import render
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    reader = RapidOcrReader(det_long_side=640, min_confidence=0.6, int8_dir=blocker / "ocr")
+    grey = cv2.cvtColor(render(TextShot(1, [Caption("Gallery opens at noon", 0.1, 0.3, 32)]), 0.0, 1280, 720),
+                        cv2.COLOR_RGB2GRAY)
+    assert [line.text for line in reader.read(grey)] == ["Gallery opens at noon"]
+    assert reader.fell_back
+
+
 @pytest.mark.timeout(60)
 def test_text_in_a_script_the_model_lacks_neither_hangs_nor_crashes(ocr_reader: RapidOcrReader) -> None:
     """Made-up glyphs (strokes in letter-sized cells, lines of them) stand for a script outside the model's

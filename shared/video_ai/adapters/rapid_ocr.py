@@ -102,6 +102,7 @@ class RapidOcrReader:
         # Where the int8 copies of the models are (built there on first use: video_ai.model.ocr_int8); None: the
         # packaged fp32 models.
         self.int8_dir = int8_dir
+        self.fell_back = False  # int8 was asked for but the packaged fp32 models are in use (see _load)
         self.gate = gate
         self.min_confidence = min_confidence
         self.max_lines = max_lines
@@ -140,7 +141,14 @@ class RapidOcrReader:
                 if self.int8_dir is not None:
                     from video_ai.model.ocr_int8 import ensure_int8
 
-                    models = ensure_int8(self.int8_dir)
+                    try:
+                        models = ensure_int8(self.int8_dir)
+                    except OSError as err:
+                        # Not built and nowhere to build them (a read-only directory, a full disk): the packaged
+                        # models read the same text at more CPU, which beats failing every frame of the job.
+                        logger.warning("int8 OCR models unavailable in %s (%s); reading with the packaged fp32 "
+                                       "models", self.int8_dir, err)
+                        self.fell_back = True
                 _without_memory_patterns(self._engine, models, self.threads)
             return self._engine
 
