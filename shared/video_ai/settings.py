@@ -170,8 +170,8 @@ class OcrSettings(_Section):
     )
     precision: Literal["int8", "fp32"] = Field(
         default="int8",
-        description="int8: the PP-OCR models quantised once from the packaged ones (~40% less CPU, the same character "
-        "accuracy: BENCHMARKS.md); fp32: the packaged models as they are",
+        description="int8: the PP-OCR models quantised once from the packaged ones (~40% less CPU, character "
+        "accuracy within half a point: BENCHMARKS.md); fp32: the packaged models as they are",
     )
     model_dir: Path | None = Field(
         default=None,

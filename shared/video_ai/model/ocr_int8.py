@@ -4,8 +4,8 @@ cached beside the image model; the worker image bakes them (functions/worker/Doc
 
 Why: OCR's cost is the two models (the detector over a frame, ~40-50 ms at 640 px on a 720p frame here; ~15 ms a
 line for the recogniser), and int8 cuts both by ~40% on this machine (AVX-512 VNNI; ONNX Runtime's int8 kernels
-also serve arm64) with the same character accuracy on the rendered benchmark frames (BENCHMARKS.md "On-screen
-text": 89.3% int8 vs 89.0% fp32, the same per size and background).
+also serve arm64) at about the same character accuracy on the rendered benchmark frames (BENCHMARKS.md "On-screen
+text": 89.0% int8 vs 89.4% fp32; 12 px text 66.9 vs 68.7%, 16 px and larger the same).
 
 Calibration is generated, not shipped or downloaded: lines of words that are NOT the benchmark's phrases, rendered
 by `video_ai.text_samples` in several sizes and inks on flat, soft and busy backgrounds (with and without a band),
