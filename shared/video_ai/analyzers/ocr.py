@@ -66,6 +66,8 @@ START_CELLS = 3
 # ... cells where at least this share of the pixels is a static edge: sharp texture that moves still matches itself at
 # ~10% of its pixels by chance (an edge of about the same strength at the same place); a line's strokes fill more.
 START_SHARE = 0.3
+# ... unless the bands would be more of the frame than this: then it is read whole.
+START_MAX = REGION_MAX
 # Most change of an edge's gradient between two samples for it to count as static (compression noise is less).
 STEADY = 12
 # A frame with fewer sharp-edge pixels than this share is blank (black, a fade, flat colour): nothing to read.
@@ -200,7 +202,7 @@ class TextChange:
                 bands[-1][1] = bottom
             else:
                 bands.append([top, bottom])
-        if sum(bottom - top for top, bottom in bands) > REGION_MAX * total:
+        if sum(bottom - top for top, bottom in bands) > START_MAX * total:
             return None
         return [(top / total, bottom / total) for top, bottom in bands]
 
