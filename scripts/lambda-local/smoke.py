@@ -281,6 +281,11 @@ class Deliveries:
         with self.lock:
             return [payload for _, payload in self.items if payload.get("job_id") == job_id]
 
+    def messages_for(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """(webhook-id, body) of each delivery for the job."""
+        with self.lock:
+            return [(msg_id, payload) for msg_id, payload in self.items if payload.get("job_id") == job_id]
+
 
 class QuietFiles(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
@@ -501,8 +506,32 @@ def run(sam: str, run_dir: Path, template: Path, emulated: Path) -> tuple[list[I
             delivered = wait_for("the accepted job's signed callback", lambda: deliveries.for_job(job_id))
             _expect(delivered[0]["type"] == "job.succeeded" and deliveries.rejected == 0,
                     "the callback verifies with standardwebhooks", delivered)
+            # POST /jobs/{id}/callback on the API function: the job-finished event again, and the callback function
+            # sends the first message again (same webhook-id, same body; a new timestamp and signature).
+            replay = load_event("api_get_job.json")
+            replay["rawPath"] = replay["requestContext"]["http"]["path"] = f"/jobs/{job_id}/callback"
+            replay["requestContext"]["http"]["method"] = "POST"
+            replay["pathParameters"]["proxy"] = f"jobs/{job_id}/callback"
+            response = smoke.invoke("ApiFunction", replay, "POST /jobs/{id}/callback (replay)")
+            _expect(response.get("statusCode") == 202, "POST /jobs/{id}/callback", response)
+
+            def replayed() -> dict[str, Any] | None:
+                """The replay's envelope from the capture queue (the first notification may show up again there)."""
+                for raw in sqs.receive_message(QueueUrl=capture, MaxNumberOfMessages=10).get("Messages", []):
+                    sqs.delete_message(QueueUrl=capture, ReceiptHandle=raw["ReceiptHandle"])
+                    envelope: dict[str, Any] = json.loads(raw["Body"])
+                    if json.loads(envelope["Message"]).get("replay"):
+                        return envelope
+                return None
+
+            envelope = wait_for("the replayed job-finished notification", replayed)
+            smoke.invoke("CallbackFunction", sns_event(envelope), "the replayed SNS event")
+            wait_for("the replayed callback", lambda: len(deliveries.for_job(job_id)) >= 2)
+            sent = deliveries.messages_for(job_id)
+            _expect(len(sent) == 2 and sent[0] == sent[1] and deliveries.rejected == 0,
+                    "the replay is the first message again (webhook-id and body), verified", sent)
             say(f"job {job_id}: succeeded with {', '.join(ALL_FEATURES)}, {frames} vectors, transcript and on-screen "
-                "text found by words, callback verified with standardwebhooks")
+                "text found by words, callback verified with standardwebhooks and replayed as the same message")
 
             # ---- the zip functions as deployed, on arm64 under qemu-user: each of their events once
             arm = Smoke(sam, emulated, run_dir, env_file, params, suffix="-arm64",
