@@ -192,9 +192,10 @@ BASE = ["visual"]  # --cost's baseline features (--labels: the default job's, vi
 
 def int8_dir() -> Path | None:
     """Where the int8 models are (built on first use) with --precision int8 (the default), as the analyzer runs."""
-    from video_ai.model import user_cache_dir
+    from video_ai.model import ocr_model_dir
+    from video_ai.settings import Settings
 
-    return user_cache_dir() / "ocr" if PRECISION == "int8" else None
+    return ocr_model_dir(Settings()) if PRECISION == "int8" else None
 
 
 def load(det_long_side: int) -> tuple[Any, Any]:

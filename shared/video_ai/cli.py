@@ -558,7 +558,7 @@ def cmd_model_build(args: argparse.Namespace) -> int:
     from video_ai.model import build_model, ensure_model
 
     if args.ocr:
-        from video_ai.composition import ocr_model_dir
+        from video_ai.model import ocr_model_dir
         from video_ai.model.ocr_int8 import build_int8, ensure_int8
 
         paths = build_int8(Path(args.out)) if args.out else ensure_int8(ocr_model_dir(_settings(args)))

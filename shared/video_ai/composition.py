@@ -36,13 +36,6 @@ def build_embedder(settings: Settings) -> Embedder:
     return OnnxEmbedder(settings.model, ensure_model(settings.model, settings.data_dir))
 
 
-def ocr_model_dir(settings: Settings) -> Path:
-    """Where the int8 OCR models are: analysis.ocr.model_dir, else `ocr/` in the image model's cache."""
-    from video_ai.model import model_cache_dir
-
-    return settings.analysis.ocr.model_dir or model_cache_dir(settings.model, settings.data_dir) / "ocr"
-
-
 def build_analyzers(settings: Settings, embedder: Embedder, index: VectorIndex,
                     tracing: Tracing | None = None, moments: MomentStore | None = None,
                     thumbnails: ThumbnailStore | None = None,
@@ -50,6 +43,7 @@ def build_analyzers(settings: Settings, embedder: Embedder, index: VectorIndex,
     """The analyzers jobs may ask for (features), sharing the process's image model and index (and text index)."""
     from video_ai.analyzers import AnalyzerContext, AnalyzerSet
     from video_ai.domain.ports import NullTracing
+    from video_ai.model import ocr_model_dir
 
     ocr = settings.analysis.ocr
     if ocr.precision == "int8" and ocr.model_dir is None:

@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MODEL = "PP-OCRv6 det/rec small (rapidocr 3.10.0)"
-# The int8 models' build version (video_ai.model.ocr_int8.VERSION; not imported: that module imports onnx).
-OCR_INT8_VERSION = 1
 # The change test's map: width in pixels (a 30 px digit of a 720p frame changing to another still changes a few
 # cells at 384; at 256 it did not), cell side, and the grey-level step that makes a sharp edge.
 EDGE_WIDTH = 384
@@ -102,6 +100,15 @@ def gradient_map(luma: np.ndarray) -> np.ndarray:
     return gradient
 
 
+def static_edges(gradient: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Edges of `gradient` that `previous` (the sampled frame before, same shape) has at the same pixel with about the
+    same strength (within STEADY): an overlay's strokes; dense texture that moves has edges at most pixels of both
+    frames, of unrelated strengths."""
+    steady: np.ndarray = cv2.absdiff(gradient, previous) <= STEADY
+    static: np.ndarray = (gradient >= EDGE_MIN) & steady & (previous >= EDGE_MIN)
+    return static
+
+
 def cell_share(mask: np.ndarray) -> np.ndarray:
     """Per CELL x CELL cell, the share of True pixels."""
     h, w = mask.shape
@@ -145,13 +152,8 @@ class TextChange:
         same_shot = not first and shot == self._previous_shot and self._previous is not None \
             and self._previous.shape == edges.shape
         gradient = self._gradient
-        if same_shot and self._previous is not None:
-            # Static: an edge of the same strength at the same pixel in both frames (an overlay's strokes); dense
-            # texture that moves (foliage in a pan) has edges at most pixels of both, of unrelated strengths.
-            steady = cv2.absdiff(gradient, self._previous) <= STEADY
-            static = edges & steady & (self._previous >= EDGE_MIN)
-        else:
-            static = edges
+        # Within a shot, only edges the previous sample had too (static_edges) can be an overlay's new text.
+        static = static_edges(gradient, self._previous) if same_shot and self._previous is not None else edges
         self._previous, self._previous_shot = gradient, shot
         self.edges = edges
         self.region = None
@@ -188,8 +190,7 @@ class TextChange:
         previous = self._gradient
         if following.shape != previous.shape:
             return None
-        static = (following >= EDGE_MIN) & (previous >= EDGE_MIN) & (cv2.absdiff(following, previous) <= STEADY)
-        cells = (cell_share(static) >= START_SHARE).astype(np.uint8)
+        cells = (cell_share(static_edges(following, previous)) >= START_SHARE).astype(np.uint8)
         runs = cv2.erode(cells, np.ones((1, START_CELLS), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
         rows = np.flatnonzero(runs.any(axis=1))
         if rows.size == 0:
@@ -404,8 +405,11 @@ class OcrAnalyzer:
         self.artifacts = context.artifacts
         self._reader = context.text_reader
         self.needs = FrameNeeds(luma_short_side=self.settings.image_short_side)
-        # What decides the lines besides the video (joins the content key: a job never reuses lines read otherwise).
-        self.variant = f"ocr={self.settings.model_dump_json(exclude={'threads', 'model_dir'})},v{OCR_INT8_VERSION}"
+        # What decides the lines besides the video (joins the content key: a job never reuses lines read otherwise):
+        # the settings and the int8 models' build version (that module imports onnx only when it builds).
+        from video_ai.model.ocr_int8 import VERSION
+
+        self.variant = f"ocr={self.settings.model_dump_json(exclude={'threads', 'model_dir'})},v{VERSION}"
 
     def reader(self) -> TextReader:
         if self._reader is None:
@@ -414,10 +418,11 @@ class OcrAnalyzer:
             s = self.settings
             int8_dir = None
             if s.precision == "int8":
-                # Composition sets model_dir; without it (a bare context in tests), the user's model cache.
-                from video_ai.model import user_cache_dir
+                # Composition sets model_dir; without it (a bare context), the default settings' place for them.
+                from video_ai.model import ocr_model_dir
+                from video_ai.settings import Settings
 
-                int8_dir = s.model_dir or user_cache_dir() / "ocr"
+                int8_dir = s.model_dir or ocr_model_dir(Settings())
             self._reader = RapidOcrReader(det_long_side=s.det_long_side, min_confidence=s.min_confidence,
                                           max_lines=s.max_lines, threads=s.threads, gate=s.det_gate,
                                           int8_dir=int8_dir)

@@ -21,7 +21,7 @@ from video_ai.domain.errors import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-    from video_ai.settings import ModelSettings
+    from video_ai.settings import ModelSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,11 @@ def model_cache_dir(settings: ModelSettings, data_dir: Path) -> Path:
     return user if _writable(user) else Path(data_dir) / "models"
 
 
+def ocr_model_dir(settings: Settings) -> Path:
+    """Where the int8 OCR models are: analysis.ocr.model_dir, else `ocr/` in the image model's cache."""
+    return settings.analysis.ocr.model_dir or model_cache_dir(settings.model, settings.data_dir) / "ocr"
+
+
 def cached_model_path(settings: ModelSettings, data_dir: Path) -> Path:
     """Where the built-in model is cached: {model_cache_dir}/{name}-{version}-{precision}.onnx."""
     return model_cache_dir(settings, data_dir) / f"{settings.name}-{settings.version}-{settings.precision}.onnx"
@@ -144,4 +149,4 @@ def imagenet_labels() -> tuple[str, ...]:
 
 
 __all__ = ["BUILTIN_MODEL_NAME", "build_model", "cached_model_path", "ensure_model", "imagenet_labels",
-           "model_cache_dir", "user_cache_dir"]
+           "model_cache_dir", "ocr_model_dir", "user_cache_dir"]
